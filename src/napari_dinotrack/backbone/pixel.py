@@ -1,0 +1,43 @@
+"""A weight-free backbone whose features are the patch's own colours.
+
+It needs no download and its answers are predictable, so tests, the sample data and demos can
+exercise the whole pipeline with it. Select it with the model name ``"pixel:"`` (optionally
+``"pixel:<patch_size>"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import WorkGeometry, register_backbone
+from .preprocess import to_working_tensor
+
+
+class PixelBackbone:
+    """Patch features = the patch's RGB pooled to a 4 x 4 sub-grid, L2-normalised."""
+
+    def __init__(self, patch_size: int = 16, device: str | torch.device | None = None):
+        if patch_size % 4:
+            raise ValueError(f"pixel backbone patch size must be a multiple of 4, got {patch_size}")
+        self.name = f"pixel:{patch_size}"
+        self.patch_size = patch_size
+        self.feature_dim = 3 * 16
+        self.device = torch.device(device or "cpu")
+
+    def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
+        x = to_working_tensor(frames, geometry, self.device, torch.float32, normalize=False)
+        cell = self.patch_size // 4
+        pooled = F.avg_pool2d(x, cell)  # (B, 3, 4*gh, 4*gw)
+        b, c, h4, w4 = pooled.shape
+        gh, gw = h4 // 4, w4 // 4
+        feats = pooled.reshape(b, c, gh, 4, gw, 4).permute(0, 1, 3, 5, 2, 4).reshape(b, 48, gh, gw)
+        return F.normalize(feats, dim=1, eps=1e-6)
+
+
+def _make_pixel(argument: str = "", device: str | torch.device | None = None, **_: object):
+    return PixelBackbone(int(argument) if argument else 16, device=device)
+
+
+register_backbone("pixel", _make_pixel)
