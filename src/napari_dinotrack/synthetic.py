@@ -111,9 +111,10 @@ def make_clip(
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     background = (40 + 25 * rng.random((height, width, 1))).astype(np.float32).repeat(3, axis=2)
+    # fur: mid-grey brightness noise with a faint tint, unlike any body-part colour
     textures = [
-        (90 + 70 * rng.random((height, width, 1))).astype(np.float32) * np.array(tint, np.float32)
-        for tint in ((1.0, 0.9, 0.8), (0.8, 0.9, 1.0), (0.9, 1.0, 0.85))
+        (128 + 60 * (rng.random((height, width, 1)) - 0.5)).astype(np.float32) * np.array(tint, np.float32)
+        for tint in ((1.04, 1.0, 0.96), (0.96, 1.0, 1.04), (1.0, 1.04, 0.96))
     ]
     parts = list(BODY_PARTS)
     names = [f"animal{i + 1}" for i in range(n_instances)]

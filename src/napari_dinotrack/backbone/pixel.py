@@ -16,7 +16,7 @@ from .preprocess import to_working_tensor
 
 
 class PixelBackbone:
-    """Patch features = the patch's RGB pooled to a 4 x 4 sub-grid, L2-normalised."""
+    """Patch features = the patch's RGB (minus mid-grey) pooled to a 4 x 4 sub-grid, L2-normalised."""
 
     def __init__(self, patch_size: int = 16, device: str | torch.device | None = None):
         if patch_size % 4:
@@ -29,7 +29,8 @@ class PixelBackbone:
     def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
         x = to_working_tensor(frames, geometry, self.device, torch.float32, normalize=False)
         cell = self.patch_size // 4
-        pooled = F.avg_pool2d(x, cell)  # (B, 3, 4*gh, 4*gw)
+        # centring on mid-grey makes unrelated colours dissimilar (raw RGB vectors are all alike)
+        pooled = F.avg_pool2d(x, cell) - 0.5  # (B, 3, 4*gh, 4*gw)
         b, c, h4, w4 = pooled.shape
         gh, gw = h4 // 4, w4 // 4
         feats = pooled.reshape(b, c, gh, 4, gw, 4).permute(0, 1, 3, 5, 2, 4).reshape(b, 48, gh, gw)

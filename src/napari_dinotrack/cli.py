@@ -1,0 +1,164 @@
+"""The ``napari-dinotrack`` command line.
+
+Sub-commands are added in :func:`build_parser`; each sets ``func`` (``func(args) -> int``) on its
+sub-parser. Exit codes: 0 success, 2 bad input or an unavailable model (a one-paragraph message on
+stderr, no traceback), 1 an internal error (with traceback), 130 interrupted.
+
+Heavy modules (torch, transformers) are imported only by the commands that need them, so
+``napari-dinotrack models`` answers quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+
+from . import __version__
+
+
+class UsageError(Exception):
+    """Bad user input: reported on stderr with exit code 2."""
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check_model(args)
+    from .backbone.catalog import DEFAULT_MODEL, list_models
+    from .backbone.loader import ENV_LOCATION, available_locally
+
+    rows = []
+    for spec in list_models():
+        rows.append({
+            "key": spec.key,
+            "repo_id": spec.repo_id,
+            "family": spec.family,
+            "size": spec.size,
+            "gated": spec.gated,
+            "default": spec.key == DEFAULT_MODEL,
+            "patch_size": spec.patch_size,
+            "feature_dim": spec.feature_dim,
+            "description": spec.description,
+            "aliases": list(spec.aliases),
+            "local_path": available_locally(spec),
+        })
+    if args.json:
+        print(json.dumps({"default": DEFAULT_MODEL,
+                          "dinov3_location": os.environ.get(ENV_LOCATION) or None,
+                          "models": rows}, indent=2))
+        return 0
+    head = ("key", "repo id", "family", "access", "weights")
+    table = [
+        (
+            ("* " if r["default"] else "  ") + r["key"],
+            r["repo_id"],
+            f"{r['family']} {r['size']}",
+            "gated" if r["gated"] else "open",
+            r["local_path"] or "not downloaded",
+        )
+        for r in rows
+    ]
+    widths = [max(len(head[i]) + (2 if i == 0 else 0), *(len(t[i]) for t in table))
+              for i in range(len(head) - 1)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + "  " + cells[-1]
+
+    print(fmt(("  " + head[0], *head[1:])))
+    for t in table:
+        print(fmt(t))
+    print(f"\n* = default. {ENV_LOCATION}={os.environ.get(ENV_LOCATION) or '(not set)'}")
+    print("Gated models need `hf auth login` (or HF_TOKEN) and the DINOv3 licence accepted on "
+          "huggingface.co; check one with: napari-dinotrack models --check NAME_OR_FOLDER")
+    return 0
+
+
+def _check_model(args: argparse.Namespace) -> int:
+    from .backbone.loader import BackboneUnavailableError, load_backbone
+
+    t0 = time.perf_counter()
+    try:
+        backbone = load_backbone(args.check, device=args.device, precision=args.precision)
+    except BackboneUnavailableError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "model": args.check, "error": str(exc)}, indent=2))
+        raise UsageError(str(exc)) from exc
+    seconds = time.perf_counter() - t0
+    info = {
+        "ok": True,
+        "model": args.check,
+        "name": backbone.name,
+        "feature_dim": backbone.feature_dim,
+        "patch_size": backbone.patch_size,
+        "device": str(backbone.device),
+        "dtype": str(getattr(backbone, "dtype", "")).removeprefix("torch.") or None,
+        "source": getattr(backbone, "source", None),
+        "load_seconds": round(seconds, 3),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"OK {backbone.name}: feature dim {backbone.feature_dim}, patch size "
+              f"{backbone.patch_size}, {info['device']}"
+              + (f" {info['dtype']}" if info["dtype"] else "")
+              + (f", loaded from {info['source']}" if info["source"] else "")
+              + f" in {seconds:.2f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with all sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="napari-dinotrack",
+        description="Track animal keypoints through videos with DINOv3 patch features.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    models = sub.add_parser(
+        "models",
+        help="list the known backbone models and whether their weights are available",
+        description="List the known backbone models and where their weights are found "
+        "locally; with --check, try to load one (a catalog name, alias, repo id or folder).",
+    )
+    models.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    models.add_argument("--check", metavar="NAME_OR_DIR",
+                        help="load this model and report its feature dim and patch size")
+    models.add_argument("--device", default=None,
+                        help="device for --check: auto (default), cpu, cuda, cuda:N, N, mps")
+    models.add_argument("--precision", default="auto",
+                        help="precision for --check: auto (default), fp32, fp16, bf16")
+    models.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse reports usage errors itself (code 2), --help is 0
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"napari-dinotrack: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("napari-dinotrack: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"napari-dinotrack: internal error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""The dock's sub-panels as magicgui Containers (layout only; the behaviour is in ``widget.py``).
+
+The tracker-settings panel is generated from :class:`~napari_dinotrack.tracking.config.TrackerConfig`'s
+field metadata: one editor per field, tooltip = the field's help text plus its valid range,
+limits = its ``min``/``max``, choices = its ``choices``, grouped by its ``group``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, fields
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    Widget,
+)
+
+from ..tracking.config import PRESETS, TrackerConfig
+from .backbones import LOCAL_FOLDER, model_choices
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "GROUP_TITLES",
+    "BackbonePanel",
+    "DisplayPanel",
+    "LayersPanel",
+    "SeedPanel",
+    "TrackPanel",
+    "TrackerConfigPanel",
+    "config_field_label",
+]
+
+GROUP_TITLES: dict[str, str] = {
+    "motion": "Motion prior & search window",
+    "occlusion": "Occlusion",
+    "appearance": "Appearance & refinement",
+    "mask": "Masks",
+    "runtime": "Runtime",
+}
+CUSTOM = "custom"
+
+
+def _wrap(label: Label) -> Label:
+    label.native.setWordWrap(True)
+    return label
+
+
+def _status() -> Label:
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    label.native.setStyleSheet("color: #bbbbbb;")
+    return label
+
+
+class LayersPanel(Container):
+    """Pickers for the video Image, keypoints Points and masks Labels layers."""
+
+    def __init__(self, image_choices: Callable, points_choices: Callable, labels_choices: Callable) -> None:
+        self.image = ComboBox(label="video", choices=image_choices, nullable=True,
+                              tooltip="The video (Image layer) to track.")
+        self.points = ComboBox(label="keypoints", choices=points_choices, nullable=True,
+                               tooltip="The Points layer with the keypoints (seed + tracked).")
+        self.labels = ComboBox(label="masks", choices=labels_choices, nullable=True,
+                               tooltip="Optional Labels layer that shows the instance masks.")
+        super().__init__(widgets=[self.image, self.points, self.labels], labels=True)
+
+
+class BackbonePanel(Container):
+    """Model, short side, device, precision and where the weights come from."""
+
+    def __init__(self) -> None:
+        self.model = ComboBox(label="model", choices=model_choices(),
+                              tooltip="Feature extractor. DINOv3 needs its (gated) weights; "
+                                      "'pixel:' needs none; 'local folder…' loads a save_pretrained folder.")
+        self.folder = FileEdit(label="folder", mode="d", tooltip="Folder with config.json + model.safetensors.")
+        self.short_side = SpinBox(label="short side", value=768, min=64, max=4096, step=16,
+                                  tooltip="Frames are resized so their short side has this many pixels "
+                                          "before feature extraction (more = finer, slower).")
+        self.device = ComboBox(label="device", choices=_device_choices(),
+                               tooltip="Where the model runs; 'auto' picks CUDA, then Apple MPS, then CPU.")
+        self.precision = ComboBox(label="precision", choices=["auto", "fp32", "bf16", "fp16"],
+                                  tooltip="'auto': bf16/fp16 on GPUs, fp32 on CPU.")
+        self.source = _wrap(Label(value=""))
+        self.source.native.setStyleSheet("color: #bbbbbb;")
+        self.check = PushButton(text="Load model now",
+                                tooltip="Load the model in the background to check that it is available.")
+        super().__init__(widgets=[self.model, self.folder, self.short_side, self.device, self.precision,
+                                  self.source, self.check], labels=True)
+        self.folder.visible = False
+
+    @property
+    def model_name(self) -> str:
+        """The model to load: catalog key, ``pixel:`` or the chosen folder."""
+        value = self.model.value
+        if value == LOCAL_FOLDER:
+            folder = self.folder.value
+            return str(folder) if folder and str(folder) not in ("", ".") else ""
+        return str(value)
+
+    def set_model(self, name: str) -> None:
+        """Select ``name`` (a catalog key / ``pixel:``) or, for a path, the local-folder entry."""
+        values = [v for _, v in model_choices()]
+        if name in values:
+            self.model.value = name
+        elif name:
+            self.model.value = LOCAL_FOLDER
+            self.folder.value = name
+
+
+def _device_choices() -> list[str]:
+    """Devices to offer; filtered by availability only if torch is already imported (fast start)."""
+    import sys
+
+    choices = ["auto", "cpu"]
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return [*choices, "cuda", "mps"]
+    if torch.cuda.is_available():
+        choices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def config_field_label(name: str) -> str:
+    """Human label of a TrackerConfig field: ``motion_soft_radius_px`` -> ``motion soft radius (px)``."""
+    text = name.replace("_", " ")
+    if text.endswith(" px"):
+        text = text[:-3] + " (px)"
+    return text
+
+
+class _OptionalFloat(Container):
+    """A float that may be left empty (None): an "auto" checkbox plus a spin box."""
+
+    def __init__(self, label: str, value: float | None, lo: float, hi: float, step: float, tooltip: str,
+                 auto_text: str = "auto") -> None:
+        self.auto = CheckBox(text=auto_text, value=value is None, tooltip=tooltip)
+        self.spin = FloatSpinBox(value=lo if value is None else value, min=lo, max=hi, step=step, tooltip=tooltip)
+        super().__init__(widgets=[self.auto, self.spin], layout="horizontal", labels=False, label=label)
+        self.margins = (0, 0, 0, 0)
+        self.tooltip = tooltip
+        self.spin.enabled = value is not None
+        self.auto.changed.connect(self._on_auto)
+        self.spin.changed.connect(lambda *_: self.changed.emit(self))
+
+    def _on_auto(self, *_: Any) -> None:
+        self.spin.enabled = not self.auto.value
+        self.changed.emit(self)
+
+    @property
+    def value(self) -> float | None:
+        return None if self.auto.value else float(self.spin.value)
+
+    @value.setter
+    def value(self, v: float | None) -> None:
+        with self.auto.changed.blocked(), self.spin.changed.blocked():
+            self.auto.value = v is None
+            if v is not None:
+                self.spin.value = v
+            self.spin.enabled = v is not None
+        self.changed.emit(self)
+
+
+def _nice_step(lo: float, hi: float, default: float) -> float:
+    span = (hi - lo) if math.isfinite(hi - lo) and hi > lo else max(abs(default), 1.0)
+    step = 10 ** math.floor(math.log10(span / 100)) if span > 0 else 0.01
+    if default:
+        # fine enough to reach the default exactly (e.g. 0.85 with a 0.01 step)
+        while step > 1e-4 and abs(round(default / step) * step - default) > 1e-9:
+            step /= 10
+    return step
+
+
+class TrackerConfigPanel(Container):
+    """Every TrackerConfig knob, generated from the field metadata, plus presets and reset."""
+
+    def __init__(self) -> None:
+        self.preset = ComboBox(label="preset", choices=[CUSTOM, *PRESETS],
+                               tooltip="Starting points for common situations; editing any knob makes it 'custom'.")
+        self.reset = PushButton(text="Reset to defaults")
+        self.error = _wrap(Label(value=""))
+        self.error.native.setStyleSheet("color: #ff7070;")
+        self.editors: dict[str, Widget] = {}
+        widgets: list[Widget] = [self.preset, self.reset]
+        by_group: dict[str, list[Any]] = {}
+        for f in fields(TrackerConfig):
+            by_group.setdefault(f.metadata.get("group", "motion"), []).append(f)
+        for group in [*GROUP_TITLES, *[g for g in by_group if g not in GROUP_TITLES]]:
+            if group not in by_group:
+                continue
+            header = Label(value=f"<b>{GROUP_TITLES.get(group, group.title())}</b>")
+            widgets.append(header)
+            for f in by_group[group]:
+                editor = self._editor(f)
+                self.editors[f.name] = editor
+                widgets.append(editor)
+        widgets.append(self.error)
+        super().__init__(widgets=widgets, labels=True)
+
+    @staticmethod
+    def _editor(f: Any) -> Widget:
+        meta = f.metadata
+        default = f.default if f.default is not MISSING else None
+        lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+        rng = ""
+        if lo is not None or hi is not None:
+            rng = f" Range {lo if lo is not None else '-∞'} to {hi if hi is not None else '∞'}."
+        tip = f"{meta.get('help', '')}{rng} Default: {default!r}. [{f.name}]"
+        label = config_field_label(f.name)
+        if choices:
+            return ComboBox(label=label, choices=list(choices), value=default, tooltip=tip)
+        if isinstance(default, bool):
+            return CheckBox(label=label, value=default, tooltip=tip)
+        if isinstance(default, int):
+            return SpinBox(label=label, value=default, min=int(lo if lo is not None else -(2**31)),
+                           max=int(hi if hi is not None else 2**31 - 1), tooltip=tip)
+        lo_f = float(lo) if lo is not None else -1e9
+        hi_f = float(hi) if hi is not None else 1e9
+        step = _nice_step(lo_f, hi_f, float(default or 0.0))
+        if default is None:
+            return _OptionalFloat(label, None, lo_f, hi_f, step, tip)
+        return FloatSpinBox(label=label, value=float(default), min=lo_f, max=hi_f, step=step, tooltip=tip)
+
+    def values(self) -> dict[str, Any]:
+        """The editors' current values by field name (not validated)."""
+        return {name: w.value for name, w in self.editors.items()}
+
+    def config(self) -> TrackerConfig:
+        """A validated TrackerConfig from the editors; raises ValueError naming the bad field."""
+        values = self.values()
+        for f in fields(TrackerConfig):
+            if isinstance(f.default, float) and values.get(f.name) is not None:
+                values[f.name] = float(values[f.name])
+        return TrackerConfig.from_dict(values)
+
+    def set_config(self, config: TrackerConfig) -> None:
+        """Show ``config`` in the editors (emits one ``changed``)."""
+        with self.changed.blocked():
+            for name, editor in self.editors.items():
+                value = getattr(config, name)
+                with editor.changed.blocked():
+                    editor.value = value
+        self.changed.emit(self)
+
+    def matching_preset(self) -> str:
+        """The preset equal to the current values, else ``"custom"``."""
+        try:
+            cfg = self.config().to_dict()
+        except ValueError:
+            return CUSTOM
+        for name in PRESETS:
+            if TrackerConfig.preset(name).to_dict() == cfg:
+                return name
+        return CUSTOM
+
+
+class SeedPanel(Container):
+    """Keypoint names, instance name, add points, mark hidden/visible, save the frame as a seed."""
+
+    def __init__(self) -> None:
+        self.names = LineEdit(label="keypoints", value="nose, leftear, rightear, tail_base",
+                              tooltip="Comma-separated keypoint names, in the order they are placed.")
+        self.instance = LineEdit(label="instance", value="animal1", tooltip="Name of the animal being labelled.")
+        self.add = PushButton(text="Add keypoints for this instance",
+                              tooltip="Place the missing named keypoints of this instance in a row at the view "
+                                      "centre on the current frame; then drag each onto its body part.")
+        self.toggle_visible = PushButton(text="Mark selected hidden / visible",
+                                         tooltip="Toggle whether the selected keypoints are occluded on this frame.")
+        self.save = PushButton(text="Save frame as manual seed",
+                               tooltip="Write this frame's keypoints as a manual (seed) annotation.")
+        self.status = _status()
+        super().__init__(widgets=[self.names, self.instance, self.add, self.toggle_visible, self.save,
+                                  self.status], labels=True)
+
+
+class TrackPanel(Container):
+    """Track / Track from here / Stop, an optional end frame, progress and speed."""
+
+    def __init__(self) -> None:
+        self.track = PushButton(text="Track", tooltip="Track every stale frame: from each manual frame to the end.")
+        self.track_here = PushButton(text="Track from here",
+                                     tooltip="Re-track from the current frame (its keypoints are the seed) to the end.")
+        self.stop = PushButton(text="Stop", tooltip="Stop after the current frame; results so far are kept.")
+        self.stop.enabled = False
+        self.end_frame = SpinBox(label="end frame", value=-1, min=-1, max=10**9,
+                                 tooltip="Last frame to track; 'end' = the whole video.")
+        self.end_frame.native.setSpecialValueText("end")
+        buttons = Container(widgets=[self.track, self.track_here, self.stop], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.status = _status()
+        super().__init__(widgets=[buttons, self.end_frame, self.progress, self.status], labels=True)
+
+    def set_running(self, running: bool) -> None:
+        """Enable Stop while a run is going, the Track buttons otherwise."""
+        self.track.enabled = not running
+        self.track_here.enabled = not running
+        self.stop.enabled = running
+
+
+class DisplayPanel(Container):
+    """Trajectories (tail length) and the similarity heatmap toggle."""
+
+    def __init__(self) -> None:
+        self.trajectories = CheckBox(text="Show trajectories", value=True,
+                                     tooltip="A Tracks layer with each keypoint's recent path.")
+        self.tail_length = SpinBox(label="tail length", value=15, min=1, max=10_000,
+                                   tooltip="How many past frames of each path are drawn.")
+        self.heatmap = CheckBox(text="Similarity heatmap (click the video)", value=False,
+                                tooltip="While on, clicking the video shows how similar every patch of the "
+                                        "frame is to the clicked one.")
+        self.from_seed = CheckBox(text="compare with the seed frame's patch", value=False,
+                                  tooltip="Take the clicked patch from the nearest earlier manual frame "
+                                          "instead of the current frame.")
+        self.opacity = FloatSlider(label="heatmap opacity", value=0.6, min=0.0, max=1.0, step=0.05)
+        self.status = _status()
+        super().__init__(widgets=[self.trajectories, self.tail_length, self.heatmap, self.from_seed, self.opacity,
+                                  self.status], labels=True)
+

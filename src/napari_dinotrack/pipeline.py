@@ -1,0 +1,298 @@
+"""DinoKeypointVideoProcessor: decode thread -> batched backbone -> tracker -> writer thread.
+
+The run plan (:mod:`.runplan`) decides which frames need tracking from the result folder alone,
+so the same call resumes after a crash, re-tracks after a correction and does nothing when all
+results are current. Frames are decoded ahead on a background thread, go through the backbone in
+batches at one working resolution, are tracked one by one on the backbone's device, and are
+written by a background writer while the next frames are computed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backbone.base import Backbone, WorkGeometry, compute_geometry
+from .backbone.catalog import DEFAULT_MODEL
+from .errors import InputError
+from .io.annotations import FrameAnnotation, Instance, Keypoint
+from .io.labelme import load_annotations
+from .io.masks import MaskStore, polygon_to_mask
+from .io.paths import ResultLayout
+from .io.results import ResultWriter
+from .io.video import VideoReader, probe_video
+from .runplan import RunPlan, plan_run
+from .tracking.config import TrackerConfig
+from .tracking.flow import to_gray
+from .tracking.masks import MaskPropagator, make_propagator
+from .tracking.tracker import KeypointTracker, TrackOutput
+
+__all__ = ["DEFAULT_MODEL", "DinoKeypointVideoProcessor", "FrameResult", "RunSummary"]
+
+
+@dataclass
+class FrameResult:
+    """One frame's outcome, yielded as soon as it is known (its files follow on the writer thread)."""
+
+    frame: int
+    annotation: FrameAnnotation  # native video pixels; source "manual" for seed frames
+    masks: np.ndarray | None  # (I, H, W) bool in the annotation's instance order, or None
+    reseeded: bool  # True when this frame (re)started tracking: the first frame or a manual frame
+    frames_done: int
+    frames_total: int
+    fps: float  # tracked frames per second so far in this run
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or stopped) run did."""
+
+    first_frame: int | None
+    last_frame: int | None
+    frames_tracked: int
+    stopped: bool
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames_tracked / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class DinoKeypointVideoProcessor:
+    """Track every labelled keypoint of a video from its manual frames to the end.
+
+    ``model_name`` is a catalog name, a Hugging Face id, a local ``save_pretrained`` folder, a
+    registered scheme such as ``"pixel:"``, or a ready :class:`~.backbone.base.Backbone` object.
+    Results go to ``result_folder`` (default ``<video dir>/<video stem>/``).
+    """
+
+    def __init__(
+        self,
+        video_path: str | os.PathLike[str],
+        result_folder: str | os.PathLike[str] | None = None,
+        model_name: str | os.PathLike[str] | Backbone = DEFAULT_MODEL,
+        short_side: int = 768,
+        device: str | None = None,
+        runtime_config: TrackerConfig | None = None,
+        progress_callback: ProgressCallback | None = None,
+        precision: str = "auto",
+    ) -> None:
+        self.video_path = Path(video_path)
+        self.info = probe_video(self.video_path)
+        self.layout = ResultLayout(self.video_path, result_folder)
+        self.config = runtime_config if runtime_config is not None else TrackerConfig()
+        if int(short_side) < 16:
+            raise InputError(f"short side must be at least 16 pixels, got {short_side}")
+        self.short_side = int(short_side)
+        self.device = device
+        self.precision = precision
+        self.model_name = model_name
+        self.progress_callback = progress_callback
+        self._backbone: Backbone | None = None if isinstance(model_name, str | os.PathLike) else model_name
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def backbone(self) -> Backbone:
+        """The feature extractor, loaded on first use."""
+        if self._backbone is None:
+            from .backbone.loader import load_backbone
+
+            self._backbone = load_backbone(self.model_name, device=self.device, precision=self.precision)
+        return self._backbone
+
+    def stop(self) -> None:
+        """Ask a running ``iter_results``/``process_video`` to finish after the current frame (thread-safe)."""
+        self._stop.set()
+
+    def plan(self, start_frame: int | None = None, end_frame: int | None = None) -> RunPlan | None:
+        """The frames a run would track now (None: everything is current)."""
+        return plan_run(self._load_annotations(), self.info.n_frames, start_frame, end_frame,
+                        where=str(self.layout.folder))
+
+    def process_video(self, start_frame: int | None = None, end_frame: int | None = None) -> RunSummary:
+        """Track and write every stale frame (or ``start_frame``..``end_frame``); returns a summary."""
+        start = time.perf_counter()
+        first = last = None
+        tracked = 0
+        for result in self.iter_results(start_frame, end_frame):
+            if result.reseeded and first is None:
+                first = result.frame
+            last = result.frame
+            tracked = result.frames_done
+        return RunSummary(first, last, tracked, self._stop.is_set(), time.perf_counter() - start)
+
+    def iter_results(self, start_frame: int | None = None, end_frame: int | None = None) -> Iterator[FrameResult]:
+        """Track and yield each frame's result as it is produced; outputs are written as it goes.
+
+        The first result is the frame tracking starts from (``reseeded=True``). Closing the
+        iterator early, or ``stop()``, ends the run with everything produced so far on disk.
+        """
+        self._stop.clear()
+        annotations = self._load_annotations()
+        plan = plan_run(annotations, self.info.n_frames, start_frame, end_frame, where=str(self.layout.folder))
+        if plan is None:
+            return
+        self._check_sizes(annotations, plan)
+        backbone = self.backbone
+        geometry = compute_geometry(self.info.height, self.info.width, self.short_side, backbone.patch_size)
+        tracker = KeypointTracker(self.config, geometry, backbone.device)
+        with VideoReader(self.video_path) as reader:
+            self._learn_templates(tracker, reader, backbone, geometry, plan, annotations)
+            self.layout.ensure_folder()
+            self.config.save(self.layout.config_json)
+            with ResultWriter(self.layout, [annotations[f] for f in plan.keep]) as writer:
+                yield from self._track(plan, annotations, reader, backbone, geometry, tracker, writer)
+
+    # ------------------------------------------------------------------ the loop
+    def _track(self, plan: RunPlan, annotations: dict[int, FrameAnnotation], reader: VideoReader,
+               backbone: Backbone, geometry: WorkGeometry, tracker: KeypointTracker,
+               writer: ResultWriter) -> Iterator[FrameResult]:
+        batch_size = self.config.batch_size
+        frames = reader.iter_frames(plan.init_frame, plan.last + 1, prefetch=2 * batch_size)
+        run = _RunState(plan.n_frames)
+        try:
+            batch: list[tuple[int, np.ndarray]] = []
+            for index, frame in frames:
+                batch.append((index, frame))
+                if len(batch) < batch_size and index < plan.last:
+                    continue
+                if self._stop.is_set():
+                    return
+                features = backbone.extract(np.stack([f for _, f in batch]), geometry)
+                for (idx, img), feats in zip(batch, features, strict=True):
+                    if self._stop.is_set():
+                        return
+                    result = self._frame(idx, img, feats, plan, annotations, geometry, tracker, writer, run)
+                    yield result
+                batch = []
+        finally:
+            frames.close()
+
+    def _frame(self, idx: int, img: np.ndarray, feats: torch.Tensor, plan: RunPlan,
+               annotations: dict[int, FrameAnnotation], geometry: WorkGeometry, tracker: KeypointTracker,
+               writer: ResultWriter, run: _RunState) -> FrameResult:
+        gray = to_gray(img)
+        here = annotations.get(idx)
+        if idx == plan.init_frame or (here is not None and here.is_manual):
+            assert here is not None
+            tracker.start(here, feats, gray)
+            run.seed = here
+            run.lineage = (here.frame, here.digest()) if here.is_manual else (here.seed_frame, here.seed_digest)
+            masks = self._seed_masks(here)
+            run.propagator = self._start_propagator(feats, masks, geometry, img)
+            if idx != plan.init_frame:
+                writer.put(here, masks, write_json=False)
+                run.count_frame(self.progress_callback)
+            return FrameResult(idx, here, masks, True, run.done, run.total, run.fps)
+        masks = None
+        if run.propagator is not None:
+            masks_t = run.propagator.step(feats, img)
+            out = tracker.step(feats, gray, masks_t)
+            masks = masks_t.cpu().numpy()
+        else:
+            out = tracker.step(feats, gray)
+        ann = _prediction(run.seed, idx, out, run.lineage)
+        writer.put(ann, masks)
+        run.count_frame(self.progress_callback)
+        return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps)
+
+    # ------------------------------------------------------------------ helpers
+    def _load_annotations(self) -> dict[int, FrameAnnotation]:
+        return load_annotations(self.layout) if self.layout.folder.is_dir() else {}
+
+    def _check_sizes(self, annotations: dict[int, FrameAnnotation], plan: RunPlan) -> None:
+        size = (self.info.height, self.info.width)
+        for f in (plan.init_frame, *plan.manual):
+            ann = annotations[f]
+            if (ann.image_height, ann.image_width) != size:
+                raise InputError(
+                    f"{self.layout.frame_json(f)}: labelled for a {ann.image_width}x{ann.image_height} image, "
+                    f"but {self.video_path.name} is {self.info.width}x{self.info.height}. Label this video's "
+                    "frames (or fix imageWidth/imageHeight if the coordinates are right)."
+                )
+
+    def _learn_templates(self, tracker: KeypointTracker, reader: VideoReader, backbone: Backbone,
+                         geometry: WorkGeometry, plan: RunPlan, annotations: dict[int, FrameAnnotation]) -> None:
+        """Appearance of every keypoint on the manual frames nearest to the start, in batches."""
+        nearest = sorted(plan.manual, key=lambda f: (abs(f - plan.init_frame), f))[: self.config.max_templates]
+        others = [f for f in nearest if f != plan.init_frame]
+        for i in range(0, len(others), self.config.batch_size):
+            chunk = others[i: i + self.config.batch_size]
+            feats = backbone.extract(np.stack([reader.get_frame(f) for f in chunk]), geometry)
+            for f, feat in zip(chunk, feats, strict=True):
+                tracker.add_templates(feat, annotations[f])
+
+    def _seed_masks(self, ann: FrameAnnotation) -> np.ndarray | None:
+        """(I, H, W) masks of a seed frame: its outlines, or masks painted and saved for that frame."""
+        h, w = self.info.height, self.info.width
+        stored = None
+        if self.layout.masks_dir.is_dir():
+            stored = MaskStore(self.layout.masks_dir).read_masks(ann.frame, [i.name for i in ann.instances])
+        masks = np.zeros((len(ann.instances), h, w), bool)
+        for k, inst in enumerate(ann.instances):
+            if inst.mask is not None:
+                masks[k] = np.asarray(inst.mask, bool)
+            elif inst.polygon is not None and len(inst.polygon) >= 3:
+                masks[k] = polygon_to_mask(inst.polygon, h, w)
+            elif stored is not None:
+                masks[k] = stored[k]
+        return masks if masks.any() else None
+
+    def _start_propagator(self, feats: torch.Tensor, masks: np.ndarray | None, geometry: WorkGeometry,
+                          img: np.ndarray) -> MaskPropagator | None:
+        if masks is None:
+            return None
+        propagator = make_propagator(self.config.mask_propagation,
+                                     max_fallback_frames=self.config.max_mask_fallback_frames)
+        if propagator is not None:
+            propagator.reset(feats, torch.from_numpy(masks).to(feats.device), geometry, img)
+        return propagator
+
+
+class _RunState:
+    """Counters and the current seed of one run."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done = 0
+        self.started = time.perf_counter()
+        self.seed: FrameAnnotation
+        self.lineage: tuple[int | None, str | None] = (None, None)
+        self.propagator: MaskPropagator | None = None
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def count_frame(self, callback: ProgressCallback | None) -> None:
+        self.done += 1
+        if callback is not None:
+            callback(self.done, self.total)
+
+
+def _prediction(seed: FrameAnnotation, frame: int, out: TrackOutput,
+                lineage: tuple[int | None, str | None]) -> FrameAnnotation:
+    """The seed's structure with this frame's positions, visibility and scores."""
+    xy, visible, score = out.xy.tolist(), out.visible.tolist(), out.score.tolist()
+    k = 0
+    instances = []
+    for inst in seed.instances:
+        kps = []
+        for kp in inst.keypoints:
+            kps.append(Keypoint(kp.name, xy[k][0], xy[k][1], visible[k], score[k]))
+            k += 1
+        instances.append(Instance(inst.name, kps, group_id=inst.group_id))
+    return FrameAnnotation(frame, seed.image_height, seed.image_width, instances, source="prediction",
+                           seed_frame=lineage[0], seed_digest=lineage[1])

@@ -1,0 +1,36 @@
+"""Bilinear sampling of patch features at arbitrary working-pixel positions.
+
+Feature cell (i, j) covers working pixels [j*p, (j+1)*p) x [i*p, (i+1)*p); with
+``align_corners=False`` grid_sample treats the map the same way, so a position in working
+pixels maps to normalised coordinates by dividing by the padded image size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def to_grid_coords(xy: torch.Tensor, padded_hw: tuple[int, int]) -> torch.Tensor:
+    """Working-pixel (..., 2) x/y -> grid_sample coordinates in [-1, 1]."""
+    h, w = padded_hw
+    scale = torch.tensor([2.0 / w, 2.0 / h], device=xy.device, dtype=xy.dtype)
+    return xy * scale - 1.0
+
+
+def sample_features(features: torch.Tensor, xy: torch.Tensor, padded_hw: tuple[int, int]) -> torch.Tensor:
+    """Features (C, h, w) sampled at points ``xy`` (..., 2) -> (..., C), L2-normalised."""
+    lead = xy.shape[:-1]
+    grid = to_grid_coords(xy.reshape(1, -1, 1, 2).to(features.dtype), padded_hw)
+    out = F.grid_sample(features[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = out[0, :, :, 0].transpose(0, 1)  # (N, C)
+    return F.normalize(out.reshape(*lead, features.shape[0]), dim=-1, eps=1e-6)
+
+
+def patch_centres(grid_hw: tuple[int, int], patch: int, device: torch.device) -> torch.Tensor:
+    """(h, w, 2) x/y working-pixel centres of every patch."""
+    h, w = grid_hw
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * patch
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * patch
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1)

@@ -1,0 +1,274 @@
+"""KeypointTracker: per-frame matching of every keypoint of every instance, as batched tensor work.
+
+One frame = one pass of a handful of tensor operations over all K keypoints: appearance scores
+against the manual templates and the running appearance, a motion prior centred on the optical
+flow (or velocity) prediction, an integer peak, a sub-pixel soft-argmax on bilinearly sampled
+features around it, occlusion and mask checks, and the state update. The only host round trip
+per frame is the positions that the optical flow and the outputs need anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..backbone.base import WorkGeometry
+from ..io.annotations import FrameAnnotation
+from .config import TrackerConfig
+from .flow import track_points
+from .matching import (
+    NEG,
+    appearance_scores,
+    cross_instance_pairs,
+    keep_sides,
+    motion_penalty,
+    resolve_collisions,
+    symmetric_pairs,
+)
+from .sampling import patch_centres, sample_features
+
+REFINE_STEPS_PER_PATCH = 4  # sub-pixel search lattice: a quarter patch
+CONFIDENT_SCORE = 0.6  # only matches at least this good update the running appearance
+
+
+@dataclass
+class TrackOutput:
+    """One frame's result in native video pixels, in the tracker's keypoint order."""
+
+    xy: np.ndarray  # (K, 2) float32
+    visible: np.ndarray  # (K,) bool
+    score: np.ndarray  # (K,) float32 in [0, 1]
+
+
+class KeypointTracker:
+    """Follows the keypoints of one seed annotation from frame to frame."""
+
+    def __init__(self, config: TrackerConfig, geometry: WorkGeometry, device: torch.device | str = "cpu"):
+        self.config = config
+        self.geometry = geometry
+        self.device = torch.device(device)
+        g = geometry
+        self._padded = (g.padded_height, g.padded_width)
+        self._centres = patch_centres((g.grid_height, g.grid_width), g.patch_size, self.device).reshape(-1, 2)
+        step = g.patch_size / REFINE_STEPS_PER_PATCH
+        offs = torch.arange(-REFINE_STEPS_PER_PATCH, REFINE_STEPS_PER_PATCH + 1, device=self.device) * step
+        oy, ox = torch.meshgrid(offs, offs, indexing="ij")
+        self._refine_offsets = torch.stack([ox, oy], dim=-1).reshape(-1, 2)
+        self._template_bank: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+        self.names: list[tuple[str, str]] = []
+        self.prev_gray: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ seeding
+    def add_templates(self, features: torch.Tensor, annotation: FrameAnnotation) -> None:
+        """Remember the appearance of every visible keypoint of a manual frame."""
+        keys, xy = _visible_keypoints(annotation)
+        if not keys:
+            return
+        vecs = sample_features(features.float(), self._to_work(xy), self._padded)
+        for key, vec in zip(keys, vecs, strict=True):
+            self._template_bank.setdefault(key, {})[annotation.frame] = vec
+
+    def start(self, annotation: FrameAnnotation, features: torch.Tensor, gray: np.ndarray | None) -> None:
+        """(Re)start from ``annotation`` (a manual frame or a trusted earlier result) at its frame.
+
+        Manual frames add their own appearance to the templates; templates from other manual
+        frames that were added before are kept, so a correction teaches rather than erases.
+        """
+        if annotation.is_manual:
+            self.add_templates(features, annotation)
+        cfg, dev = self.config, self.device
+        self.frame = annotation.frame
+        self.names = annotation.keypoint_names()
+        k = len(self.names)
+        inst_names = [inst.name for inst in annotation.instances]
+        self.instance_of = torch.tensor([inst_names.index(i) for i, _ in self.names], device=dev, dtype=torch.long)
+        xy = np.array([[kp.x, kp.y] for inst in annotation.instances for kp in inst.keypoints], np.float32)
+        xy = xy.reshape(k, 2)
+        xy[:, 0] = np.clip(xy[:, 0], 0, annotation.image_width - 1)
+        xy[:, 1] = np.clip(xy[:, 1], 0, annotation.image_height - 1)
+        visible = np.array([kp.visible for inst in annotation.instances for kp in inst.keypoints], bool)
+        self.pos = self._to_work(xy)
+        self.vel = torch.zeros(k, 2, device=dev)
+        self.misses = torch.zeros(k, device=dev)
+        self.typical = torch.full((k,), float("nan"), device=dev)
+
+        templates, valid = self._template_tensor(annotation.frame, features.shape[0])
+        self.templates, self.template_valid = templates, valid
+        self.trackable = valid.any(dim=1)
+        self.visible = torch.from_numpy(visible).to(dev) & self.trackable
+        # a keypoint that is not visible at the start is searched for everywhere right away
+        self.misses = torch.where(self.visible, self.misses, float(max(cfg.redetect_after, 1)))
+        here = sample_features(features.float(), self.pos, self._padded)
+        fallback = F.normalize(torch.where(valid[:, :, None], templates, 0).sum(1), dim=-1, eps=1e-6)
+        self.memory = torch.where(self.visible[:, None], here, fallback)
+
+        pairs = symmetric_pairs(self.names) if cfg.symmetry else []
+        self._sym_pairs = torch.tensor(pairs, device=dev, dtype=torch.long).reshape(-1, 2)
+        exclusive = pairs + cross_instance_pairs(self.names)
+        self._exclusive_pairs = torch.tensor(exclusive, device=dev, dtype=torch.long).reshape(-1, 2)
+        self.prev_gray = gray
+
+    def _template_tensor(self, frame: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K, M, C) templates, nearest manual frames first, and their validity mask."""
+        m = self.config.max_templates
+        k = len(self.names)
+        templates = torch.zeros(k, m, channels, device=self.device)
+        valid = torch.zeros(k, m, dtype=torch.bool, device=self.device)
+        for i, key in enumerate(self.names):
+            bank = self._template_bank.get(key, {})
+            for j, f in enumerate(sorted(bank, key=lambda f: (abs(f - frame), f))[:m]):
+                templates[i, j] = bank[f]
+                valid[i, j] = True
+        return templates, valid
+
+    # ------------------------------------------------------------------ tracking
+    def step(self, features: torch.Tensor, gray: np.ndarray | None,
+             masks: torch.Tensor | None = None) -> TrackOutput:
+        """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
+        cfg, g = self.config, self.geometry
+        p, s = g.patch_size, g.scale
+        feats = features.float()
+        c = feats.shape[0]
+        flat = feats.reshape(c, -1).transpose(0, 1)[None]  # (1, N, C)
+        pos, misses = self.pos, self.misses
+        patch_native = g.patch_px
+
+        pred = pos + self.vel
+        flow_step = torch.zeros_like(misses)
+        lk_xy, lk_ok = None, None
+        if cfg.use_optical_flow and self.prev_gray is not None and gray is not None and len(self.names):
+            flow = track_points(self.prev_gray, gray, (pos / s).cpu().numpy(), cfg.max_search_radius * patch_native)
+            lk_xy = torch.from_numpy(flow.points).to(self.device) * s
+            lk_ok = torch.from_numpy(flow.ok).to(self.device) & self.visible
+            pred = torch.where(lk_ok[:, None], lk_xy, pred)
+            flow_step = torch.where(lk_ok, (lk_xy - pos).norm(dim=1), flow_step)
+
+        speed_native = self.vel.norm(dim=1) / s
+        flow_native = flow_step / s
+        flow_gain = cfg.velocity_gain if cfg.flow_gain is None else cfg.flow_gain
+        base = max(cfg.min_search_radius, 2.0 * cfg.search_tighten)
+        radius = base + (cfg.velocity_gain * speed_native + flow_gain * flow_native) / patch_native
+        radius = (radius + cfg.miss_boost * misses).clamp(cfg.min_search_radius, cfg.max_search_radius)
+        redetect = (misses >= cfg.redetect_after) if cfg.redetect_after > 0 else torch.zeros_like(self.visible)
+        soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * s), cfg.motion_radius_factor * radius * p)
+        relief = 1.0 / (1.0 + cfg.miss_relief * misses)
+        relief = relief / (1.0 + cfg.flow_relief * (speed_native + flow_native) / patch_native)
+
+        appearance = appearance_scores(flat, self.templates, self.template_valid, self.memory, cfg.memory_weight)
+        dist = (self._centres[None] - pred[:, None]).norm(dim=-1)  # (K, N)
+        scores = appearance - motion_penalty(dist, soft, relief, cfg.motion_prior_weight)
+        outside = (dist > (radius * p)[:, None]) & ~redetect[:, None]
+        allowed = self._allowed_patches(masks)
+        if allowed is not None:
+            outside |= ~allowed
+        scores = scores.masked_fill(outside, NEG)
+        picks = scores.argmax(dim=1)
+        # neighbouring patches count as the same spot: the sub-pixel step could pull both onto one part
+        picks = resolve_collisions(scores, picks, self._centres, self._exclusive_pairs, 1.5 * p)
+
+        # sub-pixel: soft-argmax of the match on a quarter-patch lattice of interpolated features
+        fine_xy = self._centres[picks][:, None] + self._refine_offsets[None]  # (K, S, 2)
+        fine_feats = sample_features(feats, fine_xy, self._padded)
+        fine_app = appearance_scores(fine_feats, self.templates, self.template_valid, self.memory, cfg.memory_weight)
+        fine_dist = (fine_xy - pred[:, None]).norm(dim=-1)
+        fine_scores = fine_app - motion_penalty(fine_dist, soft, relief, cfg.motion_prior_weight)
+        weights = torch.softmax(fine_scores / cfg.subpixel_temperature, dim=1)
+        new_xy = (weights[..., None] * fine_xy).sum(dim=1)
+        similarity = fine_app.max(dim=1).values
+
+        if lk_xy is not None and cfg.lk_refine_weight > 0:
+            agree = lk_ok & ((lk_xy - new_xy).norm(dim=1) < 0.5 * p)
+            new_xy = torch.where(agree[:, None], new_xy + cfg.lk_refine_weight * (lk_xy - new_xy), new_xy)
+
+        typical = torch.where(torch.isnan(self.typical), torch.ones_like(self.typical), self.typical)
+        threshold = torch.where(torch.isnan(self.typical), torch.full_like(typical, cfg.min_similarity),
+                                (cfg.occlusion_ratio * typical).clamp(min=cfg.min_similarity))
+        # hysteresis: a lost keypoint must match clearly better than the loss threshold to come back
+        regain = torch.where(torch.isnan(self.typical), threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
+        found = self.trackable & (similarity >= torch.where(self.visible, threshold, regain))
+        if masks is not None and cfg.clamp_to_mask:
+            new_xy, in_mask = self._clamp_to_masks(new_xy, masks)
+            if cfg.reject_outside_mask:
+                found &= in_mask
+        if self._sym_pairs.numel():
+            a, b = self._sym_pairs[:, 0], self._sym_pairs[:, 1]
+            pair_ok = found[a] & found[b]  # compared with the last known sides, even after an occlusion
+            new_xy = keep_sides(new_xy, pos, self._sym_pairs, pair_ok)
+
+        score = (similarity / typical).clamp(0.0, 1.0)
+        score = torch.where(self.trackable, score, torch.zeros_like(score))
+        a_v = cfg.velocity_smoothing
+        stepped = new_xy - pos
+        smoothed = (1 - a_v) * self.vel + a_v * stepped
+        self.vel = torch.where(found[:, None], torch.where(self.visible[:, None], smoothed, torch.zeros_like(smoothed)),
+                               0.5 * self.vel)
+        self.pos = torch.where(found[:, None], new_xy, pos)
+        self.misses = torch.where(found, torch.zeros_like(misses), misses + 1)
+        self.typical = torch.where(found, torch.where(torch.isnan(self.typical), similarity,
+                                                      0.9 * typical + 0.1 * similarity), self.typical).clamp(max=1.0)
+        confident = found & (score >= CONFIDENT_SCORE)
+        if cfg.memory_momentum > 0 and bool(confident.any()):
+            m = cfg.memory_momentum
+            here = sample_features(feats, self.pos, self._padded)
+            updated = F.normalize((1 - m) * self.memory + m * here, dim=-1, eps=1e-6)
+            self.memory = torch.where(confident[:, None], updated, self.memory)
+        self.visible = found
+        self.prev_gray = gray
+        out = torch.cat([self.pos / s, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
+        return TrackOutput(out[:, :2].astype(np.float32), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
+
+    # ------------------------------------------------------------------ masks
+    def _allowed_patches(self, masks: torch.Tensor | None) -> torch.Tensor | None:
+        """(K, N) patches each keypoint may land on when the search is restricted to its mask."""
+        if masks is None or not self.config.restrict_search_to_mask:
+            return None
+        g = self.geometry
+        m = F.interpolate(masks.float()[None], size=(g.work_height, g.work_width), mode="area")[0]
+        m = F.pad(m, (0, g.padded_width - g.work_width, 0, g.padded_height - g.work_height))
+        cover = F.max_pool2d(F.avg_pool2d(m[None], g.patch_size)[0][None], 3, 1, 1)[0] > 0  # one patch of slack
+        cover = cover.reshape(masks.shape[0], -1)
+        has_mask = cover.any(dim=1)
+        per_kp = cover[self.instance_of] | ~has_mask[self.instance_of][:, None]
+        return per_kp
+
+    def _clamp_to_masks(self, xy: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move points outside their instance mask to the nearest mask pixel within the snap radius."""
+        s = self.geometry.scale
+        r = int(self.config.mask_snap_radius_px)
+        h, w = masks.shape[-2:]
+        offs = torch.arange(-r, r + 1, device=self.device)
+        oy, ox = torch.meshgrid(offs, offs, indexing="ij")
+        offsets = torch.stack([ox.reshape(-1), oy.reshape(-1)], dim=1).float()
+        offsets = offsets[offsets.norm(dim=1) <= r + 1e-6]
+        offsets = offsets[torch.argsort(offsets.norm(dim=1), stable=True)]
+        native = xy / s
+        cand = native.round()[:, None] + offsets[None]
+        cx = cand[..., 0].clamp(0, w - 1).long()
+        cy = cand[..., 1].clamp(0, h - 1).long()
+        inside = masks[self.instance_of[:, None], cy, cx]  # (K, S)
+        first = inside.float().argmax(dim=1)
+        found = inside.any(dim=1)
+        has_mask = masks.reshape(masks.shape[0], -1).any(dim=1)[self.instance_of]
+        already = inside[:, 0]
+        snapped = cand[torch.arange(len(first), device=self.device), first]
+        moved = found & ~already & has_mask
+        new_native = torch.where(moved[:, None], snapped, native)
+        return new_native * s, found | ~has_mask
+
+    # ------------------------------------------------------------------ helpers
+    def _to_work(self, xy: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(xy, dtype=torch.float32, device=self.device).reshape(-1, 2) * self.geometry.scale
+
+
+def _visible_keypoints(annotation: FrameAnnotation) -> tuple[list[tuple[str, str]], np.ndarray]:
+    keys, xy = [], []
+    for inst in annotation.instances:
+        for kp in inst.keypoints:
+            if kp.visible and np.isfinite(kp.x) and np.isfinite(kp.y):
+                keys.append((inst.name, kp.name))
+                xy.append((min(max(kp.x, 0.0), annotation.image_width - 1),
+                           min(max(kp.y, 0.0), annotation.image_height - 1)))
+    return keys, np.asarray(xy, np.float32).reshape(-1, 2)
