@@ -25,6 +25,20 @@ class UsageError(Exception):
     """Bad user input: reported on stderr with exit code 2."""
 
 
+def _is_input_error(exc: BaseException) -> bool:
+    """Errors that the user must fix (exit code 2) rather than bugs (exit code 1)."""
+    if isinstance(exc, UsageError | ValueError | FileNotFoundError):
+        return True
+    try:
+        from .errors import is_input_error
+    except ImportError:
+        return False
+    try:
+        return bool(is_input_error(exc))
+    except ImportError:
+        return False
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     if args.check:
         return _check_model(args)
@@ -148,13 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except (UsageError, ValueError, FileNotFoundError) as exc:
-        print(f"napari-dinotrack: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("napari-dinotrack: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if _is_input_error(exc):
+            print(f"napari-dinotrack: error: {exc}", file=sys.stderr)
+            return 2
         traceback.print_exc()
         print(f"napari-dinotrack: internal error: {exc}", file=sys.stderr)
         return 1

@@ -131,7 +131,7 @@ def make_clip(
     for t in range(n_frames):
         img = background.copy()
         for i, name in enumerate(names):
-            cx, cy, heading = _pose(i, t, n_frames, height, width, speed, crossing)
+            cx, cy, heading = _pose(i, n_instances, t, height, width, speed, crossing)
             fwd = np.array([np.cos(heading), np.sin(heading)], np.float32)
             left = np.array([np.sin(heading), -np.cos(heading)], np.float32)
             dx, dy = xx - cx, yy - cy
@@ -162,7 +162,7 @@ def make_clip(
     return SyntheticClip(frames, names, parts, positions, visible, masks)
 
 
-def _pose(i: int, t: int, n: int, h: int, w: int, speed: float, crossing: bool):
+def _pose(i: int, n: int, t: int, h: int, w: int, speed: float, crossing: bool):
     """Centre and heading of animal ``i`` at frame ``t``: a gentle curve, no wall contact."""
     if crossing:
         direction = 1.0 if i % 2 == 0 else -1.0
@@ -171,7 +171,7 @@ def _pose(i: int, t: int, n: int, h: int, w: int, speed: float, crossing: bool):
         cy = h * 0.5 + (i - 0.5) * 22 + 6 * np.sin(t / 5.0)
         heading = 0.0 if direction > 0 else np.pi
         return float(cx), float(cy), float(heading + 0.1 * np.sin(t / 4.0))
-    row = (i + 1) / (2.0 if i == 0 else 2.0 + i)
+    row = (i + 1) / (n + 1)
     cx = w * 0.3 + speed * t
     cy = h * row + 10 * np.sin(t / 6.0 + i)
     heading = np.arctan2(10 / 6.0 * np.cos(t / 6.0 + i), speed)

@@ -89,7 +89,7 @@ def test_dinov2_non_square(v2: HFDinoBackbone, h: int, w: int, grid: tuple[int, 
 
 
 def test_dinov2_registers(tiny_dinov2_reg_dir: Path) -> None:
-    bb = load_backbone(str(tiny_dinov2_reg_dir))
+    bb = load_backbone(str(tiny_dinov2_reg_dir), device="cpu")
     geom = compute_geometry(121, 161, 64, bb.patch_size)
     frames = _frames(1, 121, 161)
     torch.testing.assert_close(bb.extract(frames, geom), _manual_features(bb, frames, geom),
@@ -105,7 +105,7 @@ def test_matches_manual_forward_dinov3(v3: HFDinoBackbone, h: int, w: int, short
 
 
 def test_batched_equals_per_frame(tiny_dinov3_dir: Path) -> None:
-    bb = load_backbone(str(tiny_dinov3_dir))
+    bb = load_backbone(str(tiny_dinov3_dir), device="cpu")
     geom = compute_geometry(121, 161, 64, bb.patch_size)
     frames = _frames(5, 121, 161, seed=2)
     bb.batch_size = 2  # 3 chunks: 2 + 2 + 1

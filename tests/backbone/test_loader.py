@@ -317,3 +317,8 @@ def test_registered_schemes_and_passthrough() -> None:
         load_backbone(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown device"):
         load_backbone("pixel:", device="tpu")
+
+
+def test_half_precision_keeps_float32_buffers(tiny_dinov3_dir: Path) -> None:
+    bb = load_backbone(str(tiny_dinov3_dir), device="cpu", precision="bf16")
+    assert bb.model.rope_embeddings.inv_freq.dtype == torch.float32

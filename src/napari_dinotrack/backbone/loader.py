@@ -324,7 +324,8 @@ def _locate(name: str | None) -> _Location:
         raise BackboneUnavailableError(
             f"Unknown backbone model {raw!r}. Known models: {model_names_help()} (short aliases "
             "such as 'vits16' or 'dinov2-small' work too); you can also pass a local model "
-            "folder or a Hugging Face repo id such as 'facebook/dinov2-small'.",
+            "folder, a Hugging Face repo id such as 'facebook/dinov2-small', or 'pixel:' (a "
+            "weight-free test backbone).",
             raw,
         )
     repo_id = spec.repo_id if spec is not None else raw
@@ -666,7 +667,11 @@ class HFDinoBackbone:
         self.source = source
         self.spec = spec
         self.batch_size = max(1, int(batch_size))
-        self.model = model.to(device=device, dtype=dtype).eval()
+        # from_pretrained(dtype=...) already cast the weights and keeps some buffers (DINOv3's
+        # RoPE frequencies) in float32 on purpose; cast only models built some other way
+        if next(model.parameters()).dtype != dtype:
+            model = model.to(dtype=dtype)
+        self.model = model.to(device=device).eval()
 
     @classmethod
     def from_name(

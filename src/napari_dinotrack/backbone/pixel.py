@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from .base import WorkGeometry, register_backbone
 from .preprocess import to_working_tensor
 
+GREY_BIAS = 0.05
+
 
 class PixelBackbone:
     """Patch features = the patch's RGB (minus mid-grey) pooled to a 4 x 4 sub-grid, L2-normalised."""
@@ -23,7 +25,7 @@ class PixelBackbone:
             raise ValueError(f"pixel backbone patch size must be a multiple of 4, got {patch_size}")
         self.name = f"pixel:{patch_size}"
         self.patch_size = patch_size
-        self.feature_dim = 3 * 16
+        self.feature_dim = 3 * 16 + 1
         self.device = torch.device(device or "cpu")
 
     def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
@@ -34,7 +36,10 @@ class PixelBackbone:
         b, c, h4, w4 = pooled.shape
         gh, gw = h4 // 4, w4 // 4
         feats = pooled.reshape(b, c, gh, 4, gw, 4).permute(0, 1, 3, 5, 2, 4).reshape(b, 48, gh, gw)
-        return F.normalize(feats, dim=1, eps=1e-6)
+        # a small constant component gives grey (near-zero) patches a fixed direction instead of
+        # letting normalisation blow their noise up into a random, possibly matching, one
+        bias = torch.full((b, 1, gh, gw), GREY_BIAS, device=feats.device)
+        return F.normalize(torch.cat([feats, bias], dim=1), dim=1)
 
 
 def _make_pixel(argument: str = "", device: str | torch.device | None = None, **_: object):

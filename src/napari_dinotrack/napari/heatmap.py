@@ -195,8 +195,8 @@ class HeatmapController:
     Args:
         viewer: the napari viewer.
         image_layer: returns the video Image layer (or None).
-        backbone: loads/returns the current backbone (called in the worker thread).
-        backbone_key: a hashable description of the current backbone choice (GUI thread).
+        backbone: loads/returns the backbone for a choice (called in the worker thread).
+        backbone_key: the current backbone choice, hashable (read on the GUI thread).
         short_side: returns the working short side.
         reference_frame: given the current frame, the seed frame to take the clicked patch
             from, or None to use the current frame itself.
@@ -207,7 +207,7 @@ class HeatmapController:
         self,
         viewer: napari.viewer.Viewer,
         image_layer: Callable[[], Any],
-        backbone: Callable[[], Backbone],
+        backbone: Callable[[Any], Backbone],
         backbone_key: Callable[[], Hashable],
         short_side: Callable[[], int],
         reference_frame: Callable[[int], int | None] | None = None,
@@ -261,7 +261,7 @@ class HeatmapController:
             return None
         pos = np.asarray(layer.world_to_data(world_position), dtype=float)
         n_frames, height, width = layer.data.shape[0], layer.data.shape[1], layer.data.shape[2]
-        t = int(round(pos[0])) if len(pos) >= 3 else int(self.viewer.dims.current_step[0])
+        t = round(pos[0]) if len(pos) >= 3 else int(self.viewer.dims.current_step[0])
         y, x = float(pos[-2]), float(pos[-1])
         if not (0 <= t < n_frames and 0 <= y < height and 0 <= x < width):
             return None
@@ -283,15 +283,16 @@ class HeatmapController:
             self._pending = req  # computed when the running one is done; only the last click counts
             return self.worker
         data = layer.data  # grabbed on the GUI thread; computed in the worker
-        key = (id(data), self._backbone_key(), int(self._short_side()))
+        choice = self._backbone_key()
         short_side = int(self._short_side())
+        key = (id(data), choice, short_side)
 
         def get_frame(t: int) -> np.ndarray:
             frame_data = data[t]
             return np.asarray(frame_data.compute() if hasattr(frame_data, "compute") else frame_data)
 
         def run() -> HeatmapResult:
-            return compute_heatmap(req, get_frame, self._backbone(), short_side, self.cache, key)
+            return compute_heatmap(req, get_frame, self._backbone(choice), short_side, self.cache, key)
 
         worker = create_worker(run, _ignore_errors=True)
         worker.returned.connect(self._show)

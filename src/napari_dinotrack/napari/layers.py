@@ -40,6 +40,7 @@ __all__ = [
     "keypoints_layer_data",
     "masks_to_labels",
     "parse_names",
+    "point_size_for",
     "points_to_annotation",
     "points_to_tracks",
 ]
@@ -290,6 +291,12 @@ def points_to_tracks(data: np.ndarray, features: pd.DataFrame | None) -> tuple[n
     return tracks, feats
 
 
+def point_size_for(height: int, width: int) -> float:
+    """A marker size (video pixels) that reads well: ~1/40 of the short side, 3 to 14 px."""
+    short = min(int(height), int(width))
+    return float(np.clip(short / 40.0, 3.0, 14.0)) if short > 0 else 9.0
+
+
 def keypoints_layer_data(
     annotations: Mapping[int, FrameAnnotation],
     name: str = "keypoints",
@@ -298,7 +305,11 @@ def keypoints_layer_data(
 ) -> tuple[np.ndarray, dict[str, Any], str]:
     """A napari LayerDataTuple ``(data, kwargs, "points")`` for the keypoints of ``annotations``."""
     data, features = annotations_to_points(annotations)
-    style = style or KeypointsStyle(keypoint_names=keypoint_order(annotations))
+    if style is None:
+        style = KeypointsStyle(keypoint_names=keypoint_order(annotations))
+        if annotations:
+            first = next(iter(annotations.values()))
+            style.size = point_size_for(first.image_height, first.image_width)
     style.name = name
     kwargs = style.as_kwargs(features)
     kwargs["features"] = features

@@ -53,6 +53,15 @@ GROUP_TITLES: dict[str, str] = {
 CUSTOM = "custom"
 
 
+def _compact(combo: ComboBox, chars: int = 12) -> ComboBox:
+    """Let a combo box shrink below its longest entry (the dock stays narrow)."""
+    from qtpy.QtWidgets import QComboBox
+
+    combo.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.native.setMinimumContentsLength(chars)
+    return combo
+
+
 def _wrap(label: Label) -> Label:
     label.native.setWordWrap(True)
     return label
@@ -73,9 +82,11 @@ class LayersPanel(Container):
                               tooltip="The video (Image layer) to track.")
         self.points = ComboBox(label="keypoints", choices=points_choices, nullable=True,
                                tooltip="The Points layer with the keypoints (seed + tracked).")
-        self.labels = ComboBox(label="masks", choices=labels_choices, nullable=True,
+        self.masks = ComboBox(label="masks", choices=labels_choices, nullable=True,
                                tooltip="Optional Labels layer that shows the instance masks.")
-        super().__init__(widgets=[self.image, self.points, self.labels], labels=True)
+        for combo in (self.image, self.points, self.masks):
+            _compact(combo)
+        super().__init__(widgets=[self.image, self.points, self.masks], labels=True)
 
 
 class BackbonePanel(Container):
@@ -93,6 +104,8 @@ class BackbonePanel(Container):
                                tooltip="Where the model runs; 'auto' picks CUDA, then Apple MPS, then CPU.")
         self.precision = ComboBox(label="precision", choices=["auto", "fp32", "bf16", "fp16"],
                                   tooltip="'auto': bf16/fp16 on GPUs, fp32 on CPU.")
+        for combo in (self.model, self.device, self.precision):
+            _compact(combo)
         self.source = _wrap(Label(value=""))
         self.source.native.setStyleSheet("color: #bbbbbb;")
         self.check = PushButton(text="Load model now",
@@ -223,7 +236,7 @@ class TrackerConfigPanel(Container):
         tip = f"{meta.get('help', '')}{rng} Default: {default!r}. [{f.name}]"
         label = config_field_label(f.name)
         if choices:
-            return ComboBox(label=label, choices=list(choices), value=default, tooltip=tip)
+            return _compact(ComboBox(label=label, choices=list(choices), value=default, tooltip=tip), 6)
         if isinstance(default, bool):
             return CheckBox(label=label, value=default, tooltip=tip)
         if isinstance(default, int):
@@ -297,14 +310,29 @@ class TrackPanel(Container):
                                      tooltip="Re-track from the current frame (its keypoints are the seed) to the end.")
         self.stop = PushButton(text="Stop", tooltip="Stop after the current frame; results so far are kept.")
         self.stop.enabled = False
-        self.end_frame = SpinBox(label="end frame", value=-1, min=-1, max=10**9,
-                                 tooltip="Last frame to track; 'end' = the whole video.")
-        self.end_frame.native.setSpecialValueText("end")
+        self.to_end = CheckBox(text="to the end", value=True, tooltip="Track to the last frame of the video.")
+        self.end_frame = SpinBox(value=0, min=0, max=10**9, enabled=False,
+                                 tooltip="Last frame to track (inclusive), when 'to the end' is off.")
+        self.to_end.changed.connect(lambda on: setattr(self.end_frame, "enabled", not on))
+        end = Container(widgets=[self.to_end, self.end_frame], layout="horizontal", labels=False,
+                        label="end frame")
+        end.margins = (0, 0, 0, 0)
         buttons = Container(widgets=[self.track, self.track_here, self.stop], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = _status()
-        super().__init__(widgets=[buttons, self.end_frame, self.progress, self.status], labels=True)
+        super().__init__(widgets=[buttons, end, self.progress, self.status], labels=True)
+
+    @property
+    def end(self) -> int | None:
+        """The chosen last frame, or None for the end of the video."""
+        return None if self.to_end.value else int(self.end_frame.value)
+
+    def set_end(self, frame: int | None) -> None:
+        """Choose the last frame (None = to the end)."""
+        self.to_end.value = frame is None
+        if frame is not None:
+            self.end_frame.value = int(frame)
 
     def set_running(self, running: bool) -> None:
         """Enable Stop while a run is going, the Track buttons otherwise."""

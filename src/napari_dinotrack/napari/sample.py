@@ -28,7 +28,7 @@ def suggested_model() -> str:
 
         if available_locally(DEFAULT_MODEL):
             return DEFAULT_MODEL
-    except Exception:  # noqa: BLE001 - any hub/cache problem just means "not available"
+    except Exception:  # any hub/cache problem just means "not available"
         pass
     return "pixel:"
 

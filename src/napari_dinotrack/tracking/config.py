@@ -36,7 +36,7 @@ class TrackerConfig:
     motion_soft_radius_px: float = knob(
         20.0, "Distance from the prediction that is penalised softly, video px.", 1.0, 2000.0)
     motion_radius_factor: float = knob(1.5, "Soft radius is at least this times the search radius.", 0.1, 10.0)
-    miss_relief: float = knob(1.0, "How quickly the motion penalty relaxes while a point is lost.", 0.0, 10.0)
+    miss_relief: float = knob(1.0, "How quickly the motion penalty widens while a point is lost.", 0.0, 10.0)
     flow_relief: float = knob(0.0, "How much fast motion relaxes the motion penalty.", 0.0, 10.0)
     velocity_smoothing: float = knob(0.3, "Weight of the newest step in the velocity estimate.", 0.0, 1.0)
     use_optical_flow: bool = knob(True, "Predict motion with Lucas-Kanade optical flow (else velocity).")

@@ -30,7 +30,9 @@ from .matching import (
 )
 from .sampling import patch_centres, sample_features
 
-REFINE_STEPS_PER_PATCH = 4  # sub-pixel search lattice: a quarter patch
+REFINE_STEPS_PER_PATCH = 8  # sub-pixel search lattice: an eighth of a patch
+REFINE_REACH = 5  # lattice steps either side of the chosen patch centre: the peak lies in that patch
+EXCLUSION_PATCHES = 1.5  # two exclusive keypoints must pick patch centres at least this far apart
 CONFIDENT_SCORE = 0.6  # only matches at least this good update the running appearance
 
 
@@ -54,7 +56,7 @@ class KeypointTracker:
         self._padded = (g.padded_height, g.padded_width)
         self._centres = patch_centres((g.grid_height, g.grid_width), g.patch_size, self.device).reshape(-1, 2)
         step = g.patch_size / REFINE_STEPS_PER_PATCH
-        offs = torch.arange(-REFINE_STEPS_PER_PATCH, REFINE_STEPS_PER_PATCH + 1, device=self.device) * step
+        offs = torch.arange(-REFINE_REACH, REFINE_REACH + 1, device=self.device) * step
         oy, ox = torch.meshgrid(offs, offs, indexing="ij")
         self._refine_offsets = torch.stack([ox, oy], dim=-1).reshape(-1, 2)
         self._template_bank: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
@@ -153,9 +155,11 @@ class KeypointTracker:
         radius = base + (cfg.velocity_gain * speed_native + flow_gain * flow_native) / patch_native
         radius = (radius + cfg.miss_boost * misses).clamp(cfg.min_search_radius, cfg.max_search_radius)
         redetect = (misses >= cfg.redetect_after) if cfg.redetect_after > 0 else torch.zeros_like(self.visible)
-        soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * s), cfg.motion_radius_factor * radius * p)
-        relief = 1.0 / (1.0 + cfg.miss_relief * misses)
-        relief = relief / (1.0 + cfg.flow_relief * (speed_native + flow_native) / patch_native)
+        soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * s),
+                             cfg.motion_radius_factor * radius * p)
+        # while lost, the penalty widens rather than fades: among look-alikes the nearest still wins
+        soft = soft * torch.sqrt(1.0 + cfg.miss_relief * misses)
+        relief = 1.0 / (1.0 + cfg.flow_relief * (speed_native + flow_native) / patch_native)
 
         appearance = appearance_scores(flat, self.templates, self.template_valid, self.memory, cfg.memory_weight)
         dist = (self._centres[None] - pred[:, None]).norm(dim=-1)  # (K, N)
@@ -166,16 +170,19 @@ class KeypointTracker:
             outside |= ~allowed
         scores = scores.masked_fill(outside, NEG)
         picks = scores.argmax(dim=1)
-        # neighbouring patches count as the same spot: the sub-pixel step could pull both onto one part
-        picks = resolve_collisions(scores, picks, self._centres, self._exclusive_pairs, 1.5 * p)
+        # neighbouring patches count as the same spot; with the short sub-pixel reach the refined
+        # positions of exclusive keypoints then stay apart too
+        picks = resolve_collisions(scores, picks, self._centres, self._exclusive_pairs, EXCLUSION_PATCHES * p)
 
-        # sub-pixel: soft-argmax of the match on a quarter-patch lattice of interpolated features
+        # sub-pixel: soft-argmax of the appearance match on a fine lattice of interpolated features,
+        # restricted to the neighbourhood of its best point so the window edges cannot bias it; the
+        # motion prior already chose the peak and must not drag the position towards the prediction
         fine_xy = self._centres[picks][:, None] + self._refine_offsets[None]  # (K, S, 2)
         fine_feats = sample_features(feats, fine_xy, self._padded)
         fine_app = appearance_scores(fine_feats, self.templates, self.template_valid, self.memory, cfg.memory_weight)
-        fine_dist = (fine_xy - pred[:, None]).norm(dim=-1)
-        fine_scores = fine_app - motion_penalty(fine_dist, soft, relief, cfg.motion_prior_weight)
-        weights = torch.softmax(fine_scores / cfg.subpixel_temperature, dim=1)
+        best = fine_xy[torch.arange(len(picks), device=self.device), fine_app.argmax(dim=1)]
+        near = (fine_xy - best[:, None]).norm(dim=-1) <= 0.5 * p
+        weights = torch.softmax((fine_app / cfg.subpixel_temperature).masked_fill(~near, NEG), dim=1)
         new_xy = (weights[..., None] * fine_xy).sum(dim=1)
         similarity = fine_app.max(dim=1).values
 
@@ -203,9 +210,12 @@ class KeypointTracker:
         a_v = cfg.velocity_smoothing
         stepped = new_xy - pos
         smoothed = (1 - a_v) * self.vel + a_v * stepped
+        # a lost keypoint rides along with the visible parts of its own animal, so its prediction and
+        # its reported position stay on the body instead of freezing where it vanished
+        body_step = self._instance_step(stepped, found & self.visible)
         self.vel = torch.where(found[:, None], torch.where(self.visible[:, None], smoothed, torch.zeros_like(smoothed)),
-                               0.5 * self.vel)
-        self.pos = torch.where(found[:, None], new_xy, pos)
+                               body_step)
+        self.pos = torch.where(found[:, None], new_xy, pos + body_step)
         self.misses = torch.where(found, torch.zeros_like(misses), misses + 1)
         self.typical = torch.where(found, torch.where(torch.isnan(self.typical), similarity,
                                                       0.9 * typical + 0.1 * similarity), self.typical).clamp(max=1.0)
@@ -219,6 +229,14 @@ class KeypointTracker:
         self.prev_gray = gray
         out = torch.cat([self.pos / s, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
         return TrackOutput(out[:, :2].astype(np.float32), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
+
+    def _instance_step(self, steps: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
+        """(K, 2) mean step of the reliably tracked keypoints of each keypoint's instance (0 if none)."""
+        n = int(self.instance_of.max()) + 1 if len(self.names) else 0
+        weight = reliable.float()
+        total = torch.zeros(n, 2, device=self.device).index_add_(0, self.instance_of, steps * weight[:, None])
+        count = torch.zeros(n, device=self.device).index_add_(0, self.instance_of, weight)
+        return (total / count.clamp(min=1.0)[:, None])[self.instance_of]
 
     # ------------------------------------------------------------------ masks
     def _allowed_patches(self, masks: torch.Tensor | None) -> torch.Tensor | None:

@@ -1,0 +1,163 @@
+"""Pure converters between annotations and layer data: no viewer, no Qt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_dinotrack.io.annotations import FrameAnnotation, Instance, Keypoint
+from napari_dinotrack.napari.layers import (
+    FEATURE_COLUMNS,
+    KeypointsStyle,
+    LiveLabels,
+    TracksStyle,
+    annotations_to_points,
+    annotations_to_tracks,
+    keypoint_order,
+    keypoints_layer_data,
+    masks_to_labels,
+    parse_names,
+    points_to_annotation,
+    points_to_tracks,
+)
+from napari_dinotrack.synthetic import make_clip
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(n_frames=6, height=96, width=128, n_instances=2)
+
+
+@pytest.fixture
+def annotations(clip):
+    anns = {t: clip.annotation(t) for t in range(clip.n_frames)}
+    for t in (1, 2):
+        anns[t].source = "prediction"
+    anns[2].instances[0].keypoints[0].visible = False
+    return anns
+
+
+def test_points_rows_are_t_y_x_with_features(annotations):
+    data, feats = annotations_to_points(annotations)
+    assert data.shape == (6 * 2 * 4, 3)
+    assert list(feats.columns) == list(FEATURE_COLUMNS)
+    first = annotations[0].instances[0].keypoints[0]
+    np.testing.assert_allclose(data[0], [0, first.y, first.x])
+    assert feats.loc[0, "keypoint"] == "nose" and feats.loc[0, "instance"] == "animal1"
+    assert set(feats["source"]) == {"manual", "prediction"}
+    assert not feats["visible"].to_numpy()[(data[:, 0] == 2) & (feats["keypoint"] == "nose").to_numpy()][0]
+
+
+def test_round_trip_one_frame(annotations):
+    data, feats = annotations_to_points(annotations)
+    for t in (0, 2, 5):
+        back = points_to_annotation(data, feats, t, 96, 128, template=annotations[t])
+        assert back.source == "manual"
+        assert back.frame == t and (back.image_height, back.image_width) == (96, 128)
+        assert back.digest() == annotations[t].digest()  # names, positions, visibility, order
+
+
+def test_round_trip_keeps_outlines_and_extras(clip):
+    ann = clip.annotation(3, with_polygons=True)
+    ann.extra["custom"] = 1
+    data, feats = annotations_to_points({3: ann})
+    data[0, 1:] += 5.0  # the user moved the nose
+    back = points_to_annotation(data, feats, 3, 96, 128, template=ann)
+    assert back.extra["custom"] == 1
+    np.testing.assert_allclose(back.instances[0].polygon, ann.instances[0].polygon)
+    nose = back.instances[0].keypoint("nose")
+    assert (nose.x, nose.y) == pytest.approx((ann.instances[0].keypoints[0].x + 5, ann.instances[0].keypoints[0].y + 5))
+
+
+def test_points_without_features_get_default_names():
+    data = np.array([[4, 10.0, 20.0], [4, 30.0, 40.0], [5, 1.0, 1.0]])
+    ann = points_to_annotation(data, None, 4, 50, 60, default_instance="mouse")
+    assert [i.name for i in ann.instances] == ["mouse"]
+    assert [(k.name, k.x, k.y) for k in ann.instances[0].keypoints] == [("point1", 20.0, 10.0),
+                                                                       ("point2", 40.0, 30.0)]
+
+
+def test_duplicate_names_are_made_unique():
+    data = np.array([[0, 1.0, 1.0], [0, 2.0, 2.0]])
+    feats = pd.DataFrame({"instance": ["a", "a"], "keypoint": ["nose", "nose"], "visible": [True, True]})
+    names = [k.name for k in points_to_annotation(data, feats, 0, 10, 10).instances[0].keypoints]
+    assert names == ["nose", "nose_2"]
+
+
+def test_empty_inputs():
+    data, feats = annotations_to_points({})
+    assert data.shape == (0, 3) and list(feats.columns) == list(FEATURE_COLUMNS)
+    ann = points_to_annotation(np.zeros((0, 3)), feats, 0, 10, 10)
+    assert ann.instances == []
+    tracks, tfeats = annotations_to_tracks({})
+    assert tracks.shape == (0, 4) and len(tfeats["keypoint"]) == 0
+
+
+def test_tracks_one_per_keypoint_hidden_left_out(annotations):
+    tracks, feats = annotations_to_tracks(annotations)
+    assert tracks.shape == (6 * 8 - 1, 4)
+    assert len(np.unique(tracks[:, 0])) == 8
+    for tid in np.unique(tracks[:, 0]):  # sorted by time within each track
+        assert np.all(np.diff(tracks[tracks[:, 0] == tid, 1]) > 0)
+    nose = tracks[(feats["instance"] == "animal1") & (feats["keypoint"] == "nose")]
+    assert 2 not in nose[:, 1]
+    all_tracks, _ = annotations_to_tracks(annotations, visible_only=False)
+    assert len(all_tracks) == 6 * 8
+    # the same from layer data
+    data, pfeats = annotations_to_points(annotations)
+    from_points, _ = points_to_tracks(data, pfeats)
+    np.testing.assert_allclose(from_points, tracks)
+
+
+def test_style_colours_by_name_and_hollow_when_hidden(annotations):
+    style = KeypointsStyle(keypoint_names=["nose", "leftear", "rightear", "tail_base"])
+    _, feats = annotations_to_points(annotations)
+    face, border = style.colors(feats)
+    assert face.shape == border.shape == (len(feats), 4)
+    names = feats["keypoint"].to_numpy()
+    assert np.allclose(border[names == "nose"], border[names == "nose"][0])
+    assert not np.allclose(border[names == "nose"][0], border[names == "leftear"][0])
+    hidden = ~feats["visible"].to_numpy()
+    assert hidden.sum() == 1 and face[hidden, 3] == 0 and border[hidden, 3] == 1
+    kwargs = style.as_kwargs(feats)
+    assert kwargs["text"]["string"] == "keypoint" and kwargs["face_color"].shape == (len(feats), 4)
+    assert TracksStyle(tail_length=7).as_kwargs()["tail_length"] == 7
+
+
+def test_layer_data_tuple_and_keypoint_order(annotations):
+    data, kwargs, kind = keypoints_layer_data(annotations, "mouse keypoints", {"dinotrack": {"x": 1}})
+    assert kind == "points" and kwargs["name"] == "mouse keypoints" and kwargs["ndim"] == 3
+    assert len(kwargs["features"]) == len(data)
+    assert keypoint_order(annotations) == ["nose", "leftear", "rightear", "tail_base"]
+
+
+def test_parse_names():
+    assert parse_names(" nose, leftear ;rightear  tail_base,nose,, ") == ["nose", "leftear", "rightear", "tail_base"]
+
+
+def test_masks_to_labels_first_instance_wins():
+    masks = np.zeros((2, 4, 5), bool)
+    masks[0, :2] = True
+    masks[1, 1:] = True
+    labels = masks_to_labels(masks, 4, 5, [3, 7])
+    assert labels[0, 0] == 3 and labels[1, 0] == 3 and labels[3, 0] == 7
+    assert masks_to_labels(None, 4, 5).sum() == 0
+
+
+def test_live_labels_serves_memory_then_base():
+    base = np.arange(5)[:, None, None] * np.ones((1, 3, 4), np.uint16)
+    live = LiveLabels(5, 3, 4, base=base, max_frames=2)
+    live.update(1, np.full((3, 4), 9))
+    assert live[1].max() == 9 and live[2].max() == 2 and live[-1].max() == 4
+    assert live[0:3, 1, :2].shape == (3, 2)
+    live.update(2, np.full((3, 4), 8))
+    live.update(3, np.full((3, 4), 7))
+    assert live.frames_in_memory() == [2, 3] and live[1].max() == 1  # evicted -> from base
+    assert LiveLabels(2, 3, 4)[0].sum() == 0
+
+
+def test_manual_annotation_model_is_what_engine_expects():
+    ann = FrameAnnotation(0, 10, 10, [Instance("a", [Keypoint("nose", 1, 2)])])
+    data, feats = annotations_to_points({0: ann})
+    assert points_to_annotation(data, feats, 0, 10, 10).instances[0].keypoints[0].name == "nose"

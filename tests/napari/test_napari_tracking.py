@@ -1,0 +1,203 @@
+"""Tracking from the dock: live updates, stop, correction + "Track from here", a real (tiny) DINOv3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_dinotrack.io.labelme import frame_source, manual_frames
+from napari_dinotrack.io.paths import ResultLayout
+from napari_dinotrack.io.tables import read_tracks_csv
+
+
+def _check_files_consistent(layout: ResultLayout) -> list[int]:
+    """Every frame JSON parses; the CSV has 4 rows for exactly the frames that have a JSON."""
+    files = layout.frame_files()
+    for path in files.values():
+        data = json.loads(path.read_text())
+        assert len([s for s in data["shapes"] if s["shape_type"] == "point"]) == 4
+    rows = read_tracks_csv(layout.tracks_csv)
+    by_frame: dict[int, int] = {}
+    for row in rows:
+        by_frame[int(row["frame"])] = by_frame.get(int(row["frame"]), 0) + 1
+    assert sorted(by_frame) == sorted(files)
+    assert set(by_frame.values()) == {4}
+    return sorted(files)
+
+
+def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape):
+    n_frames = clip_shape[0]
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, sample_video)
+    layer = widget.points_layer
+    n_seed = len(layer.data)
+    cp = widget.config_panel
+    cp.preset.value = "fast_small_animals"
+    cp.editors["batch_size"].value = 4
+    cp.editors["max_templates"].value = 4
+    cp.editors["use_optical_flow"].value = False
+    seen: list[tuple[int, bool]] = []
+    layer.events.data.connect(lambda e: seen.append((len(layer.data), widget.is_running)))
+    batches: list[int] = []
+
+    worker = widget.track()
+    assert worker is not None and widget.track_panel.stop.enabled and not widget.track_panel.track.enabled
+    worker.yielded.connect(lambda batch: batches.append(len(batch)))
+    wait_run(widget)
+
+    assert "error" not in widget.last_summary, widget.last_summary
+    assert sum(batches) == n_frames and len(batches) >= 2  # the seed frame comes first
+    assert any(running and n > n_seed for n, running in seen), seen  # rows appeared during the run
+    assert layer.data.shape == (n_frames * 4, 3)
+    assert sorted(set(layer.data[:, 0].astype(int))) == list(range(n_frames))
+    assert (layer.features["source"] == "prediction").sum() == (n_frames - 1) * 4
+    assert widget.track_panel.progress.value == n_frames - 1
+    assert "frames/s" in widget.track_panel.status.value or "Done" in widget.track_panel.status.value
+    assert widget.track_panel.track.enabled and not widget.track_panel.stop.enabled
+    tracks = widget._tracks_layer()
+    assert tracks is not None and len(np.unique(tracks.data[:, 0])) == 4
+    assert viewer.layers.selection.active is not tracks  # adding the layer did not steal the selection
+    layout = ResultLayout(sample_video)
+    assert _check_files_consistent(layout) == list(range(n_frames))
+    saved = json.loads(layout.config_json.read_text())
+    assert saved["batch_size"] == 4 and saved["use_optical_flow"] is False
+    # nothing is stale now: a second Track says so and changes nothing
+    widget.track()
+    wait_run(widget)
+    assert widget.last_summary["frames"] == 0 and "up to date" in widget.track_panel.status.value
+    widget.shutdown()
+
+
+def test_stop_midway_keeps_files_intact(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
+                                        clip_shape):
+    n_frames = clip_shape[0]
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, sample_video)
+    widget.config_panel.editors["batch_size"].value = 2
+    worker = widget.track()
+    worker.yielded.connect(lambda _batch: widget.stop())
+    wait_run(widget)
+    assert widget.last_summary["stopped"] is True
+    assert not worker.is_running and not widget.is_running
+    frames = _check_files_consistent(ResultLayout(sample_video))
+    assert 1 < len(frames) < n_frames
+    assert frames == list(range(len(frames)))  # contiguous from the seed
+    # resuming tracks only what is missing
+    widget.track()
+    wait_run(widget)
+    assert widget.last_summary["frames"] == n_frames - len(frames)
+    assert _check_files_consistent(ResultLayout(sample_video)) == list(range(n_frames))
+    widget.shutdown()
+
+
+def test_correct_and_track_from_here(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
+                                     clip_shape):
+    from napari.layers.base import ActionType
+
+    n_frames = clip_shape[0]
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, sample_video)
+    widget.track()
+    wait_run(widget)
+    layout = ResultLayout(sample_video)
+    before = {t: layout.frame_json(t).read_bytes() for t in range(n_frames)}
+
+    t = 6
+    viewer.dims.set_current_step(0, t)
+    layer = widget.points_layer
+    rows = np.flatnonzero((layer.data[:, 0] == t) & (layer.features["keypoint"] == "nose").to_numpy())
+    assert len(rows) == 1
+    layer.data[rows[0], 1:] += (6.0, 6.0)  # the user drags the nose
+    layer.events.data(value=layer.data, action=ActionType.CHANGED, data_indices=(int(rows[0]),),
+                      vertex_indices=((),))
+    worker = widget.track_from_here()  # saves the pending correction first
+    assert worker is not None
+    assert frame_source(layout.frame_json(t)) == "manual" and t in manual_frames(layout)
+    wait_run(widget)
+    assert "error" not in widget.last_summary, widget.last_summary
+
+    after = {f: layout.frame_json(f).read_bytes() for f in range(n_frames)}
+    assert all(after[f] == before[f] for f in range(t))  # frames before t untouched
+    assert all(after[f] != before[f] for f in range(t + 1, n_frames))  # re-tracked from the correction
+    # the layer shows the new results
+    nose = layer.data[(layer.data[:, 0] == t) & (layer.features["keypoint"] == "nose").to_numpy()][0]
+    assert layer.features["source"][(layer.data[:, 0] == t)].eq("manual").all()
+    saved = json.loads(layout.frame_json(t).read_text())
+    saved_nose = next(s for s in saved["shapes"] if s["label"] == "nose")["points"][0]
+    assert saved_nose == pytest.approx([nose[2], nose[1]], abs=1e-3)
+    _check_files_consistent(layout)
+    widget.shutdown()
+
+
+def test_track_with_tiny_dinov3_from_local_folder(make_napari_viewer_proxy, open_tracker, wait_run,
+                                                  sample_video: Path, tmp_path: Path):
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    cfg = DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                          patch_size=16, num_register_tokens=4)
+    folder = tmp_path / "tiny-dinov3"
+    DINOv3ViTModel(cfg).save_pretrained(folder)
+
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, sample_video, model=str(folder), short_side=128)
+    assert widget.backbone_panel.model.value == "local folder…"
+    assert f"local folder {folder}" in widget.backbone_panel.source.value
+    widget.track_panel.set_end(5)
+    widget.track()
+    wait_run(widget)
+    assert "error" not in widget.last_summary, widget.last_summary
+    assert widget.last_summary["frames"] == 5
+    layout = ResultLayout(sample_video)
+    assert sorted(layout.frame_files()) == [0, 1, 2, 3, 4, 5]
+    assert widget.backbones.peek(widget.backbone_choice()).feature_dim == 64
+    widget.shutdown()
+
+
+def test_missing_weights_error_is_shown(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
+                                        tmp_path: Path, monkeypatch):
+    import napari.utils.notifications as notifications
+
+    errors: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: errors.append(str(msg)))
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, sample_video, model="dinov3-vits16")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # nothing cached, offline
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    widget.track()
+    wait_run(widget)
+    assert errors and "Cannot load the backbone model" in errors[-1]
+    assert "HF_HUB_OFFLINE" in widget.backbone_panel.source.value
+    assert "error" in widget.last_summary and widget.track_panel.track.enabled
+    widget.shutdown()
+
+
+def test_masks_follow_live_in_a_labels_layer(make_napari_viewer_proxy, open_tracker, wait_run, tmp_path: Path):
+    from napari_dinotrack.io.labelme import write_manual
+    from napari_dinotrack.io.masks import MaskStore
+    from napari_dinotrack.synthetic import make_clip
+
+    clip = make_clip(n_frames=10, height=96, width=128, n_instances=1)
+    video = clip.write(tmp_path / "masked.mp4")
+    layout = ResultLayout(video)
+    write_manual(layout, clip.annotation(0, with_polygons=True))
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, video, short_side=96)
+    assert widget.labels_layer is None
+    viewer.dims.set_current_step(0, 0)
+    widget.track()
+    wait_run(widget)
+    assert "error" not in widget.last_summary, widget.last_summary
+    labels = widget.labels_layer
+    assert labels is not None and labels.data.shape == (10, 96, 128)
+    assert viewer.layers.index(widget.points_layer) == len(viewer.layers) - 1  # points stay on top
+    store = MaskStore(layout.masks_dir)
+    assert store.frames() == list(range(10))
+    for t in (0, 5, 9):
+        np.testing.assert_array_equal(np.asarray(labels.data[t]) > 0, store.read(t)[0] > 0)
+    overlap = (np.asarray(labels.data[5]) > 0) & clip.masks[5, 0]
+    assert overlap.sum() > 0.5 * clip.masks[5, 0].sum()
+    viewer.dims.set_current_step(0, 5)
+    widget.shutdown()
