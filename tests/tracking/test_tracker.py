@@ -112,7 +112,7 @@ def test_left_right_pair_never_swaps_even_when_they_look_the_same():
 
     def both_ears(xl: float, xr: float, noise: int) -> torch.Tensor:
         # one shared appearance channel for both ears: only geometry can tell them apart
-        return feature_map([(1, (xl, 100.0)), (1, (xr, 100.0))], seed=noise)
+        return feature_map([(1, (xl, 100.0)), (1, (xr, 100.0))], sigma_px=7.0, seed=noise)
 
     for symmetry, expect_swap in ((True, False), (False, True)):
         tracker = make_tracker(symmetry=symmetry, motion_prior_weight=0.8)
@@ -123,7 +123,8 @@ def test_left_right_pair_never_swaps_even_when_they_look_the_same():
         assert out.visible.all()
         assert (left[0] > right[0]) == expect_swap, (symmetry, out.xy)
         if not expect_swap:
-            assert np.linalg.norm(left - (125, 100)) < 4 and np.linalg.norm(right - (165, 100)) < 4
+            # each ear on its own blob (they are 40 px apart; the noisy map limits precision)
+            assert np.linalg.norm(left - (125, 100)) < 8 and np.linalg.norm(right - (165, 100)) < 8
 
 
 def test_two_instances_never_share_a_spot():

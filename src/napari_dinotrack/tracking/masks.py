@@ -3,9 +3,10 @@
 The default propagator reuses the patch features the keypoint tracker already computed: each
 patch of the new frame looks up its most similar patches near the same place in a few reference
 frames (the seed and the last propagated ones) and takes their instance labels, weighted by
-similarity. That gives soft labels on the patch grid; they are resampled to the video's pixels,
-snapped to image edges with a guided filter and cleaned with a connected-component pass. No second
-network runs, so the cost is a small fraction of the backbone's.
+similarity. That gives soft labels on the patch grid, which are blended with the previous frame's
+masks (moved by their last motion), resampled to the video's pixels, refined with per-instance
+colour histograms when the frame is given, and cleaned with a connected-component pass. No second
+network runs; the cost is a small fraction of a DINO backbone's.
 
 Cutie (a dedicated video object segmentation network) can be used instead when its package and
 weights are installed locally; nothing is ever downloaded here.
@@ -191,6 +192,7 @@ class DinoMaskPropagator:
         self.tile = int(tile)
         self._fallback = _Fallback(max_fallback_frames, min_area_frac)
         self._geometry: WorkGeometry | None = None
+        self._device: torch.device | None = None
         self._seed: _Reference | None = None
         self._recent: deque[_Reference] = deque(maxlen=self.memory)
         self._prev = np.zeros((0, 0, 0), bool)
@@ -205,6 +207,7 @@ class DinoMaskPropagator:
         return len(self._prev)
 
     # --- public API -----------------------------------------------------------------------
+    @torch.no_grad()
     def reset(
         self,
         features: torch.Tensor,
@@ -221,8 +224,8 @@ class DinoMaskPropagator:
         if masks.ndim != 3 or tuple(masks.shape[1:]) != (geometry.native_height, geometry.native_width):
             raise ValueError(f"masks must be (I, {geometry.native_height}, {geometry.native_width}), "
                              f"got {tuple(masks.shape)}")
-        if self._geometry != geometry:
-            self._geometry = geometry
+        if (self._geometry, self._device) != (geometry, feats.device):
+            self._geometry, self._device = geometry, feats.device
             self._setup_geometry(geometry, feats.device)
         masks = _exclusive(masks)
         self._prev = masks.cpu().numpy()
@@ -234,6 +237,7 @@ class DinoMaskPropagator:
         self._recent.clear()
         self._fallback.reset(self._prev)
 
+    @torch.no_grad()
     def step(self, features: torch.Tensor, frame: np.ndarray | None = None) -> torch.Tensor:
         """Propagate to the frame of ``features``; returns (I, H, W) bool native masks.
 
@@ -286,7 +290,9 @@ class DinoMaskPropagator:
         if self._fallback.apply(out):
             patch = self._patch_labels(torch.from_numpy(out).to(feats.device))
         centroids = _centroids(out)
-        self._velocity = np.nan_to_num(centroids - self._centroids)
+        # a re-detection far away is a jump, not a speed; cap it so one jump cannot fling the prior
+        limit = self.radius * geo.patch_px
+        self._velocity = np.clip(np.nan_to_num(centroids - self._centroids), -limit, limit)
         self._prev, self._prev_patch, self._centroids = out, patch, centroids
         return torch.from_numpy(out.copy()).to(feats.device)
 
@@ -616,7 +622,6 @@ class CutieMaskPropagator:
         with torch.inference_mode():
             self._processor.step(self._image(frame), index.to(self.device), objects=list(range(1, self._n + 1)))
         self._fallback.reset(masks.cpu().numpy())
-        self._out_device = features.device
 
     def step(self, features: torch.Tensor, frame: np.ndarray | None = None) -> torch.Tensor:
         """Segment ``frame`` from Cutie's memory; returns (I, H, W) bool masks on the features' device."""
