@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,19 @@ def _check_files_consistent(layout: ResultLayout) -> list[int]:
     return sorted(files)
 
 
-def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape):
+def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape,
+                           monkeypatch):
+    from napari_dinotrack.pipeline import DinoKeypointVideoProcessor
+
+    # a warm engine tracks these 16 tiny frames in well under a second: pace it like a real video
+    real_iter = DinoKeypointVideoProcessor.iter_results
+
+    def paced(self, *args, **kwargs):
+        for result in real_iter(self, *args, **kwargs):
+            time.sleep(0.06)
+            yield result
+
+    monkeypatch.setattr(DinoKeypointVideoProcessor, "iter_results", paced)
     n_frames = clip_shape[0]
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
