@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
+from .backbone.catalog import DEFAULT_MODEL
 
 
 class UsageError(Exception):
@@ -27,7 +28,7 @@ class UsageError(Exception):
 
 def _is_input_error(exc: BaseException) -> bool:
     """Errors that the user must fix (exit code 2) rather than bugs (exit code 1)."""
-    if isinstance(exc, UsageError | ValueError | FileNotFoundError):
+    if isinstance(exc, UsageError | FileNotFoundError):
         return True
     try:
         from .errors import is_input_error
@@ -124,6 +125,73 @@ def _check_model(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ProgressBar:
+    """One self-overwriting progress line on stderr (a new line every few seconds when not a terminal)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if self.quiet or (done < total and now - self.last < (0.2 if self.tty else 5.0)):
+            return
+        self.last = now
+        elapsed = now - self.started
+        fps = done / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / fps if fps > 0 else float("nan")
+        width = 30
+        filled = int(width * done / max(total, 1))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} frames  {fps:5.1f} fps  "
+                f"{left:5.0f} s left")
+        print(("\r" if self.tty else "") + line, end="" if self.tty and done < total else "\n",
+              file=sys.stderr, flush=True)
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from .tracking.config import TrackerConfig
+
+    if args.config and args.preset:
+        raise UsageError("use either --config or --preset, not both")
+    try:
+        if args.config:
+            config = TrackerConfig.load(args.config)
+        elif args.preset:
+            config = TrackerConfig.preset(args.preset)
+        else:
+            config = TrackerConfig()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.batch_size is not None:
+        config.batch_size = args.batch_size
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+
+    from .pipeline import DinoKeypointVideoProcessor
+
+    progress = _ProgressBar(args.quiet)
+    processor = DinoKeypointVideoProcessor(
+        args.video, result_folder=args.out, model_name=args.model, short_side=args.short_side,
+        device=args.device, runtime_config=config, progress_callback=progress, precision=args.precision,
+    )
+    plan = processor.plan(args.start_frame, args.end_frame)
+    if plan is None:
+        print(f"All frames of {processor.video_path.name} are already tracked (results in "
+              f"{processor.layout.folder}); use --start-frame N to track again from frame N.")
+        return 0
+    if not args.quiet:
+        print(f"Tracking {processor.video_path.name} frames {plan.first}..{plan.last} from frame "
+              f"{plan.init_frame} with {args.model} -> {processor.layout.folder}", file=sys.stderr)
+    summary = processor.process_video(args.start_frame, args.end_frame)
+    print(f"Tracked {summary.frames_tracked} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
+          f"results in {processor.layout.folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all sub-commands."""
     parser = argparse.ArgumentParser(
@@ -147,6 +215,31 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--precision", default="auto",
                         help="precision for --check: auto (default), fp32, fp16, bf16")
     models.set_defaults(func=_cmd_models)
+
+    track = sub.add_parser(
+        "track",
+        help="track the labelled keypoints of a video",
+        description="Track every keypoint labelled on the video's manual frames (LabelMe JSON in the "
+        "result folder) to the end of the video, writing per-frame LabelMe JSON and a CSV as it goes. "
+        "Run it again to resume after a stop, or after correcting a frame to re-track from there.",
+    )
+    track.add_argument("video", help="the video file (mp4, avi, mov, mkv)")
+    track.add_argument("--model", default=DEFAULT_MODEL,
+                       help="backbone: catalog name, Hugging Face id or local save_pretrained folder "
+                       f"(default {DEFAULT_MODEL}; see `napari-dinotrack models`)")
+    track.add_argument("--short-side", type=int, default=768, help="working resolution (default 768)")
+    track.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    track.add_argument("--precision", default="auto", help="auto (default), fp32, fp16, bf16")
+    track.add_argument("--start-frame", type=int, default=None,
+                       help="re-track from the keypoints on this frame (default: resume where results are stale)")
+    track.add_argument("--end-frame", type=int, default=None, help="last frame to track (default: the last)")
+    track.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
+    track.add_argument("--config", default=None, help="tracker settings JSON (see TrackerConfig)")
+    track.add_argument("--preset", default=None, help="named settings: rodent_30fps, low_fps_large_motion, "
+                       "fast_small_animals")
+    track.add_argument("--batch-size", type=int, default=None, help="frames per backbone batch")
+    track.add_argument("--quiet", action="store_true", help="no progress bar")
+    track.set_defaults(func=_cmd_track)
     return parser
 
 

@@ -194,6 +194,8 @@ class DinoKeypointVideoProcessor:
             if idx != plan.init_frame:
                 writer.put(here, masks, write_json=False)
                 run.count_frame(self.progress_callback)
+            elif masks is not None:
+                writer.put(here, masks, write_json=False, write_rows=False)
             return FrameResult(idx, here, masks, True, run.done, run.total, run.fps)
         masks = None
         if run.propagator is not None:

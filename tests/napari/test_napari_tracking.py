@@ -29,11 +29,11 @@ def _check_files_consistent(layout: ResultLayout) -> list[int]:
     return sorted(files)
 
 
-def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape,
-                           monkeypatch):
+@pytest.fixture
+def paced_engine(monkeypatch):
+    """A warm engine tracks these 16 tiny frames in well under a second: pace it like a real video."""
     from napari_dinotrack.pipeline import DinoKeypointVideoProcessor
 
-    # a warm engine tracks these 16 tiny frames in well under a second: pace it like a real video
     real_iter = DinoKeypointVideoProcessor.iter_results
 
     def paced(self, *args, **kwargs):
@@ -42,6 +42,10 @@ def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sam
             yield result
 
     monkeypatch.setattr(DinoKeypointVideoProcessor, "iter_results", paced)
+
+
+def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape,
+                           paced_engine):
     n_frames = clip_shape[0]
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
@@ -85,7 +89,7 @@ def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sam
 
 
 def test_stop_midway_keeps_files_intact(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
-                                        clip_shape):
+                                        clip_shape, paced_engine):
     n_frames = clip_shape[0]
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)

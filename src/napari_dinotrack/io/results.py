@@ -39,10 +39,11 @@ class ResultWriter:
         self._thread = threading.Thread(target=self._run, name="dinotrack-writer", daemon=True)
         self._thread.start()
 
-    def put(self, annotation: FrameAnnotation, masks: np.ndarray | None = None, write_json: bool = True) -> None:
-        """Queue one frame. ``write_json=False`` for manual frames: only their table rows are added."""
+    def put(self, annotation: FrameAnnotation, masks: np.ndarray | None = None, write_json: bool = True,
+            write_rows: bool = True) -> None:
+        """Queue one frame. Manual frames pass ``write_json=False``: their files are the user's."""
         self._raise_if_failed()
-        self._queue.put((annotation, masks, write_json))
+        self._queue.put((annotation, masks, write_json, write_rows))
 
     def _run(self) -> None:
         while True:
@@ -56,16 +57,17 @@ class ResultWriter:
             except BaseException as exc:
                 self._error = exc
 
-    def _write(self, ann: FrameAnnotation, masks: np.ndarray | None, write_json: bool) -> None:
+    def _write(self, ann: FrameAnnotation, masks: np.ndarray | None, write_json: bool, write_rows: bool) -> None:
         if masks is not None:
-            names = [inst.name for inst in ann.instances]
-            self._masks.write(ann.frame, masks, names)
-            for inst, mask in zip(ann.instances, masks, strict=True):
-                outline = mask_to_polygon(mask)
-                inst.polygon = outline if len(outline) >= 3 else None
+            self._masks.write(ann.frame, masks, [inst.name for inst in ann.instances])
         if write_json:
+            if masks is not None:
+                for inst, mask in zip(ann.instances, masks, strict=True):
+                    outline = mask_to_polygon(mask)
+                    inst.polygon = outline if len(outline) >= 3 else None
             write_prediction(self.layout, ann)
-        self._csv.append(ann)
+        if write_rows:
+            self._csv.append(ann)
         self.frames_written += 1
 
     def _raise_if_failed(self) -> None:

@@ -259,6 +259,7 @@ class DinoTrackerWidget(QWidget):
         self._refresh_interval_ms = REFRESH_MS
         self._last_refresh = 0.0
         self._last_tracks_refresh = 0.0
+        self._tracks_interval_s = TRACKS_REFRESH_S
         self._live_labels: LiveLabels | None = None
         self._label_values: dict[str, int] = {}
         self._run_ctx: VideoContext | None = None
@@ -852,8 +853,12 @@ class DinoTrackerWidget(QWidget):
             self._show_annotations([r.annotation for r in latest.values()])
             self._show_masks(list(latest.values()))
             if self.display_panel.trajectories.value and (
-                    time.monotonic() - self._last_tracks_refresh >= TRACKS_REFRESH_S or self.worker is None):
+                    time.monotonic() - self._last_tracks_refresh >= self._tracks_interval_s or self.worker is None):
+                t_tracks = time.perf_counter()
+                had_layer = self._tracks_layer() is not None
                 self.update_trajectories()
+                if had_layer:  # rebuilding long trajectories is costly: do it more rarely then
+                    self._tracks_interval_s = max(TRACKS_REFRESH_S, 8 * (time.perf_counter() - t_tracks))
         except Exception as exc:  # a display problem must not kill the run
             logger.exception("live update failed")
             from napari.utils.notifications import show_warning

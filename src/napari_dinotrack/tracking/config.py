@@ -134,15 +134,17 @@ class TrackerConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrackerConfig:
         """Read a JSON config file; errors name the file and the problem."""
+        from ..errors import InputError
+
         path = Path(path)
         try:
             return cls.from_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ValueError(f"{path}: config file not found") from None
+            raise InputError(f"{path}: config file not found") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); fix or delete it") from None
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: {exc}") from None
 
     def save(self, path: str | Path) -> None:
         from ..io.atomic import atomic_write_text

@@ -1,0 +1,44 @@
+"""Generated videos with a saved seed frame, and a tiny random DINOv3 checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from napari_dinotrack.io.labelme import write_manual
+from napari_dinotrack.io.paths import ResultLayout
+from napari_dinotrack.synthetic import SyntheticClip, make_clip
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.delenv("DINOV3_LOCATION", raising=False)
+
+
+@pytest.fixture
+def labelled_clip(tmp_path: Path):
+    """Factory: make_clip(**kwargs) written to tmp_path with its frame-0 ground truth saved as the seed."""
+
+    def make(name: str = "clip", polygons: bool = False, **kwargs) -> tuple[SyntheticClip, Path, ResultLayout]:
+        clip = make_clip(**kwargs)
+        video = clip.write(tmp_path / f"{name}.mp4")
+        layout = ResultLayout(video)
+        layout.ensure_folder()
+        write_manual(layout, clip.annotation(0, with_polygons=polygons))
+        return clip, video, layout
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_dinov3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+
+    folder = tmp_path_factory.mktemp("tiny-dinov3")
+    cfg = DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                          patch_size=16, num_register_tokens=4)
+    DINOv3ViTModel(cfg).save_pretrained(folder)
+    return folder

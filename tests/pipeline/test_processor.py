@@ -1,0 +1,228 @@
+"""End-to-end runs of DinoKeypointVideoProcessor on generated videos with known ground truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_dinotrack import DinoKeypointVideoProcessor, TrackerConfig
+from napari_dinotrack.io.labelme import load_annotations, read_frame, write_manual
+from napari_dinotrack.io.masks import MaskStore
+from napari_dinotrack.io.tables import read_tracks_csv
+
+PIXEL = "pixel:8"  # weight-free backbone whose features are the patches' colours
+SHORT = 320
+
+
+def errors_against_truth(clip, layout, frames):
+    anns = load_annotations(layout)
+    errs, hidden_flagged = [], []
+    for f in frames:
+        for inst in anns[f].instances:
+            for kp in inst.keypoints:
+                gt = clip.positions[inst.name, kp.name][f]
+                if clip.visible[inst.name, kp.name][f]:
+                    errs.append(float(np.hypot(kp.x - gt[0], kp.y - gt[1])))
+                else:
+                    hidden_flagged.append(not kp.visible)
+    return np.array(errs), np.array(hidden_flagged)
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_tracks_a_generated_video_and_writes_every_output(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=30, n_instances=2, occluder=(10, 14))
+    seed_bytes = layout.frame_json(0).read_bytes()
+    summary = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT).process_video()
+    assert (summary.first_frame, summary.last_frame, summary.frames_tracked) == (0, 29, 29)
+
+    errs, hidden_flagged = errors_against_truth(clip, layout, range(1, 30))
+    assert np.median(errs) < 1.5 and np.mean(errs < 5) >= 0.95, (np.median(errs), np.mean(errs < 5))
+    assert hidden_flagged.mean() >= 0.7  # the occluded parts are reported as not visible
+
+    assert layout.frame_json(0).read_bytes() == seed_bytes  # the user's frame is never rewritten
+    anns = load_annotations(layout)
+    assert sorted(anns) == list(range(30))
+    assert all(anns[f].source == "prediction" and anns[f].seed_frame == 0 for f in range(1, 30))
+
+    rows = read_tracks_csv(layout.tracks_csv)
+    keys = [(r["frame"], r["instance"], r["keypoint"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 30 * 8
+    assert [r["frame"] for r in rows] == sorted(r["frame"] for r in rows)
+    for r in rows:
+        kp = anns[r["frame"]].instance(r["instance"]).keypoint(r["keypoint"])
+        assert r["visible"] == kp.visible and 0.0 <= r["score"] <= 1.0
+        assert (r["x"] is None) == (not kp.visible)
+        if kp.visible:
+            assert abs(r["x"] - kp.x) < 1e-3 and abs(r["y"] - kp.y) < 1e-3
+
+    # left and right ears stay on their own sides of every animal
+    for inst in clip.instance_names:
+        for f in range(1, 30):
+            a = anns[f].instance(inst)
+            left, right = a.keypoint("leftear"), a.keypoint("rightear")
+            if left.visible and right.visible:
+                got = np.array([left.x - right.x, left.y - right.y])
+                truth = clip.positions[inst, "leftear"][f] - clip.positions[inst, "rightear"][f]
+                assert got @ truth > 0, (inst, f)
+
+
+def test_same_input_gives_byte_identical_outputs(labelled_clip, tmp_path):
+    _, video, layout = labelled_clip(n_frames=12, n_instances=2)
+    outputs = []
+    for run in range(2):
+        out = tmp_path / f"run{run}"
+        out.mkdir()
+        (out / layout.frame_json(0).name).write_bytes(layout.frame_json(0).read_bytes())
+        DinoKeypointVideoProcessor(video, result_folder=out, model_name=PIXEL, short_side=SHORT).process_video()
+        outputs.append(folder_bytes(out))
+    assert outputs[0] == outputs[1] and len(outputs[0]) >= 13
+
+
+def test_stop_midway_keeps_results_and_a_rerun_finishes(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=30)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT,
+                                           runtime_config=TrackerConfig(batch_size=4))
+    seen = []
+    for result in processor.iter_results():
+        seen.append(result.frame)
+        if result.frame == 10:
+            processor.stop()
+    assert seen[-1] == 10 and seen[0] == 0
+    anns = load_annotations(layout)
+    assert sorted(anns) == list(range(11))
+    assert {r["frame"] for r in read_tracks_csv(layout.tracks_csv)} == set(range(11))
+
+    plan = processor.plan()
+    assert (plan.init_frame, plan.first) == (10, 11)
+    summary = processor.process_video()
+    assert summary.frames_tracked == 19 and not summary.stopped
+    rows = read_tracks_csv(layout.tracks_csv)
+    assert len(rows) == len({(r["frame"], r["keypoint"]) for r in rows}) == 30 * 4
+    errs, _ = errors_against_truth(clip, layout, range(1, 30))
+    assert np.median(errs) < 1.5
+
+
+def test_a_hard_crash_loses_at_most_the_frames_in_flight(labelled_clip, tmp_path):
+    clip, video, layout = labelled_clip(n_frames=30)
+    script = textwrap.dedent(f"""
+        import os
+        from napari_dinotrack import DinoKeypointVideoProcessor
+        def die(done, total):
+            if done == 12:
+                os._exit(17)  # no cleanup at all, like a power cut
+        DinoKeypointVideoProcessor({str(video)!r}, model_name={PIXEL!r}, short_side={SHORT},
+                                   progress_callback=die).process_video()
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 17, proc.stderr
+    survived = sorted(load_annotations(layout))  # every file on disk must still parse
+    assert survived[0] == 0 and len(survived) >= 2
+
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    assert processor.plan().first == survived[-1] + 1
+    processor.process_video()
+    rows = read_tracks_csv(layout.tracks_csv)
+    assert sorted({r["frame"] for r in rows}) == list(range(30))
+    assert len(rows) == 30 * 4
+    errs, _ = errors_against_truth(clip, layout, range(1, 30))
+    assert np.median(errs) < 1.5
+
+
+def test_correcting_a_frame_retracks_only_what_follows_it(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=24)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    processor.process_video()
+    before = {f: layout.frame_json(f).read_bytes() for f in range(24)}
+
+    fixed = read_frame(layout.frame_json(12))
+    fixed.source = "manual"
+    nose = fixed.instances[0].keypoint("nose")
+    nose.x, nose.y = (float(v) for v in clip.positions["animal1", "nose"][12] + 0.5)
+    write_manual(layout, fixed)
+    corrected = layout.frame_json(12).read_bytes()
+
+    summary = processor.process_video()
+    assert summary.frames_tracked == 11
+    for f in range(12):
+        assert layout.frame_json(f).read_bytes() == before[f], f
+    assert layout.frame_json(12).read_bytes() == corrected
+    later = load_annotations(layout, frames=range(13, 24))
+    assert all(a.seed_frame == 12 and a.source == "prediction" for a in later.values())
+    rows = read_tracks_csv(layout.tracks_csv)
+    assert len(rows) == 24 * 4
+    row = next(r for r in rows if r["frame"] == 12 and r["keypoint"] == "nose")
+    assert abs(row["x"] - nose.x) < 1e-3
+
+
+def test_templates_from_a_later_manual_frame_are_used(labelled_clip):
+    """A correction teaches the tracker: its appearance joins the seed's templates."""
+    clip, video, layout = labelled_clip(n_frames=16)
+    later = clip.annotation(15)
+    write_manual(layout, later)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    seen_templates = []
+    from napari_dinotrack.tracking import tracker as tracker_module
+
+    original = tracker_module.KeypointTracker.add_templates
+
+    def spy(self, features, annotation):
+        seen_templates.append(annotation.frame)
+        return original(self, features, annotation)
+
+    tracker_module.KeypointTracker.add_templates = spy
+    try:
+        processor.process_video()
+    finally:
+        tracker_module.KeypointTracker.add_templates = original
+    assert 15 in seen_templates and 0 in seen_templates
+
+
+def test_instance_masks_from_seed_polygons_follow_the_animals(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=16, n_instances=2, crossing=True, speed=4.0, polygons=True)
+    DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT).process_video()
+    anns = load_annotations(layout)
+    store = MaskStore(layout.masks_dir)
+    assert store.frames() == list(range(16))
+    ious = []
+    for f in range(1, 16):
+        masks = store.read_masks(f, clip.instance_names)
+        for i, name in enumerate(clip.instance_names):
+            gt = clip.masks[f, i]
+            ious.append((masks[i] & gt).sum() / max((masks[i] | gt).sum(), 1))
+            inst = anns[f].instance(name)
+            assert inst.polygon is not None and len(inst.polygon) >= 3
+            for kp in inst.keypoints:
+                if kp.visible:  # no keypoint strays onto the other animal
+                    other = clip.masks[f, 1 - i]
+                    assert not other[round(kp.y), round(kp.x)] or gt[round(kp.y), round(kp.x)], (f, name, kp)
+    assert np.mean(ious) > 0.75
+    errs, _ = errors_against_truth(clip, layout, range(1, 16))
+    assert np.median(errs) < 1.5
+
+
+def test_seed_labelled_for_another_video_size_is_rejected(labelled_clip):
+    _, video, layout = labelled_clip(n_frames=6)
+    data = json.loads(layout.frame_json(0).read_text())
+    data["imageWidth"] = 1920
+    layout.frame_json(0).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="1920"):
+        DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT).process_video()
+
+
+def test_a_backbone_object_can_be_passed_in(labelled_clip):
+    from napari_dinotrack.backbone.pixel import PixelBackbone
+
+    clip, video, layout = labelled_clip(n_frames=8)
+    results = list(DinoKeypointVideoProcessor(video, model_name=PixelBackbone(8), short_side=SHORT).iter_results())
+    assert [r.frame for r in results] == list(range(8))
+    assert results[0].reseeded and not results[1].reseeded
+    assert results[-1].frames_done == results[-1].frames_total == 7
