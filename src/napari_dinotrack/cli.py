@@ -192,6 +192,15 @@ def _cmd_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .synthetic import write_sample
+
+    video = write_sample(args.folder, n_frames=args.frames, n_instances=args.animals)
+    print(f"Wrote {video} and its labelled frame 0; track it with:\n"
+          f"  napari-dinotrack track {video} --model pixel:   (no weights needed)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all sub-commands."""
     parser = argparse.ArgumentParser(
@@ -240,6 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--batch-size", type=int, default=None, help="frames per backbone batch")
     track.add_argument("--quiet", action="store_true", help="no progress bar")
     track.set_defaults(func=_cmd_track)
+
+    sample = sub.add_parser("sample", help="write a generated sample video with one labelled frame",
+                            description="Write a short generated video of walking animals and a manual "
+                            "seed annotation on frame 0, to try the tracker without data of your own.")
+    sample.add_argument("folder", help="folder to write sample_mouse.mp4 (and its result folder) into")
+    sample.add_argument("--frames", type=int, default=40, help="number of frames (default 40)")
+    sample.add_argument("--animals", type=int, default=1, help="number of animals (default 1)")
+    sample.set_defaults(func=_cmd_sample)
     return parser
 
 

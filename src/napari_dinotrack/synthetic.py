@@ -176,3 +176,19 @@ def _pose(i: int, n: int, t: int, h: int, w: int, speed: float, crossing: bool):
     cy = h * row + 10 * np.sin(t / 6.0 + i)
     heading = np.arctan2(10 / 6.0 * np.cos(t / 6.0 + i), speed)
     return float(cx), float(cy), float(heading)
+
+
+def write_sample(folder: str | Path, n_frames: int = 40, height: int = 192, width: int = 256,
+                 n_instances: int = 1) -> Path:
+    """Write a sample video and its frame-0 manual seed (LabelMe JSON) into ``folder``; return the video."""
+    from .io.labelme import write_manual
+    from .io.paths import ResultLayout
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = make_clip(n_frames=n_frames, height=height, width=width, n_instances=n_instances, speed=2.5)
+    video = clip.write(folder / "sample_mouse.mp4")
+    layout = ResultLayout(video)
+    layout.ensure_folder()
+    write_manual(layout, clip.annotation(0))
+    return video

@@ -221,7 +221,7 @@ def test_seed_labelled_for_another_video_size_is_rejected(labelled_clip):
 def test_a_backbone_object_can_be_passed_in(labelled_clip):
     from napari_dinotrack.backbone.pixel import PixelBackbone
 
-    clip, video, layout = labelled_clip(n_frames=8)
+    _, video, _ = labelled_clip(n_frames=8)
     results = list(DinoKeypointVideoProcessor(video, model_name=PixelBackbone(8), short_side=SHORT).iter_results())
     assert [r.frame for r in results] == list(range(8))
     assert results[0].reseeded and not results[1].reseeded

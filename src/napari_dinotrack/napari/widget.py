@@ -1001,6 +1001,8 @@ class DinoTrackerWidget(QWidget):
             show_error(str(exc))
             self.track_panel.status.value = f"⚠ {exc}"
             return None
+        if self.display_panel.trajectories.value and self._tracks_layer() is None:
+            self.update_trajectories()  # creating a layer stalls the GUI once: do it now, not mid-run
         self.control = control = RunControl()
         self._run_error = None
         self._run_ctx = ctx
