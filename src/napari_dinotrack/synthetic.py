@@ -145,6 +145,7 @@ def make_clip(
                 px = cx + fwd[0] * a * half_len + left[0] * b * half_len * 0.9
                 py = cy + fwd[1] * a * half_len + left[1] * b * half_len * 0.9
                 positions[name, part][t] = (px, py)
+                visible[name, part][t] = 0 <= px <= width - 1 and 0 <= py <= height - 1
                 dot = (xx - px) ** 2 + (yy - py) ** 2 <= dot_radius**2
                 img[dot] = colours[part]
         if occluder is not None and occluder[0] <= t <= occluder[1]:

@@ -161,3 +161,18 @@ def test_manual_annotation_model_is_what_engine_expects():
     ann = FrameAnnotation(0, 10, 10, [Instance("a", [Keypoint("nose", 1, 2)])])
     data, feats = annotations_to_points({0: ann})
     assert points_to_annotation(data, feats, 0, 10, 10).instances[0].keypoints[0].name == "nose"
+
+
+def test_live_labels_can_be_painted_pointwise_like_napari():
+    live = LiveLabels(4, 5, 6, base=np.zeros((4, 5, 6), np.uint16))
+    t, y, x = np.array([1, 1, 2]), np.array([0, 4, 2]), np.array([0, 5, 3])
+    live[t, y, x] = 3
+    assert live[t, y, x].tolist() == [3, 3, 3]
+    assert live.edited_frames() == [1, 2] and live[1].sum() == 6
+    live.update(1, np.full((5, 6), 9))  # tracking never overwrites the user's paint
+    assert live[1].max() == 3
+    live[3] = np.ones((5, 6))
+    live[0:2, 0, 0] = 7
+    assert live[3].sum() == 30 and live[0, 0, 0] == 7 and live[1, 0, 0] == 7
+    live.clear_edited([1])
+    assert live.edited_frames() == [0, 2, 3] and live[1].max() == 0

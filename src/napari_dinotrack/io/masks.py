@@ -52,7 +52,8 @@ def mask_to_polygon(mask: np.ndarray, tolerance_frac: float = 0.003) -> np.ndarr
     """Outline (N, 2) float32 x/y of the largest connected component of ``mask``.
 
     The outline is simplified with Douglas-Peucker at ``tolerance_frac`` of its perimeter.
-    An empty mask gives a (0, 2) array.
+    An empty mask gives a (0, 2) array; a component one or two pixels across may give fewer
+    than 3 points.
     """
     m = np.asarray(mask).astype(np.uint8)
     if m.ndim != 2 or not m.any():
@@ -76,14 +77,15 @@ class MaskStore:
     """Per-frame instance label images in one folder (usually ``ResultLayout.masks_dir``).
 
     Every write is atomic, so a reader (the napari layer) never sees a half-written frame, and
-    a crash mid-run leaves only complete frames behind.
+    a crash mid-run leaves only complete frames behind. One writer per folder at a time: the
+    instance table is read, extended and replaced without a lock.
     """
 
     INDEX_FILE = "instances.json"
 
     def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
-        self._names: list[str] | None = None  # label k + 1 -> name; cached, reloaded on read
+        self._names: list[str] = []  # label k + 1 -> name, as last read from the folder
 
     # --- instance table -----------------------------------------------------------------
     def _load_names(self) -> list[str]:
@@ -107,8 +109,8 @@ class MaskStore:
         return names.index(name) + 1 if name in names else None
 
     def _register(self, names: list[str]) -> list[str]:
-        if self._names is None:
-            self._names = self._load_names()
+        # re-read first: another MaskStore on the same folder may have added names since
+        self._names = self._load_names()
         new = [n for n in dict.fromkeys(names) if n not in self._names]
         if new:
             self._names = self._names + new
@@ -151,13 +153,18 @@ class MaskStore:
 
         ``names[k]`` is the instance with label value ``k + 1``.
         """
+        labels = self.read_labels(frame)
+        return None if labels is None else (labels, self.names())
+
+    def read_labels(self, frame: int) -> np.ndarray | None:
+        """Just the (H, W) label image of ``frame``, or None (skips the instance table)."""
         path = self.path(frame)
         if not path.exists():
             return None
         labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if labels is None:
             raise OSError(f"unreadable mask file {path}")
-        return labels, self.names()
+        return labels
 
     def read_masks(self, frame: int, names: list[str]) -> np.ndarray | None:
         """(I, H, W) bool masks of ``names`` at ``frame`` (all-False for unknown names), or None."""
@@ -207,10 +214,9 @@ def lazy_labels(
 
 
 def _load_label_frame(store: MaskStore, shape: tuple[int, int], dtype: np.dtype, frame: int) -> np.ndarray:
-    got = store.read(frame)
-    if got is None:
+    labels = store.read_labels(frame)
+    if labels is None:
         return np.zeros((1, *shape), dtype)
-    labels = got[0]
     if labels.shape != shape:
         raise ValueError(f"mask of frame {frame} is {labels.shape[1]}x{labels.shape[0]}, "
                          f"expected {shape[1]}x{shape[0]}")

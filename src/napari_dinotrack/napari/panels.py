@@ -295,7 +295,8 @@ class SeedPanel(Container):
         self.toggle_visible = PushButton(text="Mark selected hidden / visible",
                                          tooltip="Toggle whether the selected keypoints are occluded on this frame.")
         self.save = PushButton(text="Save frame as manual seed",
-                               tooltip="Write this frame's keypoints as a manual (seed) annotation.")
+                               tooltip="Write this frame's keypoints (and any masks painted on it) as a manual "
+                                       "seed annotation.")
         self.status = _status()
         super().__init__(widgets=[self.names, self.instance, self.add, self.toggle_visible, self.save,
                                   self.status], labels=True)

@@ -330,6 +330,7 @@ class DinoTrackerWidget(QWidget):
         lp = self.layers_panel
         lp.image.changed.connect(self._on_image_changed)
         lp.points.changed.connect(self._on_points_changed)
+        lp.masks.changed.connect(self._on_masks_changed)
         bp = self.backbone_panel
         bp.model.changed.connect(self._on_model_changed)
         bp.folder.changed.connect(self._on_model_changed)
@@ -712,10 +713,16 @@ class DinoTrackerWidget(QWidget):
         self._mark_dirty(_frames_of(layer.data[idx]))
 
     def save_current_frame(self) -> Path | None:
-        """Write the current frame's keypoints as a manual seed (also saves pending edits)."""
+        """Write the current frame's keypoints (and painted masks) as a manual seed; saves pending edits."""
+        from napari.utils.notifications import show_error
+
         t = self.current_frame()
         self._dirty.add(t)
         paths = self.flush_edits(force={t})
+        try:
+            self.save_painted_masks({t})
+        except (OSError, ValueError, UserError) as exc:
+            show_error(f"Could not save the masks of frame {t}: {exc}")
         return paths.get(t)
 
     # ---------------------------------------------------------------- edits
@@ -880,6 +887,7 @@ class DinoTrackerWidget(QWidget):
             return
         ctx = self._run_ctx
         live = self._ensure_live_labels(ctx)
+        assert live is not None
         for r in with_masks:
             names = [inst.name for inst in r.annotation.instances]
             for n in names:
@@ -891,29 +899,65 @@ class DinoTrackerWidget(QWidget):
         if layer is not None and self.current_frame() in {r.frame for r in with_masks}:
             layer.refresh()
 
-    def _ensure_live_labels(self, ctx: VideoContext) -> LiveLabels:
+    def _ensure_live_labels(self, ctx: VideoContext, create: bool = True) -> LiveLabels | None:
+        """The masks layer's data as a :class:`LiveLabels` (wrapping what it showed), created if asked."""
         from ..io.masks import MaskStore, lazy_labels
 
         layer = self.labels_layer
-        if self._live_labels is not None and layer is not None and layer.data is self._live_labels:
-            return self._live_labels
+        if layer is not None and isinstance(layer.data, LiveLabels):
+            self._live_labels = layer.data
+            return layer.data
         store = MaskStore(ctx.layout.masks_dir)
         with contextlib.suppress(OSError, ValueError):
             for i, name in enumerate(store.names()):
                 self._label_values.setdefault(name, i + 1)
-        base = lazy_labels(store, ctx.n_frames, ctx.height, ctx.width, dtype=np.uint16)
-        live = LiveLabels(ctx.n_frames, ctx.height, ctx.width, base=base, dtype=np.uint16)
-        self._live_labels = live
-        if layer is not None and tuple(layer.data.shape) == live.shape:
-            layer.data = live
-        else:
+        shape = (ctx.n_frames, ctx.height, ctx.width)
+        if layer is not None and tuple(layer.data.shape) == shape:
+            live = LiveLabels(*shape, base=layer.data, dtype=np.uint16)
+            layer.data = live  # same layer object: its settings and undo history stay
+        elif create:
+            base = lazy_labels(store, *shape, dtype=np.uint16)
+            live = LiveLabels(*shape, base=base, dtype=np.uint16)
             active = self.viewer.layers.selection.active
             layer = self.viewer.add_labels(live, name=f"{ctx.stem} masks", opacity=0.4,
                                            metadata={META_KEY: {"video_path": str(ctx.video_path)}})
             self.layers_panel.masks.value = layer
             self._keep_points_on_top()
             self._restore_active(active)
+        else:
+            return None
+        self._live_labels = live
         return live
+
+    def _on_masks_changed(self, layer: Labels | None) -> None:
+        """A picked masks layer becomes paintable (its frames then also seed the tracker)."""
+        if layer is None or isinstance(layer.data, LiveLabels):
+            return
+        with contextlib.suppress(UserError):
+            self._ensure_live_labels(self.video_context(), create=False)
+
+    def save_painted_masks(self, frames: set[int] | None = None) -> list[int]:
+        """Write painted mask frames (all, or ``frames``) to the result folder's mask store."""
+        from ..io.masks import MaskStore
+
+        live = self._live_labels
+        layer = self.labels_layer
+        if live is None or layer is None or layer.data is not live:
+            return []
+        todo = [t for t in live.edited_frames() if frames is None or t in frames]
+        if not todo:
+            return []
+        ctx = self.video_context()
+        store = MaskStore(ctx.layout.masks_dir)
+        by_value = {v: n for n, v in self._label_values.items()}
+        for t in todo:
+            image = live.frame(t)
+            values = [int(v) for v in np.unique(image) if v]
+            names = [by_value.get(v, f"instance{v}") for v in values]
+            store.write(t, np.stack([image == v for v in values]) if values else np.zeros((0, *image.shape), bool),
+                        names)
+        live.clear_edited(todo)
+        return todo
 
     def _keep_points_on_top(self) -> None:
         layer = self.points_layer
@@ -1038,6 +1082,10 @@ class DinoTrackerWidget(QWidget):
             raise UserError("Choose the model folder in the Backbone panel (or pick another model).")
         # unsaved corrections, and an unsaved labelled current frame, become manual seeds
         self.flush_edits(force=self._unsaved_current_frame(ctx))
+        try:
+            self.save_painted_masks()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"Could not save the painted masks: {exc}") from None
         if start_frame is not None:
             if not (0 <= start_frame < ctx.n_frames):
                 raise UserError(f"Frame {start_frame} is outside the video (0–{ctx.n_frames - 1}).")
