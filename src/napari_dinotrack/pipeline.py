@@ -100,6 +100,7 @@ class DinoKeypointVideoProcessor:
         self.progress_callback = progress_callback
         self._backbone: Backbone | None = None if isinstance(model_name, str | os.PathLike) else model_name
         self._stop = threading.Event()
+        self.last_run_stopped = False
 
     # ------------------------------------------------------------------ public API
     @property
@@ -130,7 +131,7 @@ class DinoKeypointVideoProcessor:
                 first = result.frame
             last = result.frame
             tracked = result.frames_done
-        return RunSummary(first, last, tracked, self._stop.is_set(), time.perf_counter() - start)
+        return RunSummary(first, last, tracked, self.last_run_stopped, time.perf_counter() - start)
 
     def iter_results(self, start_frame: int | None = None, end_frame: int | None = None) -> Iterator[FrameResult]:
         """Track and yield each frame's result as it is produced; outputs are written as it goes.
@@ -138,7 +139,14 @@ class DinoKeypointVideoProcessor:
         The first result is the frame tracking starts from (``reseeded=True``). Closing the
         iterator early, or ``stop()``, ends the run with everything produced so far on disk.
         """
-        self._stop.clear()
+        try:
+            yield from self._run(start_frame, end_frame)
+        finally:
+            # a stop() asked for before the first frame still counts; the flag resets for the next run
+            self.last_run_stopped = self._stop.is_set()
+            self._stop.clear()
+
+    def _run(self, start_frame: int | None, end_frame: int | None) -> Iterator[FrameResult]:
         annotations = self._load_annotations()
         plan = plan_run(annotations, self.info.n_frames, start_frame, end_frame, where=str(self.layout.folder))
         if plan is None:

@@ -91,3 +91,18 @@ def test_plugin_manifest_contributions():
     assert {"*.mp4", "*.avi", "*.mov", "*.mkv"} <= set(patterns)
     assert manifest.contributions.readers[0].accepts_directories
     assert manifest.contributions.sample_data[0].key == "synthetic_mouse"
+
+
+def test_open_through_napari(make_napari_viewer_proxy, sample_video: Path, tmp_path: Path, monkeypatch):
+    import tempfile
+
+    viewer = make_napari_viewer_proxy()
+    viewer.open(str(sample_video), plugin="napari-dinotrack")
+    assert [layer.name for layer in viewer.layers] == ["sample_mouse", "sample_mouse keypoints"]
+    assert viewer.layers["sample_mouse"].rgb
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the sample goes to a fresh temporary folder
+    viewer.layers.clear()
+    viewer.open_sample("napari-dinotrack", "synthetic_mouse")
+    assert [layer.name for layer in viewer.layers] == ["sample_mouse", "sample_mouse keypoints"]
+    assert viewer.layers["sample_mouse"].data.shape[0] == 40

@@ -53,4 +53,17 @@ def test_screenshots_and_responsiveness(make_napari_viewer, wait_run, tick_monit
     _settle(qtbot, viewer)
     viewer.screenshot(path=str(SHOTS / "tracking.png"), canvas_only=False, flash=False)
     assert (SHOTS / "tracking.png").stat().st_size > 10_000
+
+    # the similarity heatmap of the nose on frame 25
+    from napari_dinotrack.napari.heatmap import HEATMAP_LAYER
+
+    points = widget.points_layer
+    nose = points.data[(points.data[:, 0] == 25) & (points.features["keypoint"] == "nose").to_numpy()][0]
+    widget.collapsibles["Motion prior & mask"].collapse(animate=False)
+    widget.display_panel.heatmap.value = True
+    widget.heatmap.request(25, float(nose[1]), float(nose[2]))
+    qtbot.waitUntil(lambda: HEATMAP_LAYER in viewer.layers, timeout=15000)
+    assert viewer.layers[HEATMAP_LAYER].data.shape[-2:] == widget.image_layer.data.shape[1:3]
+    _settle(qtbot, viewer)
+    viewer.screenshot(path=str(SHOTS / "heatmap.png"), canvas_only=False, flash=False)
     widget.shutdown()

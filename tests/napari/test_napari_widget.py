@@ -132,14 +132,17 @@ def test_user_edits_are_saved_as_manual_debounced(make_napari_viewer_proxy, open
     nose0, nose1 = before.instances[0].keypoints[0], after.instances[0].keypoints[0]
     assert (nose1.x - nose0.x, nose1.y - nose0.y) == pytest.approx((-4.0, 3.0), abs=1e-3)
 
-    # a point added on frame 3 makes frame 3 a manual frame
+    # a point added on frame 3 makes frame 3 a manual frame; added points take the next missing name
     viewer.dims.set_current_step(0, 3)
     layer.add([[3, 40.0, 50.0]])
     assert layer.features["source"].iloc[-1] == "manual"
+    assert layer.features["keypoint"].iloc[-1] == "nose" and layer.features["instance"].iloc[-1] == "animal1"
+    layer.add([[3, 42.0, 52.0]])
+    assert layer.features["keypoint"].iloc[-1] == "leftear"
     qtbot.waitUntil(lambda: layout.frame_json(3).exists(), timeout=SAVE_DEBOUNCE_MS + 2000)
     assert frame_source(layout.frame_json(3)) == "manual"
-    # removing it again is saved too (the frame stays a manual frame, now empty)
-    layer.selected_data = {len(layer.data) - 1}
+    # removing them again is saved too (the frame stays a manual frame, now empty)
+    layer.selected_data = {len(layer.data) - 1, len(layer.data) - 2}
     layer.remove_selected()
     qtbot.waitUntil(lambda: not widget._dirty, timeout=SAVE_DEBOUNCE_MS + 2000)
     assert read_frame(layout.frame_json(3), 3).instances == []

@@ -226,3 +226,25 @@ def test_a_backbone_object_can_be_passed_in(labelled_clip):
     assert [r.frame for r in results] == list(range(8))
     assert results[0].reseeded and not results[1].reseeded
     assert results[-1].frames_done == results[-1].frames_total == 7
+
+
+def test_without_propagation_the_seed_polygon_does_not_pin_keypoints(labelled_clip):
+    """Masks clamp only on frames they are current for: a frame-0 outline must not hold the animal back."""
+    clip, video, layout = labelled_clip(n_frames=24, speed=4.0, polygons=True)
+    config = TrackerConfig(mask_propagation="none", clamp_to_mask=True, reject_outside_mask=True)
+    DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT, runtime_config=config).process_video()
+    errs, _ = errors_against_truth(clip, layout, range(12, 24))  # by now the animal has left its seed outline
+    assert not clip.masks[0, 0][round(clip.positions["animal1", "nose"][23][1]),
+                                round(clip.positions["animal1", "nose"][23][0])]
+    assert np.median(errs) < 1.5 and np.mean(errs < 5) > 0.95
+    assert not MaskStore(layout.masks_dir).frames()[1:]  # nothing propagated, nothing stored for predictions
+
+
+def test_stop_before_the_run_starts_is_not_lost(labelled_clip):
+    _, video, layout = labelled_clip(n_frames=10)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    processor.stop()
+    summary = processor.process_video()
+    assert summary.stopped and summary.frames_tracked == 0
+    assert sorted(load_annotations(layout)) == [0]
+    assert processor.process_video().frames_tracked == 9  # the flag does not leak into the next run

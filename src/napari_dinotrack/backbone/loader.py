@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..errors import InputError
 from .catalog import (
     DEFAULT_MODEL,
     OPEN_FALLBACK_MODEL,
@@ -143,23 +144,23 @@ def select_device(override: str | torch.device | None = None) -> torch.device:
         return torch.device("cpu")
     if text == "mps":
         if not mps_ok:
-            raise ValueError("device 'mps' was requested but Apple MPS is not available here")
+            raise InputError("device 'mps' was requested but Apple MPS is not available here")
         return torch.device("mps")
     m = re.fullmatch(r"(?:(?:cuda|gpu):?)?(\d+)|cuda|gpu", text)
     if m is None:
-        raise ValueError(
+        raise InputError(
             f"unknown device {override!r}; use 'auto', 'cpu', 'cuda', 'cuda:N', 'N' (a GPU "
             "index) or 'mps'"
         )
     if not cuda_ok:
-        raise ValueError(
+        raise InputError(
             f"device {override!r} was requested but CUDA is not available (torch "
             f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use 'cpu' or 'auto'"
         )
     index = int(m.group(1)) if m.group(1) is not None else torch.cuda.current_device()
     count = torch.cuda.device_count()
     if index >= count:
-        raise ValueError(f"device {override!r} was requested but only {count} CUDA GPU(s) exist")
+        raise InputError(f"device {override!r} was requested but only {count} CUDA GPU(s) exist")
     return torch.device("cuda", index)
 
 
@@ -192,7 +193,7 @@ def default_dtype(device: torch.device | str, precision: str = "auto") -> torch.
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     if text not in _PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use 'auto', 'fp32', 'fp16' or 'bf16'")
+        raise InputError(f"unknown precision {precision!r}; use 'auto', 'fp32', 'fp16' or 'bf16'")
     return getattr(torch, _PRECISIONS[text])
 
 

@@ -43,16 +43,16 @@ HEATMAP_LAYER = "dino similarity"
 
 
 class FeatureCache:
-    """Thread-safe LRU of per-frame patch features ``(C, gh, gw)`` float32 arrays."""
+    """Thread-safe LRU of per-frame patch features (``(features (C, gh, gw), geometry)`` pairs)."""
 
     def __init__(self, max_frames: int = 4) -> None:
         self.max_frames = int(max_frames)
-        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> np.ndarray | None:
+    def get(self, key: Hashable) -> Any:
         """The cached features for ``key`` (marks them recently used), else None."""
         with self._lock:
             feats = self._items.get(key)
@@ -63,7 +63,7 @@ class FeatureCache:
             self.hits += 1
             return feats
 
-    def put(self, key: Hashable, features: np.ndarray) -> None:
+    def put(self, key: Hashable, features: Any) -> None:
         """Store ``features`` under ``key``, evicting the least recently used beyond the limit."""
         with self._lock:
             self._items[key] = features
@@ -322,7 +322,9 @@ class HeatmapController:
             scale = np.asarray(image_layer.scale, dtype=float)[-3:]
             translate = np.asarray(image_layer.translate, dtype=float)[-3:].copy()
             translate[0] += result.request.frame * scale[0]
-        limits = (float(min(0.0, np.percentile(result.image, 1))), 1.0)
+        # black at the median similarity: what lights up is what resembles the clicked patch
+        low = float(np.median(result.image))
+        limits = (min(low, 0.99), 1.0)
         if HEATMAP_LAYER in self.viewer.layers:
             layer = self.viewer.layers[HEATMAP_LAYER]
             layer.data = data

@@ -54,7 +54,8 @@ def make_sample_data(folder: str | Path | None = None) -> list[tuple[Any, dict[s
 
     video = sample_clip_files(folder)
     layers = read_video(str(video))
-    hints = {"model": suggested_model(), "short_side": 256}
+    # the body-part dots are ~8 px wide: 512 px short side gives ~6 px patches, which follow them well
+    hints = {"model": suggested_model(), "short_side": 512}
     for _, kwargs, _ in layers:
         kwargs.setdefault("metadata", {}).setdefault(META_KEY, {}).update(suggest=hints)
     return layers

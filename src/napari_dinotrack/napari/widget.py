@@ -26,7 +26,7 @@ from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from .backbones import LOCAL_FOLDER, PIXEL, BackboneCache, BackboneChoice, describe_source
+from .backbones import LOCAL_FOLDER, BackboneCache, BackboneChoice, describe_source
 from .layers import (
     FEATURE_COLUMNS,
     KeypointsStyle,
@@ -287,6 +287,9 @@ class DinoTrackerWidget(QWidget):
 
         self.apply_settings(load_settings())
         self._connect()
+        # if napari deletes the dock while a run is going, end the run (the worker holds no widget)
+        holder = self._holder = _RunHolder()
+        self.destroyed.connect(holder.stop)
         self._on_layers_changed()
         self._on_model_changed()
 
@@ -748,8 +751,31 @@ class DinoTrackerWidget(QWidget):
                 return  # the whole layer was replaced by a script: not a user correction
             frames = _frames_of(data[indices]) if len(indices) else {self.current_frame()}
             if action == ActionType.ADDED:
+                self._name_added_points(layer, indices)
                 self._restyle(layer)
         self._mark_dirty(frames)
+
+    def _name_added_points(self, layer: Points, indices: np.ndarray) -> None:
+        """A point added by hand gets the next keypoint name its instance lacks on that frame."""
+        feats = layer.features
+        if not len(indices) or "keypoint" not in feats.columns or "instance" not in feats.columns:
+            return
+        data = np.asarray(layer.data)
+        n = len(data)
+        rows = sorted({int(i) % n for i in indices})
+        frames = np.round(data[:, 0]).astype(int)
+        names = self._keypoint_names()
+        col = feats.columns.get_loc("keypoint")
+        for i in rows:
+            inst = str(feats["instance"].iloc[i])
+            same = (frames == frames[i]) & (feats["instance"].astype(str).to_numpy() == inst)
+            same[i] = False
+            taken = set(feats["keypoint"].astype(str).to_numpy()[same])
+            missing = [name for name in names if name not in taken]
+            if missing:
+                feats.iloc[i, col] = missing[0]
+        with contextlib.suppress(Exception):
+            layer.text.refresh(layer.features)
 
     def _mark_dirty(self, frames: set[int]) -> None:
         layer = self._points
@@ -1048,6 +1074,7 @@ class DinoTrackerWidget(QWidget):
         if self.display_panel.trajectories.value and self._tracks_layer() is None:
             self.update_trajectories()  # creating a layer stalls the GUI once: do it now, not mid-run
         self.control = control = RunControl()
+        self._holder.control = control
         self._run_error = None
         self._run_ctx = ctx
         self._run_t0 = time.monotonic()
@@ -1233,6 +1260,17 @@ class DinoTrackerWidget(QWidget):
         self.heatmap.set_enabled(False)
 
 
+class _RunHolder:
+    """Holds the current run's control outside the widget, so it can be stopped from ``destroyed``."""
+
+    def __init__(self) -> None:
+        self.control: RunControl | None = None
+
+    def stop(self, *_: Any) -> None:
+        if self.control is not None:
+            self.control.request_stop()
+
+
 def _hms(seconds: float) -> str:
     seconds = max(0, round(seconds))
     h, rem = divmod(seconds, 3600)
@@ -1240,4 +1278,4 @@ def _hms(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-__all__ += ["PIXEL", "UserError", "VideoContext"]
+__all__ += ["UserError", "VideoContext"]
