@@ -36,16 +36,10 @@ def suggested_model() -> str:
 def sample_clip_files(folder: str | Path | None = None, n_frames: int = SAMPLE_FRAMES,
                       height: int = SAMPLE_HEIGHT, width: int = SAMPLE_WIDTH) -> Path:
     """Write the sample video (and its frame-0 manual seed) into ``folder``; return the video path."""
-    from ..io.labelme import write_manual
-    from ..io.paths import ResultLayout
-    from ..synthetic import make_clip
+    from ..synthetic import write_sample
 
     folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="dinotrack-sample-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    clip = make_clip(n_frames=n_frames, height=height, width=width, n_instances=1, speed=2.5)
-    video = clip.write(folder / "sample_mouse.mp4")
-    write_manual(ResultLayout(video), clip.annotation(0))
-    return video
+    return write_sample(folder, n_frames=n_frames, height=height, width=width)
 
 
 def make_sample_data(folder: str | Path | None = None) -> list[tuple[Any, dict[str, Any], str]]:

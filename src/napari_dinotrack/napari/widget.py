@@ -32,8 +32,8 @@ from .layers import (
     KeypointsStyle,
     LiveLabels,
     TracksStyle,
+    annotations_to_points,
     empty_features,
-    frame_rows,
     masks_to_labels,
     parse_names,
     point_size_for,
@@ -850,27 +850,15 @@ class DinoTrackerWidget(QWidget):
             return
         layer = self.ensure_points_layer()
         frames = np.array([a.frame for a in anns])
-        blocks, cols = [], {c: [] for c in FEATURE_COLUMNS}
-        for ann in anns:
-            d, c = frame_rows(ann)
-            blocks.append(d)
-            for k in FEATURE_COLUMNS:
-                cols[k].extend(c[k])
+        new_data, new_feats = annotations_to_points({a.frame: a for a in anns})
         data = np.asarray(layer.data).reshape(-1, 3)
         keep = ~np.isin(np.round(data[:, 0]).astype(int), frames) if len(data) else np.zeros(0, bool)
         old = layer.features
         if len(old) != len(data) or any(c not in old.columns for c in FEATURE_COLUMNS):
             old = empty_features().reindex(range(len(data)))
-        new_feats = pd.DataFrame({
-            "instance": pd.Series(cols["instance"], dtype=object),
-            "keypoint": pd.Series(cols["keypoint"], dtype=object),
-            "visible": pd.Series(cols["visible"], dtype=bool),
-            "score": pd.Series(cols["score"], dtype=float),
-            "source": pd.Series(cols["source"], dtype=object),
-        })
         feats = pd.concat([old.loc[keep, list(FEATURE_COLUMNS)].reset_index(drop=True), new_feats],
                           ignore_index=True)
-        self._set_points(layer, np.concatenate([data[keep], *blocks]), feats)
+        self._set_points(layer, np.concatenate([data[keep], new_data]), feats)
 
     def _apply_pending(self) -> None:
         """Push the yielded results to the layers (GUI thread, throttled)."""
