@@ -115,8 +115,10 @@ class KeypointTracker:
 
     def _template_tensor(self, frame: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, M, C) templates, nearest manual frames first, and their validity mask."""
-        m = self.config.max_templates
         k = len(self.names)
+        # only as many slots as the best-known keypoint has: unused slots would cost a full match each
+        m = max(1, min(self.config.max_templates, max((len(self._template_bank.get(key, {})) for key in self.names),
+                                                      default=1)))
         templates = torch.zeros(k, m, channels, device=self.device)
         valid = torch.zeros(k, m, dtype=torch.bool, device=self.device)
         for i, key in enumerate(self.names):
