@@ -27,7 +27,10 @@ def to_working_tensor(
     antialiased bilinear interpolation; the bottom/right padding is zero after normalisation,
     i.e. the dataset mean colour.
     """
-    x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
+    if isinstance(frames, np.ndarray):
+        # cached video frames are read-only; torch wants memory it may write to
+        frames = np.ascontiguousarray(frames) if frames.flags.writeable else frames.copy()
+    x = torch.as_tensor(frames)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
