@@ -59,24 +59,22 @@ def resolve_collisions(
 
     scores: (K, N) candidate scores, picks: (K,) chosen candidate index, centres: (N, 2),
     pairs: (P, 2). For every pair whose picks are closer than ``radius``, the keypoint with the
-    weaker match gives way to its best candidate outside that radius.
+    weaker match gives way to its best candidate away from every spot it lost. Pure tensor work
+    (no host round trip), deterministic also when a keypoint loses several pairs at once.
     """
     if pairs.numel() == 0:
         return picks
-    for _ in range(2):  # a second round settles keypoints that belong to several pairs
-        a, b = pairs[:, 0], pairs[:, 1]
-        pa, pb = centres[picks[a]], centres[picks[b]]
-        clash = (pa - pb).norm(dim=-1) < radius
-        if not bool(clash.any()):
-            break
-        sa = scores[a, picks[a]]
-        sb = scores[b, picks[b]]
-        loser = torch.where(sa >= sb, b, a)[clash]
-        winner_pos = torch.where(sa >= sb, picks[a], picks[b])[clash]
-        near = (centres[None, :, :] - centres[winner_pos][:, None, :]).norm(dim=-1) < radius
-        masked = scores[loser].masked_fill(near, NEG)
-        picks = picks.clone()
-        picks[loser] = masked.argmax(dim=1)
+    a, b = pairs[:, 0], pairs[:, 1]
+    for _ in range(2):  # a second round settles keypoints that moved into another clash
+        best = scores.gather(1, picks[:, None])[:, 0]
+        clash = (centres[picks[a]] - centres[picks[b]]).norm(dim=-1) < radius
+        a_wins = best[a] >= best[b]
+        loser = torch.where(a_wins, b, a)
+        taken = centres[torch.where(a_wins, picks[a], picks[b])]  # (P, 2) spot the winner keeps
+        near = ((centres[None] - taken[:, None]).norm(dim=-1) < radius) & clash[:, None]  # (P, N)
+        excluded = torch.zeros_like(scores).index_add_(0, loser, near.to(scores.dtype)) > 0
+        lost = excluded.any(dim=1)
+        picks = torch.where(lost, scores.masked_fill(excluded, NEG).argmax(dim=1), picks)
     return picks
 
 

@@ -93,6 +93,8 @@ class KeypointTracker:
         xy[:, 1] = np.clip(xy[:, 1], 0, annotation.image_height - 1)
         visible = np.array([kp.visible for inst in annotation.instances for kp in inst.keypoints], bool)
         self.pos = self._to_work(xy)
+        self._pos_host = xy
+        self._n_instances = len(annotation.instances)
         self.vel = torch.zeros(k, 2, device=dev)
         self.misses = torch.zeros(k, device=dev)
         self.typical = torch.full((k,), float("nan"), device=dev)
@@ -144,7 +146,7 @@ class KeypointTracker:
         flow_step = torch.zeros_like(misses)
         lk_xy, lk_ok = None, None
         if cfg.use_optical_flow and self.prev_gray is not None and gray is not None and len(self.names):
-            flow = track_points(self.prev_gray, gray, (pos / s).cpu().numpy(), cfg.max_search_radius * patch_native)
+            flow = track_points(self.prev_gray, gray, self._pos_host, cfg.max_search_radius * patch_native)
             lk_xy = torch.from_numpy(flow.points).to(self.device) * s
             lk_ok = torch.from_numpy(flow.ok).to(self.device) & self.visible
             pred = torch.where(lk_ok[:, None], lk_xy, pred)
@@ -221,20 +223,22 @@ class KeypointTracker:
         self.misses = torch.where(found, torch.zeros_like(misses), misses + 1)
         self.typical = torch.where(found, torch.where(torch.isnan(self.typical), similarity,
                                                       0.9 * typical + 0.1 * similarity), self.typical).clamp(max=1.0)
-        confident = found & (score >= CONFIDENT_SCORE)
-        if cfg.memory_momentum > 0 and bool(confident.any()):
+        if cfg.memory_momentum > 0:
+            confident = found & (score >= CONFIDENT_SCORE)
             m = cfg.memory_momentum
             here = sample_features(feats, self.pos, self._padded)
             updated = F.normalize((1 - m) * self.memory + m * here, dim=-1, eps=1e-6)
             self.memory = torch.where(confident[:, None], updated, self.memory)
         self.visible = found
         self.prev_gray = gray
+        # the frame's single host transfer: outputs, and the start points of the next optical flow
         out = torch.cat([self.pos / s, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
-        return TrackOutput(out[:, :2].astype(np.float32), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
+        self._pos_host = out[:, :2].astype(np.float32)
+        return TrackOutput(self._pos_host.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
 
     def _instance_step(self, steps: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
         """(K, 2) mean step of the reliably tracked keypoints of each keypoint's instance (0 if none)."""
-        n = int(self.instance_of.max()) + 1 if len(self.names) else 0
+        n = self._n_instances
         weight = reliable.float()
         total = torch.zeros(n, 2, device=self.device).index_add_(0, self.instance_of, steps * weight[:, None])
         count = torch.zeros(n, device=self.device).index_add_(0, self.instance_of, weight)
