@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_dinotrack.backbone import loader
+from napari_dinotrack.backbone import device as device_choice
+from napari_dinotrack.backbone import hub
 from napari_dinotrack.backbone.base import Backbone
 from napari_dinotrack.backbone.catalog import resolve_model_name
 from napari_dinotrack.backbone.loader import (
@@ -45,7 +46,7 @@ def _fake_hub_cache(cache: Path, repo_id: str, model_dir: Path) -> Path:
 @pytest.fixture
 def no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(loader, "_mps_available", lambda: False)
+    monkeypatch.setattr(device_choice, "_mps_available", lambda: False)
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(loader, "_mps_available", lambda: False)
+    monkeypatch.setattr(device_choice, "_mps_available", lambda: False)
 
 
 def test_select_device_cpu_only(no_accelerator: None) -> None:
@@ -84,7 +85,7 @@ def test_select_device_gpus(two_gpus: None) -> None:
 
 def test_select_device_mps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(loader, "_mps_available", lambda: True)
+    monkeypatch.setattr(device_choice, "_mps_available", lambda: True)
     assert select_device() == torch.device("mps")
     assert select_device("mps") == torch.device("mps")
 
@@ -233,7 +234,7 @@ def test_offline_error_is_fast_and_helpful() -> None:
 def test_unreachable_hub_error_is_fast(monkeypatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(loader, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "reachable", lambda *a, **k: False)
     t0 = time.perf_counter()
     with pytest.raises(BackboneUnavailableError, match="cannot be reached") as info:
         load_backbone("vitb16")
@@ -249,10 +250,10 @@ def test_hub_probe(monkeypatch) -> None:
         server.listen(1)
         port = server.getsockname()[1]
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-        assert loader._hub_reachable(timeout=2)
+        assert hub.reachable(timeout=2)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")  # now closed
     t0 = time.perf_counter()
-    assert not loader._hub_reachable(timeout=2)
+    assert not hub.reachable(timeout=2)
     assert time.perf_counter() - t0 < 3
 
 
@@ -260,8 +261,8 @@ def test_short_hub_timeouts_restore() -> None:
     from huggingface_hub import constants
 
     before = (constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
-    with loader._short_hub_timeouts():
-        assert constants.HF_HUB_ETAG_TIMEOUT <= loader.HUB_ETAG_TIMEOUT_S
+    with hub.short_timeouts():
+        assert constants.HF_HUB_ETAG_TIMEOUT <= hub.ETAG_TIMEOUT_S
     assert before == (constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
 
 
