@@ -72,3 +72,29 @@ def test_bad_config_file_is_named(labelled_clip, tmp_path, capsys):
 def test_missing_video_exit_code_2(tmp_path, capsys):
     assert main(["track", str(tmp_path / "nope.mp4")]) == 2
     assert "nope.mp4" in capsys.readouterr().err
+
+
+def test_cli_outputs_match_the_ground_truth(labelled_clip, capsys):
+    """Several animals, a left/right pair per animal and an occluder, tracked from the command line."""
+    import numpy as np
+
+    clip, video, layout = labelled_clip(n_frames=20, n_instances=2, occluder=(8, 11))
+    assert main(["track", str(video), "--model", "pixel:8", "--short-side", "320", "--quiet"]) == 0
+    rows = read_tracks_csv(layout.tracks_csv)
+    assert len(rows) == 20 * 8
+    visible_errors, hidden_reported_visible = [], 0
+    for r in rows:
+        truth = clip.positions[r["instance"], r["keypoint"]][r["frame"]]
+        if not clip.visible[r["instance"], r["keypoint"]][r["frame"]]:
+            hidden_reported_visible += r["visible"]
+        elif r["visible"]:
+            visible_errors.append(np.hypot(r["x"] - truth[0], r["y"] - truth[1]))
+    visible_errors = np.array(visible_errors)
+    assert np.median(visible_errors) < 1.5 and np.mean(visible_errors < 5) > 0.97
+    assert hidden_reported_visible <= 4  # of 24 hidden (frame, part) rows
+    for f in range(1, 20):  # the JSON of every frame agrees with the table
+        ann = load_annotations(layout, frames=[f])[f]
+        for inst in ann.instances:
+            for kp in inst.keypoints:
+                row = next(r for r in rows if (r["frame"], r["instance"], r["keypoint"]) == (f, inst.name, kp.name))
+                assert row["visible"] == kp.visible and (not kp.visible or abs(row["x"] - kp.x) < 1e-3)
