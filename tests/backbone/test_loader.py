@@ -1,17 +1,15 @@
-"""Device/dtype selection, weight location rules and load errors of the backbone loader."""
+"""Weight location rules, loading and load errors of the backbone loader."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from napari_dinotrack.backbone import device as device_choice
 from napari_dinotrack.backbone import hub
 from napari_dinotrack.backbone.base import Backbone
 from napari_dinotrack.backbone.catalog import resolve_model_name
@@ -19,10 +17,8 @@ from napari_dinotrack.backbone.loader import (
     BackboneUnavailableError,
     HFDinoBackbone,
     available_locally,
-    default_dtype,
     load_backbone,
     locate_weights,
-    select_device,
 )
 from napari_dinotrack.backbone.pixel import PixelBackbone
 
@@ -38,70 +34,6 @@ def _fake_hub_cache(cache: Path, repo_id: str, model_dir: Path) -> Path:
     (entry / "refs").mkdir(parents=True)
     (entry / "refs" / "main").write_text(commit)
     return snap
-
-
-# ------------------------------------------------------------------------------ devices
-
-
-@pytest.fixture
-def no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(device_choice, "_mps_available", lambda: False)
-
-
-@pytest.fixture
-def two_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr(device_choice, "_mps_available", lambda: False)
-
-
-def test_select_device_cpu_only(no_accelerator: None) -> None:
-    assert select_device() == torch.device("cpu")
-    assert select_device("auto") == torch.device("cpu")
-    assert select_device(" CPU ") == torch.device("cpu")
-    assert select_device(torch.device("cpu")) == torch.device("cpu")
-    for bad in ("cuda", "cuda:0", "0", "gpu"):
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            select_device(bad)
-    with pytest.raises(ValueError, match="MPS"):
-        select_device("mps")
-    with pytest.raises(ValueError, match="unknown device"):
-        select_device("tpu")
-
-
-def test_select_device_gpus(two_gpus: None) -> None:
-    assert select_device() == torch.device("cuda", 0)
-    assert select_device("cpu") == torch.device("cpu")
-    assert select_device("cuda") == torch.device("cuda", 0)
-    assert select_device("0") == torch.device("cuda", 0)
-    assert select_device("1") == torch.device("cuda", 1)
-    assert select_device("cuda:1") == torch.device("cuda", 1)
-    assert select_device("cuda1") == torch.device("cuda", 1)
-    with pytest.raises(ValueError, match="only 2 CUDA"):
-        select_device("cuda:2")
-
-
-def test_select_device_mps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(device_choice, "_mps_available", lambda: True)
-    assert select_device() == torch.device("mps")
-    assert select_device("mps") == torch.device("mps")
-
-
-def test_default_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert default_dtype(torch.device("cpu")) == torch.float32
-    assert default_dtype("mps") == torch.float32
-    assert default_dtype("cpu", "bf16") == torch.bfloat16
-    assert default_dtype("cpu", "FP16") == torch.float16
-    assert default_dtype("cuda:0", "float32") == torch.float32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert default_dtype("cuda:0") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert default_dtype("cuda:0") == torch.float16
-    with pytest.raises(ValueError, match="precision"):
-        default_dtype("cpu", "int8")
 
 
 # ------------------------------------------------------------------------------ loading
@@ -240,30 +172,6 @@ def test_unreachable_hub_error_is_fast(monkeypatch) -> None:
         load_backbone("vitb16")
     assert time.perf_counter() - t0 < 10
     assert "facebook/dinov3-vitb16-pretrain-lvd1689m" in str(info.value)
-
-
-def test_hub_probe(monkeypatch) -> None:
-    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        port = server.getsockname()[1]
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-        assert hub.reachable(timeout=2)
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")  # now closed
-    t0 = time.perf_counter()
-    assert not hub.reachable(timeout=2)
-    assert time.perf_counter() - t0 < 3
-
-
-def test_short_hub_timeouts_restore() -> None:
-    from huggingface_hub import constants
-
-    before = (constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
-    with hub.short_timeouts():
-        assert constants.HF_HUB_ETAG_TIMEOUT <= hub.ETAG_TIMEOUT_S
-    assert before == (constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
 
 
 @pytest.mark.parametrize("path", ["/nonexistent/dinov3-model", "./missing-model-dir",
