@@ -36,6 +36,8 @@ from .tracking.tracker import KeypointTracker, TrackOutput
 
 __all__ = ["DEFAULT_MODEL", "DinoKeypointVideoProcessor", "FrameResult", "RunSummary"]
 
+OUTLINE_AGREEMENT_IOU = 0.8  # a saved outline this close to the stored mask is a simplified copy of it
+
 
 @dataclass
 class FrameResult:
@@ -244,19 +246,28 @@ class DinoKeypointVideoProcessor:
                 tracker.add_templates(feat, annotations[f])
 
     def _seed_masks(self, ann: FrameAnnotation) -> np.ndarray | None:
-        """(I, H, W) masks of a seed frame: its outlines, or masks painted and saved for that frame."""
+        """(I, H, W) masks of a seed frame.
+
+        The mask store holds the pixel-exact masks painted (or accepted) for the frame; the JSON
+        outline is a simplified copy of them. The outline wins only where it disagrees, i.e.
+        where someone edited it in another tool after the masks were saved.
+        """
         h, w = self.info.height, self.info.width
         stored = None
         if self.layout.masks_dir.is_dir():
             stored = MaskStore(self.layout.masks_dir).read_masks(ann.frame, [i.name for i in ann.instances])
         masks = np.zeros((len(ann.instances), h, w), bool)
         for k, inst in enumerate(ann.instances):
+            outline = None
             if inst.mask is not None:
-                masks[k] = np.asarray(inst.mask, bool)
+                outline = np.asarray(inst.mask, bool)
             elif inst.polygon is not None and len(inst.polygon) >= 3:
-                masks[k] = polygon_to_mask(inst.polygon, h, w)
-            elif stored is not None:
-                masks[k] = stored[k]
+                outline = polygon_to_mask(inst.polygon, h, w)
+            painted = stored[k] if stored is not None and stored[k].any() else None
+            if painted is not None and (outline is None or _iou(outline, painted) >= OUTLINE_AGREEMENT_IOU):
+                masks[k] = painted
+            elif outline is not None:
+                masks[k] = outline
         return masks if masks.any() else None
 
     def _start_propagator(self, feats: torch.Tensor, masks: np.ndarray | None, geometry: WorkGeometry,
@@ -290,6 +301,10 @@ class _RunState:
         self.done += 1
         if callback is not None:
             callback(self.done, self.total)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 def _prediction(seed: FrameAnnotation, frame: int, out: TrackOutput,

@@ -7,20 +7,21 @@ import pandas as pd
 import pytest
 
 from napari_dinotrack.io.annotations import FrameAnnotation, Instance, Keypoint
-from napari_dinotrack.napari.layers import (
+from napari_dinotrack.napari.convert import (
     FEATURE_COLUMNS,
-    KeypointsStyle,
-    LiveLabels,
-    TracksStyle,
     annotations_to_points,
     annotations_to_tracks,
     keypoint_order,
-    keypoints_layer_data,
+    labels_to_masks,
     masks_to_labels,
     parse_names,
     points_to_annotation,
     points_to_tracks,
+    replace_frames,
 )
+from napari_dinotrack.napari.keypoint_edits import missing_names, name_added_points
+from napari_dinotrack.napari.layer_styles import KeypointsStyle, TracksStyle, keypoints_layer_data
+from napari_dinotrack.napari.live_labels import LiveLabels
 from napari_dinotrack.synthetic import make_clip
 
 
@@ -143,6 +144,40 @@ def test_masks_to_labels_first_instance_wins():
     labels = masks_to_labels(masks, 4, 5, [3, 7])
     assert labels[0, 0] == 3 and labels[1, 0] == 3 and labels[3, 0] == 7
     assert masks_to_labels(None, 4, 5).sum() == 0
+
+
+def test_labels_to_masks_inverts_masks_to_labels():
+    masks = np.zeros((2, 4, 5), bool)
+    masks[0, :2] = True
+    masks[1, 2:] = True
+    stack, names = labels_to_masks(masks_to_labels(masks, 4, 5, [3, 7]), {3: "a"})
+    assert names == ["a", "instance7"]
+    np.testing.assert_array_equal(stack, masks)
+    empty, none = labels_to_masks(np.zeros((4, 5), np.uint16), {})
+    assert empty.shape == (0, 4, 5) and none == []
+
+
+def test_replace_frames_keeps_other_frames(annotations):
+    data, feats = annotations_to_points(annotations)
+    fresh = annotations[2]
+    fresh.instances[0].keypoints[0].x += 10.0
+    new_data, new_feats = replace_frames(data, feats, [fresh])
+    assert new_data.shape == data.shape and list(new_feats.columns) == list(FEATURE_COLUMNS)
+    assert list(new_data[:, 0]).count(2) == list(data[:, 0]).count(2)
+    assert new_data[-8:, 0].tolist() == [2] * 8  # the replaced frame comes last
+    np.testing.assert_allclose(new_data[:-8], data[data[:, 0] != 2])
+    assert new_data[-8, 2] == pytest.approx(fresh.instances[0].keypoints[0].x)
+
+
+def test_added_points_take_the_next_missing_name():
+    data = np.array([[0, 1.0, 1.0], [0, 2.0, 2.0], [1, 3.0, 3.0]])
+    feats = pd.DataFrame({"instance": ["a", "a", "a"], "keypoint": ["nose", "nose", "nose"]})
+    names = ["nose", "ear", "tail"]
+    assert missing_names(data, feats, 0, "a", names) == ["ear", "tail"]
+    assert name_added_points(data, feats, [1], names)
+    assert list(feats["keypoint"]) == ["nose", "ear", "nose"]  # frame 1 has its own names
+    assert missing_names(data, feats, 0, "a", names) == ["tail"]
+    assert not name_added_points(data, feats, [], names)
 
 
 def test_live_labels_serves_memory_then_base():

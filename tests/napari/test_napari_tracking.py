@@ -74,7 +74,7 @@ def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sam
     assert widget.track_panel.progress.value == n_frames - 1
     assert "frames/s" in widget.track_panel.status.value or "Done" in widget.track_panel.status.value
     assert widget.track_panel.track.enabled and not widget.track_panel.stop.enabled
-    tracks = widget._tracks_layer()
+    tracks = widget.display.tracks_layer()
     assert tracks is not None and len(np.unique(tracks.data[:, 0])) == 4
     assert viewer.layers.selection.active is not tracks  # adding the layer did not steal the selection
     layout = ResultLayout(sample_video)
@@ -230,4 +230,11 @@ def test_masks_follow_live_in_a_labels_layer(make_napari_viewer_proxy, open_trac
     widget.save_current_frame()
     assert frame_source(layout.frame_json(5)) == "manual"
     assert store.read(5)[0][2, 2] == 1 and store.names() == ["animal1"]
+    # the saved frame's outline is taken from the saved mask, so the tracker and LabelMe agree
+    from napari_dinotrack.io.labelme import read_frame
+    from napari_dinotrack.io.masks import polygon_to_mask
+
+    outline = polygon_to_mask(read_frame(layout.frame_json(5)).instances[0].polygon, 96, 128)
+    body = store.read_masks(5, ["animal1"])[0]
+    assert (outline & body).sum() / (outline | body).sum() > 0.8
     widget.shutdown()

@@ -115,7 +115,7 @@ def test_user_edits_are_saved_as_manual_debounced(make_napari_viewer_proxy, open
                                                   qtbot):
     from napari.layers.base import ActionType
 
-    from napari_dinotrack.napari.widget import SAVE_DEBOUNCE_MS
+    from napari_dinotrack.napari.keypoint_edits import SAVE_DEBOUNCE_MS
 
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
@@ -126,8 +126,8 @@ def test_user_edits_are_saved_as_manual_debounced(make_napari_viewer_proxy, open
     # a drag as napari reports it: data changed in place, then a CHANGED event for the moved rows
     layer.data[0, 1:] += (3.0, -4.0)
     layer.events.data(value=layer.data, action=ActionType.CHANGED, data_indices=(0,), vertex_indices=((),))
-    assert widget._dirty == {0}
-    qtbot.waitUntil(lambda: not widget._dirty, timeout=SAVE_DEBOUNCE_MS + 2000)
+    assert widget.edits.dirty == {0}
+    qtbot.waitUntil(lambda: not widget.edits.dirty, timeout=SAVE_DEBOUNCE_MS + 2000)
     after = read_frame(layout.frame_json(0), 0)
     nose0, nose1 = before.instances[0].keypoints[0], after.instances[0].keypoints[0]
     assert (nose1.x - nose0.x, nose1.y - nose0.y) == pytest.approx((-4.0, 3.0), abs=1e-3)
@@ -144,7 +144,7 @@ def test_user_edits_are_saved_as_manual_debounced(make_napari_viewer_proxy, open
     # removing them again is saved too (the frame stays a manual frame, now empty)
     layer.selected_data = {len(layer.data) - 1, len(layer.data) - 2}
     layer.remove_selected()
-    qtbot.waitUntil(lambda: not widget._dirty, timeout=SAVE_DEBOUNCE_MS + 2000)
+    qtbot.waitUntil(lambda: not widget.edits.dirty, timeout=SAVE_DEBOUNCE_MS + 2000)
     assert read_frame(layout.frame_json(3), 3).instances == []
     json.loads(layout.frame_json(0).read_text())
     widget.shutdown()

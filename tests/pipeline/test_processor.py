@@ -248,3 +248,18 @@ def test_stop_before_the_run_starts_is_not_lost(labelled_clip):
     assert summary.stopped and summary.frames_tracked == 0
     assert sorted(load_annotations(layout)) == [0]
     assert processor.process_video().frames_tracked == 9  # the flag does not leak into the next run
+
+
+def test_seed_masks_come_from_the_store_unless_the_outline_was_edited_elsewhere(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=4, polygons=True)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    seed = load_annotations(layout)[0]
+    painted = clip.masks[0, 0].copy()
+    ys, xs = np.nonzero(painted)
+    painted[ys.min() - 3: ys.min(), xs.min(): xs.min() + 4] = True  # a small touch-up above the body
+    MaskStore(layout.masks_dir).write(0, painted[None], ["animal1"])
+    assert np.array_equal(processor._seed_masks(seed)[0], painted)
+
+    seed.instances[0].polygon = seed.instances[0].polygon + 60.0  # outline moved in another tool
+    used = processor._seed_masks(seed)[0]
+    assert not np.array_equal(used, painted) and (used & painted).sum() < 0.5 * painted.sum()

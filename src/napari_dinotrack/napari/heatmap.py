@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .reader import META_KEY
+
 if TYPE_CHECKING:
     import napari
 
@@ -337,7 +339,7 @@ class HeatmapController:
             layer = self.viewer.add_image(
                 data, name=HEATMAP_LAYER, colormap="inferno", opacity=self.opacity, blending="translucent",
                 scale=scale, translate=translate, contrast_limits=limits,
-                metadata={"dinotrack": {"heatmap": True}},
+                metadata={META_KEY: {"heatmap": True}},
             )
             if image_layer is not None and image_layer in self.viewer.layers:
                 src = self.viewer.layers.index(layer)

@@ -1,4 +1,7 @@
-"""The dock's sub-panels as magicgui Containers (layout only; the behaviour is in ``widget.py``).
+"""The dock's sub-panels as magicgui Containers.
+
+Each panel is layout plus what only concerns itself (a preset fills the knobs, an edited knob shows
+whether the values are valid); everything that reaches outside a panel is wired in ``widget.py``.
 
 The tracker-settings panel is generated from :class:`~napari_dinotrack.tracking.config.TrackerConfig`'s
 field metadata: one editor per field, tooltip = the field's help text plus its valid range,
@@ -30,7 +33,10 @@ from ..tracking.config import PRESETS, TrackerConfig
 from .backbones import LOCAL_FOLDER, model_choices
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+    from qtpy.QtWidgets import QWidget
+    from superqt import QCollapsible
 
 __all__ = [
     "GROUP_TITLES",
@@ -41,6 +47,7 @@ __all__ = [
     "TrackPanel",
     "TrackerConfigPanel",
     "config_field_label",
+    "stack_collapsible",
 ]
 
 GROUP_TITLES: dict[str, str] = {
@@ -72,6 +79,39 @@ def _status() -> Label:
     label.native.setWordWrap(True)
     label.native.setStyleSheet("color: #bbbbbb;")
     return label
+
+
+def stack_collapsible(parent: QWidget, sections: Sequence[tuple[str, Container, bool]]) -> dict[str, QCollapsible]:
+    """Stack ``(title, panel, expanded)`` sections as collapsible boxes in a scroll area filling ``parent``.
+
+    Returns the boxes by title. The dock stays narrow: no horizontal scrolling, long panels scroll.
+    """
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QScrollArea, QVBoxLayout, QWidget
+    from superqt import QCollapsible
+
+    inner = QWidget()
+    inner_layout = QVBoxLayout(inner)
+    inner_layout.setContentsMargins(4, 4, 4, 4)
+    inner_layout.setSpacing(2)
+    boxes: dict[str, QCollapsible] = {}
+    for title, panel, expanded in sections:
+        box = QCollapsible(title.replace("&", "&&"), inner)  # "&" would be a mnemonic
+        box.setDuration(0)
+        box.addWidget(panel.native)
+        if expanded:
+            box.expand(animate=False)
+        inner_layout.addWidget(box)
+        boxes[title] = box
+    inner_layout.addStretch(1)
+    scroll = QScrollArea(parent)
+    scroll.setWidgetResizable(True)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(inner)
+    layout = QVBoxLayout(parent)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(scroll)
+    return boxes
 
 
 class LayersPanel(Container):
@@ -224,6 +264,9 @@ class TrackerConfigPanel(Container):
                 widgets.append(editor)
         widgets.append(self.error)
         super().__init__(widgets=widgets, labels=True)
+        self.preset.changed.connect(self._on_preset)
+        self.reset.clicked.connect(self.reset_to_defaults)
+        self.changed.connect(self._on_edited)
 
     @staticmethod
     def _editor(f: Any) -> Widget:
@@ -269,6 +312,26 @@ class TrackerConfigPanel(Container):
                 with editor.changed.blocked():
                     editor.value = value
         self.changed.emit(self)
+
+    def reset_to_defaults(self) -> None:
+        """Every knob back to its default."""
+        self.set_config(TrackerConfig())
+
+    def _on_preset(self, name: str) -> None:
+        if name and name != CUSTOM:
+            self.set_config(TrackerConfig.preset(name))
+
+    def _on_edited(self, *_: Any) -> None:
+        """Say why the values are invalid, if they are, and show the preset they match."""
+        try:
+            self.config()
+            self.error.value = ""
+        except ValueError as exc:
+            self.error.value = f"⚠ {exc}"
+        match = self.matching_preset()
+        if self.preset.value != match:
+            with self.preset.changed.blocked():
+                self.preset.value = match
 
     def matching_preset(self) -> str:
         """The preset equal to the current values, else ``"custom"``."""

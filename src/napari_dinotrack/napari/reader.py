@@ -82,7 +82,7 @@ def _result_layers(layout: Any, n_frames: int, height: int, width: int, video_pa
                    name_stem: str) -> list[LayerData]:
     from ..io.labelme import load_annotations
     from ..io.masks import MaskStore, lazy_labels
-    from .layers import keypoints_layer_data
+    from .layer_styles import keypoints_layer_data
 
     layers: list[LayerData] = []
     meta = {"video_path": video_path, "result_folder": str(layout.folder)}

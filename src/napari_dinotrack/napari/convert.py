@@ -1,0 +1,325 @@
+"""Pure converters between the engine's annotations and napari layer data (no Qt, no viewer).
+
+* :func:`annotations_to_points` / :func:`points_to_annotation`: ``{frame: FrameAnnotation}``
+  <-> Points ``data`` ``(N, 3)`` rows ``(t, y, x)`` plus a features table with the columns
+  ``instance``, ``keypoint``, ``visible``, ``score`` and ``source``.
+* :func:`replace_frames`: the same rows with some frames swapped for fresh annotations.
+* :func:`annotations_to_tracks` / :func:`points_to_tracks`: the keypoints as Tracks ``data``
+  ``(track_id, t, y, x)``, one track per (instance, keypoint).
+* :func:`masks_to_labels` / :func:`labels_to_masks`: an ``(I, H, W)`` bool mask stack <-> one
+  label image.
+
+Video pixels are ``x`` (column) / ``y`` (row) in the annotations; napari rows are ``(t, y, x)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io.annotations import FrameAnnotation, Instance, Keypoint
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "annotations_to_points",
+    "annotations_to_tracks",
+    "empty_features",
+    "feature_defaults",
+    "features_table",
+    "frame_rows",
+    "frames_of",
+    "keypoint_order",
+    "labels_to_masks",
+    "masks_to_labels",
+    "parse_names",
+    "points_to_annotation",
+    "points_to_tracks",
+    "replace_frames",
+    "row_frames",
+]
+
+#: Columns of the keypoints layer's features table, in order.
+FEATURE_COLUMNS: tuple[str, ...] = ("instance", "keypoint", "visible", "score", "source")
+_DTYPES: dict[str, Any] = {"instance": object, "keypoint": object, "visible": bool, "score": float, "source": object}
+
+
+def parse_names(text: str) -> list[str]:
+    """Split a user's ``"nose, leftear; rightear tail_base"`` list into unique names, in order."""
+    out: list[str] = []
+    for token in text.replace(";", ",").replace("\n", ",").split(","):
+        for name in token.split():
+            if name and name not in out:
+                out.append(name)
+    return out
+
+
+def features_table(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """A keypoints features table from per-column values (every column of FEATURE_COLUMNS)."""
+    return pd.DataFrame({c: pd.Series(list(columns[c]), dtype=_DTYPES[c]) for c in FEATURE_COLUMNS})
+
+
+def empty_features() -> pd.DataFrame:
+    """A features table with the keypoint columns and no rows."""
+    return features_table({c: [] for c in FEATURE_COLUMNS})
+
+
+def feature_defaults(instance: str, keypoint: str) -> dict[str, Any]:
+    """Features of a point the user adds by hand (napari's ``feature_defaults``)."""
+    return {"instance": instance, "keypoint": keypoint, "visible": True, "score": 1.0, "source": "manual"}
+
+
+def row_frames(data: np.ndarray) -> np.ndarray:
+    """The frame of each Points row ``(t, y, x)`` as ints (napari may store ``t`` as 2.0000001)."""
+    data = np.asarray(data)
+    if data.size == 0:
+        return np.zeros(0, int)
+    return np.round(data.reshape(-1, data.shape[-1])[:, 0]).astype(int)
+
+
+def frames_of(data: np.ndarray) -> set[int]:
+    """The set of frames that Points rows ``(t, y, x)`` lie on."""
+    return {int(t) for t in np.unique(row_frames(data))}
+
+
+def frame_rows(ann: FrameAnnotation) -> tuple[np.ndarray, dict[str, list[Any]]]:
+    """One frame's keypoints as Points rows ``(t, y, x)`` and per-column feature lists."""
+    coords: list[tuple[float, float, float]] = []
+    cols: dict[str, list[Any]] = {c: [] for c in FEATURE_COLUMNS}
+    for inst in ann.instances:
+        for kp in inst.keypoints:
+            coords.append((float(ann.frame), float(kp.y), float(kp.x)))
+            cols["instance"].append(inst.name)
+            cols["keypoint"].append(kp.name)
+            cols["visible"].append(bool(kp.visible))
+            cols["score"].append(float(kp.score))
+            cols["source"].append(ann.source)
+    data = np.asarray(coords, dtype=float).reshape(-1, 3)
+    return data, cols
+
+
+def annotations_to_points(
+    annotations: Mapping[int, FrameAnnotation],
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """All frames' keypoints as Points ``data`` ``(N, 3)`` and a features DataFrame.
+
+    Rows are ordered by frame, then instance and keypoint in file order, so every frame's
+    rows are contiguous.
+    """
+    blocks: list[np.ndarray] = []
+    cols: dict[str, list[Any]] = {c: [] for c in FEATURE_COLUMNS}
+    for frame in sorted(annotations):
+        data, frame_cols = frame_rows(annotations[frame])
+        blocks.append(data)
+        for c in FEATURE_COLUMNS:
+            cols[c].extend(frame_cols[c])
+    if not blocks:
+        return np.zeros((0, 3)), empty_features()
+    return np.concatenate(blocks), features_table(cols)
+
+
+def replace_frames(data: np.ndarray, features: pd.DataFrame,
+                   annotations: Iterable[FrameAnnotation]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Points rows and features where the frames of ``annotations`` are replaced by their keypoints.
+
+    Rows of other frames are kept, in order, before the new ones. A features table that does not
+    match ``data`` (a layer made by hand) is replaced by empty values for the kept rows.
+    """
+    anns = list(annotations)
+    new_data, new_feats = annotations_to_points({a.frame: a for a in anns})
+    data = np.asarray(data).reshape(-1, 3)
+    keep = ~np.isin(row_frames(data), [a.frame for a in anns])
+    if len(features) != len(data) or any(c not in features.columns for c in FEATURE_COLUMNS):
+        features = empty_features().reindex(range(len(data)))
+    kept = features.loc[keep, list(FEATURE_COLUMNS)].reset_index(drop=True)
+    return np.concatenate([data[keep], new_data]), pd.concat([kept, new_feats], ignore_index=True)
+
+
+def keypoint_order(annotations: Mapping[int, FrameAnnotation] | Iterable[FrameAnnotation]) -> list[str]:
+    """Keypoint names in order of first appearance (manual frames first)."""
+    anns = list(annotations.values()) if isinstance(annotations, Mapping) else list(annotations)
+    anns.sort(key=lambda a: (not a.is_manual, a.frame))
+    names: list[str] = []
+    for ann in anns:
+        for inst in ann.instances:
+            for kp in inst.keypoints:
+                if kp.name not in names:
+                    names.append(kp.name)
+    return names
+
+
+def _column(features: Any, name: str, n: int, default: Any) -> list[Any]:
+    if features is None:
+        return [default] * n
+    if isinstance(features, pd.DataFrame):
+        if name not in features.columns:
+            return [default] * n
+        return list(features[name].to_numpy())
+    values = features.get(name)
+    return [default] * n if values is None else list(np.asarray(values))
+
+
+def points_to_annotation(
+    data: np.ndarray,
+    features: pd.DataFrame | Mapping[str, Sequence[Any]] | None,
+    frame: int,
+    image_height: int,
+    image_width: int,
+    template: FrameAnnotation | None = None,
+    default_instance: str = "animal",
+) -> FrameAnnotation:
+    """The rows of one frame of a Points layer as a *manual* :class:`FrameAnnotation`.
+
+    Args:
+        data: Points ``data``, ``(N, 3)`` rows ``(t, y, x)`` (all frames; rows of ``frame`` are
+            picked by rounding ``t``).
+        features: the layer's features (``instance``, ``keypoint``, ``visible`` are used).
+        frame: which frame to convert.
+        image_height, image_width: video frame size.
+        template: the frame's previous annotation; its instance outlines, masks, group ids and
+            unknown keys (and per-keypoint extras) are carried over.
+        default_instance: instance name for rows whose instance is empty.
+    """
+    data = np.asarray(data, dtype=float)
+    if data.size == 0:
+        data = data.reshape(0, 3)
+    n = len(data)
+    instances_col = _column(features, "instance", n, default_instance)
+    names_col = _column(features, "keypoint", n, "")
+    visible_col = _column(features, "visible", n, True)
+    rows = np.flatnonzero(row_frames(data) == int(frame))
+
+    by_instance: dict[str, list[Keypoint]] = {}
+    for i in rows:
+        inst_name = str(instances_col[i]) if _present(instances_col[i]) else default_instance
+        kp_name = str(names_col[i]) if _present(names_col[i]) else ""
+        kps = by_instance.setdefault(inst_name, [])
+        if not kp_name:
+            kp_name = f"point{len(kps) + 1}"
+        taken = {k.name for k in kps}
+        if kp_name in taken:  # a duplicate name would be unsavable; keep it, renamed
+            base, j = kp_name, 2
+            while f"{base}_{j}" in taken:
+                j += 1
+            kp_name = f"{base}_{j}"
+        visible = bool(visible_col[i]) if _present(visible_col[i]) else True
+        kps.append(Keypoint(kp_name, float(data[i, -1]), float(data[i, -2]), visible, 1.0))
+
+    old_instances = {inst.name: inst for inst in template.instances} if template is not None else {}
+    instances: list[Instance] = []
+    # keep the template's instance order, then new instances in layer order
+    order = [name for name in old_instances if name in by_instance]
+    order += [name for name in by_instance if name not in old_instances]
+    for name in order:
+        kps = by_instance[name]
+        old = old_instances.get(name)
+        if old is not None:
+            for kp in kps:
+                prev = old.keypoint(kp.name)
+                if prev is not None:
+                    kp.extra = dict(prev.extra)
+            instances.append(Instance(name, kps, polygon=old.polygon, mask=old.mask,
+                                      group_id=old.group_id, extra=dict(old.extra)))
+        else:
+            instances.append(Instance(name, kps))
+    # instances that only have an outline keep it (the user removed their points only)
+    for name, old in old_instances.items():
+        if name not in by_instance and (old.polygon is not None or old.mask is not None):
+            instances.append(Instance(name, [], polygon=old.polygon, mask=old.mask,
+                                      group_id=old.group_id, extra=dict(old.extra)))
+    return FrameAnnotation(
+        frame=int(frame),
+        image_height=int(image_height),
+        image_width=int(image_width),
+        instances=instances,
+        source="manual",
+        other_shapes=list(template.other_shapes) if template is not None else [],
+        extra=dict(template.extra) if template is not None else {},
+    )
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and np.isnan(value):
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def annotations_to_tracks(
+    annotations: Mapping[int, FrameAnnotation],
+    visible_only: bool = True,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Keypoints as Tracks ``data`` ``(N, 4)`` rows ``(track_id, t, y, x)`` plus features.
+
+    One track per (instance, keypoint) pair, numbered in order of first appearance; rows are
+    sorted by track then time. Hidden (occluded) keypoints are left out unless
+    ``visible_only`` is False. Returns features ``{"instance": ..., "keypoint": ...}``.
+    """
+    data, features = annotations_to_points(annotations)
+    return points_to_tracks(data, features, visible_only=visible_only)
+
+
+def points_to_tracks(data: np.ndarray, features: pd.DataFrame | None,
+                     visible_only: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A keypoints Points layer's rows as Tracks ``data`` ``(track_id, t, y, x)`` plus features.
+
+    One track per (instance, keypoint), numbered in order of first appearance, hidden keypoints
+    left out unless ``visible_only`` is False, rows sorted by track then time.
+    """
+    data = np.asarray(data, dtype=float).reshape(-1, 3)
+    n = len(data)
+    if n == 0 or features is None or len(features) != n:
+        return np.zeros((0, 4)), {"instance": np.zeros(0, object), "keypoint": np.zeros(0, object)}
+    inst = features["instance"].astype(str).to_numpy() if "instance" in features else np.full(n, "animal")
+    kps = features["keypoint"].astype(str).to_numpy()
+    keep = np.ones(n, bool)
+    if visible_only and "visible" in features:
+        keep = features["visible"].to_numpy(dtype=bool)
+    # numbered before hidden rows are dropped: a track's id does not depend on its visibility
+    codes, uniques = pd.factorize(pd.MultiIndex.from_arrays([inst, kps]))
+    tracks = np.column_stack([codes[keep].astype(float), data[keep]])
+    if len(tracks):
+        tracks = tracks[np.lexsort((tracks[:, 1], tracks[:, 0]))]
+    tids = tracks[:, 0].astype(int)
+    feats = {
+        "instance": np.asarray([uniques[t][0] for t in tids], dtype=object),
+        "keypoint": np.asarray([uniques[t][1] for t in tids], dtype=object),
+    }
+    return tracks, feats
+
+
+def masks_to_labels(
+    masks: np.ndarray | None,
+    height: int,
+    width: int,
+    label_values: Sequence[int] | None = None,
+    dtype: Any = np.uint16,
+) -> np.ndarray:
+    """``(I, H, W)`` bool masks -> one ``(H, W)`` label image (the first instance wins overlaps).
+
+    Instance ``i`` gets ``label_values[i]`` (e.g. the mask store's stable value for that
+    animal), or ``i + 1``.
+    """
+    out = np.zeros((int(height), int(width)), dtype=dtype)
+    if masks is None:
+        return out
+    masks = np.asarray(masks, dtype=bool)
+    for i in range(masks.shape[0] - 1, -1, -1):
+        value = label_values[i] if label_values is not None and i < len(label_values) else i + 1
+        out[masks[i]] = value
+    return out
+
+
+def labels_to_masks(labels: np.ndarray, names_by_value: Mapping[int, str]) -> tuple[np.ndarray, list[str]]:
+    """One ``(H, W)`` label image -> ``(I, H, W)`` bool masks and instance names, one per label value.
+
+    Values missing from ``names_by_value`` are named ``instance<value>``; 0 is background.
+    """
+    values = [int(v) for v in np.unique(labels) if v]
+    names = [names_by_value.get(v, f"instance{v}") for v in values]
+    if not values:
+        return np.zeros((0, *labels.shape), bool), names
+    return np.stack([labels == v for v in values]), names

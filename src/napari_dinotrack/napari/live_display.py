@@ -1,0 +1,197 @@
+"""Showing a tracking run's results in the layers while it goes: keypoints, masks and trajectories.
+
+The worker yields batches of results; they are queued here and pushed to the layers on the GUI
+thread at most every ``REFRESH_MS``. When refreshing gets expensive (a long video, many
+points) the interval grows so that refreshing never takes more than about a quarter of the GUI
+thread's time, and the trajectories (the costliest layer to rebuild) are rebuilt more rarely
+still: the viewer stays responsive while tracking.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import QObject, QTimer
+
+from .convert import points_to_tracks, replace_frames
+from .reader import META_KEY
+from .viewer_layers import adding_quietly, find_flagged
+
+if TYPE_CHECKING:
+    from napari.layers import Points, Tracks
+
+    import napari
+
+    from ..io.annotations import FrameAnnotation
+    from ..pipeline import FrameResult
+    from .keypoint_edits import KeypointEditor
+    from .layer_styles import TracksStyle
+    from .masks_layer import MasksLayerController
+    from .panels import DisplayPanel
+    from .video_context import VideoContext
+
+__all__ = ["REFRESH_MS", "TRACKS_REFRESH_S", "LiveDisplay"]
+
+logger = logging.getLogger(__name__)
+
+#: shortest time between two live layer refreshes while tracking
+REFRESH_MS = 100
+#: trajectories are rebuilt at most this often while tracking
+TRACKS_REFRESH_S = 0.5
+
+
+class LiveDisplay:
+    """Pushes a run's results to the keypoints, masks and trajectories layers, throttled.
+
+    Args:
+        viewer: the napari viewer.
+        editor: the keypoint editor (frames the user is editing are not overwritten).
+        masks: the masks layer controller.
+        points_layer: the keypoints layer, or None.
+        ensure_points_layer: the keypoints layer, created if there is none.
+        panel: the display panel (trajectories on/off, tail length).
+        tracks_style: the look of the trajectories layer.
+        parent: owns the refresh timer.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, editor: KeypointEditor, masks: MasksLayerController, *,
+                 points_layer: Callable[[], Points | None], ensure_points_layer: Callable[[], Points],
+                 panel: DisplayPanel, tracks_style: TracksStyle, parent: QObject | None = None) -> None:
+        self.viewer = viewer
+        self.editor = editor
+        self.masks = masks
+        self._points_layer = points_layer
+        self._ensure_points_layer = ensure_points_layer
+        self.panel = panel
+        self.tracks_style = tracks_style
+        self.running = False
+        self.refresh_stats: dict[str, float] = {"count": 0, "max_ms": 0.0, "total_ms": 0.0}
+        self._ctx: VideoContext | None = None
+        self._pending: list[FrameResult] = []
+        self._refresh_timer = QTimer(parent)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.timeout.connect(self._apply_pending)
+        self._refresh_interval_ms = REFRESH_MS
+        self._last_refresh = 0.0
+        self._last_tracks_refresh = 0.0
+        self._tracks_interval_s = TRACKS_REFRESH_S
+
+    # ---------------------------------------------------------------- a run
+    def start(self, ctx: VideoContext) -> None:
+        """A run on ``ctx`` begins."""
+        if self.panel.trajectories.value and self.tracks_layer() is None:
+            self.update_trajectories()  # creating a layer stalls the GUI once: do it now, not mid-run
+        self._ctx = ctx
+        self._pending = []
+        self.running = True
+        self.refresh_stats = {"count": 0, "max_ms": 0.0, "total_ms": 0.0}
+
+    def add(self, batch: list[FrameResult]) -> None:
+        """Queue results; they are shown at the next refresh."""
+        self._pending.extend(batch)
+        if not self._refresh_timer.isActive():
+            since = (time.monotonic() - self._last_refresh) * 1000
+            self._refresh_timer.start(int(max(0, self._refresh_interval_ms - since)))
+
+    def finish(self) -> None:
+        """The run ended: show what is still queued, and the full trajectories."""
+        self._refresh_timer.stop()
+        self.running = False
+        self._apply_pending()
+        if self.panel.trajectories.value:
+            self.update_trajectories()
+        self.masks.run_finished()
+
+    def _apply_pending(self) -> None:
+        """Push the queued results to the layers (GUI thread, throttled)."""
+        results, self._pending = self._pending, []
+        if not results:
+            return
+        t0 = time.perf_counter()
+        n_layers = len(self.viewer.layers)
+        latest: dict[int, FrameResult] = {}
+        for r in results:
+            latest[r.frame] = r
+        try:
+            self._show_annotations([r.annotation for r in latest.values()])
+            if self._ctx is not None:
+                self.masks.show(list(latest.values()), self._ctx)
+            if self.panel.trajectories.value and (
+                    time.monotonic() - self._last_tracks_refresh >= self._tracks_interval_s or not self.running):
+                t_tracks = time.perf_counter()
+                had_layer = self.tracks_layer() is not None
+                self.update_trajectories()
+                if had_layer:  # rebuilding long trajectories is costly: do it more rarely then
+                    self._tracks_interval_s = max(TRACKS_REFRESH_S, 8 * (time.perf_counter() - t_tracks))
+        except Exception as exc:  # a display problem must not kill the run
+            logger.exception("live update failed")
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"Could not display the latest results: {exc}")
+        dt_ms = (time.perf_counter() - t0) * 1000
+        self._last_refresh = time.monotonic()
+        if len(self.viewer.layers) == n_layers:  # creating a layer is a one-off cost: do not adapt to it
+            # refreshing must never take more than ~25 % of the GUI thread's time
+            self._refresh_interval_ms = int(min(1000, max(REFRESH_MS, 4 * dt_ms)))
+        st = self.refresh_stats
+        st["count"] += 1
+        st["total_ms"] += dt_ms
+        st["max_ms"] = max(st["max_ms"], dt_ms)
+
+    def _show_annotations(self, annotations: list[FrameAnnotation]) -> None:
+        """Replace the rows of these frames in the keypoints layer (frames the user is editing are kept)."""
+        anns = [a for a in annotations if a.frame not in self.editor.dirty]
+        if not anns:
+            return
+        layer = self._ensure_points_layer()
+        self.editor.set_rows(layer, *replace_frames(layer.data, layer.features, anns))
+
+    # ---------------------------------------------------------------- trajectories
+    def tracks_layer(self) -> Tracks | None:
+        """The plugin's trajectories layer, if there is one."""
+        from napari.layers import Tracks
+
+        return find_flagged(self.viewer, Tracks, "trajectories")
+
+    def update_trajectories(self) -> Tracks | None:
+        """Rebuild the trajectories Tracks layer from the keypoints layer."""
+        self._last_tracks_refresh = time.monotonic()
+        points = self._points_layer()
+        layer = self.tracks_layer()
+        if points is None or not self.panel.trajectories.value:
+            return layer
+        data, feats = points_to_tracks(points.data, points.features)
+        if len(data) == 0:
+            return layer
+        tail_length = int(self.panel.tail_length.value)
+        if layer is None:
+            style = self.tracks_style
+            style.tail_length = tail_length
+            style.name = points.name.replace(" keypoints", "") + " trajectories"
+            with adding_quietly(self.viewer, self._points_layer):
+                layer = self.viewer.add_tracks(data, features=feats, metadata={META_KEY: {"trajectories": True}},
+                                               **style.as_kwargs())
+        else:
+            layer.data = data
+            layer.features = feats
+            layer.tail_length = tail_length
+        return layer
+
+    def show_trajectories(self, on: bool) -> None:
+        """Show (rebuilt) or hide the trajectories layer."""
+        layer = self.tracks_layer()
+        if on:
+            layer = self.update_trajectories()
+            if layer is not None:
+                layer.visible = True
+        elif layer is not None:
+            layer.visible = False
+
+    def set_tail_length(self, value: Any) -> None:
+        """How many past frames of each trajectory are drawn."""
+        layer = self.tracks_layer()
+        if layer is not None:
+            layer.tail_length = int(value)
