@@ -238,3 +238,26 @@ def test_same_input_gives_identical_output(flow):
             outs.append(np.concatenate([out.xy.ravel(), out.score, out.visible]))
         runs.append(np.stack(outs))
     assert np.array_equal(runs[0], runs[1])
+
+
+def test_a_hidden_part_turns_with_its_animal():
+    centre = np.array([128.0, 128.0])
+    offsets = {"nose": (40.0, 0.0), "leftear": (15.0, -25.0), "rightear": (15.0, 25.0), "tail_base": (-45.0, 0.0)}
+
+    def posed(angle: float) -> dict[str, np.ndarray]:
+        c, s = np.cos(angle), np.sin(angle)
+        return {k: centre + np.array([c * x - s * y, s * x + c * y]) for k, (x, y) in offsets.items()}
+
+    names = list(offsets)
+    tracker = make_tracker(motion_prior_weight=0.3, redetect_after=0)
+    start = posed(0.0)
+    tracker.start(seed({k: tuple(v) for k, v in start.items()}),
+                  feature_map({i: tuple(start[k]) for i, k in enumerate(names)}, sigma_px=8.0), None)
+    for t in range(1, 5):  # the animal turns 12 degrees a frame; its tail is hidden from frame 2 on
+        pose = posed(np.radians(12.0 * t))
+        shown = names if t < 2 else names[:3]
+        out = tracker.step(feature_map({names.index(k): tuple(pose[k]) for k in shown}, sigma_px=8.0, seed=t), None)
+    assert out.visible.tolist() == [True, True, True, False]
+    truth = posed(np.radians(48.0))["tail_base"]
+    assert np.linalg.norm(out.xy[3] - truth) < 6, (out.xy[3], truth)
+    assert np.linalg.norm(start["tail_base"] - truth) > 25  # a point left where it vanished would be far off

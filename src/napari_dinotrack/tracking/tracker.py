@@ -34,6 +34,7 @@ REFINE_STEPS_PER_PATCH = 8  # sub-pixel search lattice: an eighth of a patch
 REFINE_REACH = 5  # lattice steps either side of the chosen patch centre: the peak lies in that patch
 EXCLUSION_PATCHES = 1.5  # two exclusive keypoints must pick patch centres at least this far apart
 CONFIDENT_SCORE = 0.6  # only matches at least this good update the running appearance
+MIN_SCALE_STEP, MAX_SCALE_STEP = 0.8, 1.25  # an animal's apparent size changes little between frames
 
 
 @dataclass
@@ -216,7 +217,7 @@ class KeypointTracker:
         smoothed = (1 - a_v) * self.vel + a_v * stepped
         # a lost keypoint rides along with the visible parts of its own animal, so its prediction and
         # its reported position stay on the body instead of freezing where it vanished
-        body_step = self._instance_step(stepped, found & self.visible)
+        body_step = self._carried(pos, new_xy, found & self.visible) - pos
         self.vel = torch.where(found[:, None], torch.where(self.visible[:, None], smoothed, torch.zeros_like(smoothed)),
                                body_step)
         self.pos = torch.where(found[:, None], new_xy, pos + body_step)
@@ -236,13 +237,33 @@ class KeypointTracker:
         self._pos_host = out[:, :2].astype(np.float32)
         return TrackOutput(self._pos_host.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
 
-    def _instance_step(self, steps: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
-        """(K, 2) mean step of the reliably tracked keypoints of each keypoint's instance (0 if none)."""
-        n = self._n_instances
-        weight = reliable.float()
-        total = torch.zeros(n, 2, device=self.device).index_add_(0, self.instance_of, steps * weight[:, None])
-        count = torch.zeros(n, device=self.device).index_add_(0, self.instance_of, weight)
-        return (total / count.clamp(min=1.0)[:, None])[self.instance_of]
+    def _carried(self, before: torch.Tensor, after: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
+        """(K, 2) where every keypoint lands if it moves rigidly with the reliable parts of its animal.
+
+        Per instance, a least-squares similarity transform (turn, scale, shift) from the reliable
+        keypoints' steps; with a single reliable keypoint just its shift, with none no motion.
+        """
+        n, inst = self._n_instances, self.instance_of
+        w = reliable.float()
+        count = torch.zeros(n, device=self.device).index_add_(0, inst, w)
+        safe = count.clamp(min=1.0)[:, None]
+        mean_before = torch.zeros(n, 2, device=self.device).index_add_(0, inst, before * w[:, None]) / safe
+        mean_after = torch.zeros(n, 2, device=self.device).index_add_(0, inst, after * w[:, None]) / safe
+        p = before - mean_before[inst]
+        q = after - mean_after[inst]
+        dot = torch.zeros(n, device=self.device).index_add_(0, inst, w * (p * q).sum(1))
+        cross = torch.zeros(n, device=self.device).index_add_(0, inst, w * (p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]))
+        spread = torch.zeros(n, device=self.device).index_add_(0, inst, w * (p * p).sum(1))
+        # a turn is only trusted from parts at least a patch apart, and the size changes slowly
+        turns = (count >= 2) & (spread >= count * self.geometry.patch_size**2)
+        cos = torch.where(turns, dot / spread.clamp(min=1e-6), torch.ones_like(dot))
+        sin = torch.where(turns, cross / spread.clamp(min=1e-6), torch.zeros_like(dot))
+        size = torch.sqrt(cos**2 + sin**2).clamp(min=1e-6)
+        bounded = size.clamp(MIN_SCALE_STEP, MAX_SCALE_STEP) / size
+        cos, sin = (cos * bounded)[inst], (sin * bounded)[inst]
+        turned = torch.stack([cos * p[:, 0] - sin * p[:, 1], sin * p[:, 0] + cos * p[:, 1]], dim=1)
+        carried = mean_after[inst] + turned
+        return torch.where((count[inst] > 0)[:, None], carried, before)
 
     # ------------------------------------------------------------------ masks
     def _allowed_patches(self, masks: torch.Tensor | None) -> torch.Tensor | None:
