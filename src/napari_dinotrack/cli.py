@@ -173,6 +173,11 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
     from .pipeline import DinoKeypointVideoProcessor
 
+    if args.quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     progress = _ProgressBar(args.quiet)
     processor = DinoKeypointVideoProcessor(
         args.video, result_folder=args.out, model_name=args.model, short_side=args.short_side,
