@@ -263,3 +263,15 @@ def test_seed_masks_come_from_the_store_unless_the_outline_was_edited_elsewhere(
     seed.instances[0].polygon = seed.instances[0].polygon + 60.0  # outline moved in another tool
     used = processor._seed_masks(seed)[0]
     assert not np.array_equal(used, painted) and (used & painted).sum() < 0.5 * painted.sum()
+
+
+def test_a_real_dino_model_drives_keypoints_and_masks_together(labelled_clip, tiny_dinov3):
+    """The Hugging Face path end to end: its features feed the tracker and the mask propagation."""
+    clip, video, layout = labelled_clip(n_frames=8, n_instances=2, crossing=True, polygons=True)
+    config = TrackerConfig(restrict_search_to_mask=True)
+    results = list(DinoKeypointVideoProcessor(video, model_name=str(tiny_dinov3), short_side=160,
+                                              runtime_config=config).iter_results())
+    assert [r.frame for r in results] == list(range(8))
+    assert all(r.masks is not None and r.masks.shape == (2, *clip.frames.shape[1:3]) for r in results)
+    assert MaskStore(layout.masks_dir).frames() == list(range(8))
+    assert all(0.0 <= kp.score <= 1.0 for r in results for i in r.annotation.instances for kp in i.keypoints)
