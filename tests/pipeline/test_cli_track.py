@@ -89,9 +89,8 @@ def test_cli_outputs_match_the_ground_truth(labelled_clip, capsys):
             hidden_reported_visible += r["visible"]
         elif r["visible"]:
             visible_errors.append(np.hypot(r["x"] - truth[0], r["y"] - truth[1]))
-    visible_errors = np.array(visible_errors)
-    assert np.median(visible_errors) < 1.5 and np.mean(visible_errors < 5) > 0.97
-    assert hidden_reported_visible <= 4  # of 24 hidden (frame, part) rows
+    assert np.median(visible_errors) < 1.5 and max(visible_errors) < 5
+    assert hidden_reported_visible <= 2  # of 24 hidden (frame, part) rows
     for f in range(1, 20):  # the JSON of every frame agrees with the table
         ann = load_annotations(layout, frames=[f])[f]
         for inst in ann.instances:

@@ -261,3 +261,21 @@ def test_a_hidden_part_turns_with_its_animal():
     truth = posed(np.radians(48.0))["tail_base"]
     assert np.linalg.norm(out.xy[3] - truth) < 6, (out.xy[3], truth)
     assert np.linalg.norm(start["tail_base"] - truth) > 25  # a point left where it vanished would be far off
+
+
+@pytest.mark.parametrize("cycle_check", [True, False])
+def test_a_vanished_part_is_not_matched_to_a_look_alike(cycle_check):
+    nose, look_alike = (80.0, 80.0), (120.0, 96.0)
+
+    def scene(with_nose: bool, noise_seed: int) -> torch.Tensor:
+        blobs = [(0, look_alike), (5, look_alike)]  # shares the nose's colour, but is a different part
+        return feature_map(blobs + ([(0, nose)] if with_nose else []), seed=noise_seed)
+
+    tracker = make_tracker(cycle_check=cycle_check, redetect_after=0, occlusion_ratio=0.5)
+    tracker.start(seed({"nose": nose}), scene(True, 0), None)
+    assert tracker.step(scene(True, 1), None).visible[0]
+    out = tracker.step(scene(False, 2), None)  # the nose is hidden; only the look-alike is left
+    if cycle_check:
+        assert not out.visible[0]
+    else:  # what the check prevents: the nose jumps onto the look-alike
+        assert out.visible[0] and np.linalg.norm(out.xy[0] - look_alike) < 8

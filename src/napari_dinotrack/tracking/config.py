@@ -59,6 +59,8 @@ class TrackerConfig:
     occlusion_ratio: float = knob(0.6, "Occluded when similarity drops below this share of its usual level.",
                                   0.0, 1.0, group="occlusion")
     symmetry: bool = knob(True, "Keep left*/right* keypoint pairs from swapping sides.", group="occlusion")
+    cycle_check: bool = knob(True, "Reject matches that, traced back one frame, lead somewhere else.",
+                             group="occlusion")
 
     # --- masks ------------------------------------------------------------------------------
     clamp_to_mask: bool = knob(True, "Clamp keypoints to their instance mask.", group="mask")

@@ -34,6 +34,7 @@ REFINE_STEPS_PER_PATCH = 8  # sub-pixel search lattice: an eighth of a patch
 REFINE_REACH = 5  # lattice steps either side of the chosen patch centre: the peak lies in that patch
 EXCLUSION_PATCHES = 1.5  # two exclusive keypoints must pick patch centres at least this far apart
 CONFIDENT_SCORE = 0.6  # only matches at least this good update the running appearance
+CYCLE_MARGIN = 0.1  # a match traced back may prefer another spot by at most this much similarity
 MIN_SCALE_STEP, MAX_SCALE_STEP = 0.8, 1.25  # an animal's apparent size changes little between frames
 
 
@@ -63,6 +64,7 @@ class KeypointTracker:
         self._template_bank: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self.names: list[tuple[str, str]] = []
         self.prev_gray: np.ndarray | None = None
+        self.prev_features: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ seeding
     def add_templates(self, features: torch.Tensor, annotation: FrameAnnotation) -> None:
@@ -115,6 +117,7 @@ class KeypointTracker:
         exclusive = pairs + cross_instance_pairs(self.names)
         self._exclusive_pairs = torch.tensor(exclusive, device=dev, dtype=torch.long).reshape(-1, 2)
         self.prev_gray = gray
+        self.prev_features = features.float()
 
     def _template_tensor(self, frame: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, M, C) templates, nearest manual frames first, and their validity mask."""
@@ -157,11 +160,14 @@ class KeypointTracker:
         flow_native = flow_step / s
         flow_gain = cfg.velocity_gain if cfg.flow_gain is None else cfg.flow_gain
         base = max(cfg.min_search_radius, 2.0 * cfg.search_tighten)
-        radius = base + (cfg.velocity_gain * speed_native + flow_gain * flow_native) / patch_native
-        radius = (radius + cfg.miss_boost * misses).clamp(cfg.min_search_radius, cfg.max_search_radius)
+        moving = (base + (cfg.velocity_gain * speed_native + flow_gain * flow_native) / patch_native).clamp(
+            cfg.min_search_radius, cfg.max_search_radius)
+        radius = (moving + cfg.miss_boost * misses).clamp(cfg.min_search_radius, cfg.max_search_radius)
         redetect = (misses >= cfg.redetect_after) if cfg.redetect_after > 0 else torch.zeros_like(self.visible)
+        # the penalty follows the motion, not the miss-boosted window: a window at its maximum would
+        # otherwise flatten it, and a re-detected part could take its look-alike on the other animal
         soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * s),
-                             cfg.motion_radius_factor * radius * p)
+                             cfg.motion_radius_factor * moving * p)
         # while lost, the penalty widens rather than fades: among look-alikes the nearest still wins
         soft = soft * torch.sqrt(1.0 + cfg.miss_relief * misses)
         relief = 1.0 / (1.0 + cfg.flow_relief * (speed_native + flow_native) / patch_native)
@@ -201,6 +207,8 @@ class KeypointTracker:
         # hysteresis: a lost keypoint must match clearly better than the loss threshold to come back
         regain = torch.where(torch.isnan(self.typical), threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
         found = self.trackable & (similarity >= torch.where(self.visible, threshold, regain))
+        if cfg.cycle_check and self.prev_features is not None:
+            found &= self._traces_back(feats, new_xy) | ~self.visible
         if masks is not None and cfg.clamp_to_mask:
             new_xy, in_mask = self._clamp_to_masks(new_xy, masks)
             if cfg.reject_outside_mask:
@@ -232,10 +240,24 @@ class KeypointTracker:
             self.memory = torch.where(confident[:, None], updated, self.memory)
         self.visible = found
         self.prev_gray = gray
+        self.prev_features = feats
         # the frame's single host transfer: outputs, and the start points of the next optical flow
         out = torch.cat([self.pos / s, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
         self._pos_host = out[:, :2].astype(np.float32)
         return TrackOutput(self._pos_host.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
+
+    def _traces_back(self, feats: torch.Tensor, new_xy: torch.Tensor) -> torch.Tensor:
+        """(K,) whether each match, looked up in the previous frame, leads back to where the keypoint was.
+
+        A jump onto a look-alike elsewhere (another part, the other animal, an occluder) matches
+        some other spot of the previous frame clearly better than the keypoint's own last place;
+        a look-alike twin (the other ear) does not count against it, since both spots tie.
+        """
+        desc = sample_features(feats, new_xy, self._padded)  # (K, C)
+        prev = self.prev_features
+        best_anywhere = (desc @ prev.reshape(prev.shape[0], -1)).max(dim=1).values
+        at_last_place = (desc * sample_features(prev, self.pos, self._padded)).sum(dim=1)
+        return at_last_place >= best_anywhere - CYCLE_MARGIN
 
     def _carried(self, before: torch.Tensor, after: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
         """(K, 2) where every keypoint lands if it moves rigidly with the reliable parts of its animal.
