@@ -66,13 +66,21 @@ def random_vits16(folder: Path) -> Path:
     return folder
 
 
-def score(pred: dict[int, dict[tuple[str, str], tuple[float, float]]], labels: Labels, t0: int) -> dict:
+def score(pred: dict[int, dict[tuple[str, str], tuple[float, float]]], labels: Labels, t0: int,
+          shown: dict[int, dict[tuple[str, str], bool]] | None = None) -> dict:
+    """Protocol metrics; with ``shown`` (the tracker's visibility) also how well it reports occlusion."""
     errors, pck5, pck10, pckd = [], [], [], []
+    hidden_shown, visible_hidden = [], []
     per_kp: dict[str, list[float]] = defaultdict(list)
     first_fail: dict[tuple[str, str], int | None] = {}
     scored = sorted(f for f in labels if f > t0 and f in pred)
     for f in scored:
         gt = {k: v for k, v in labels[f].items() if v is not None}
+        if shown is not None:
+            for key, xy in labels[f].items():
+                if key in shown.get(f, {}):
+                    (visible_hidden if xy is not None else hidden_shown).append(
+                        (not shown[f][key]) if xy is not None else shown[f][key])
         for inst in {k[0] for k in gt}:
             pts = np.array([v for k, v in gt.items() if k[0] == inst])
             diag = float(np.linalg.norm(pts.max(0) - pts.min(0))) if len(pts) > 1 else 100.0
@@ -102,6 +110,8 @@ def score(pred: dict[int, dict[tuple[str, str], tuple[float, float]]], labels: L
         "median_ttff_frames": float(np.median([v - t0 for v in fails])) if fails else None,
         "scored_span_frames": span,
         "per_keypoint_median_px": {k: float(np.median(v)) for k, v in sorted(per_kp.items())},
+        "hidden_reported_visible": float(np.mean(hidden_shown)) if hidden_shown else None,
+        "visible_reported_hidden": float(np.mean(visible_hidden)) if visible_hidden else None,
     }
 
 
@@ -156,12 +166,13 @@ def evaluate(name: str, video: Path, labels: Labels, backbone, args, work: Path)
     summary = processor.process_video(end_frame=last)
     anns = load_annotations(layout)
     pred = {f: {(i.name, k.name): (k.x, k.y) for i in a.instances for k in i.keypoints} for f, a in anns.items()}
+    shown = {f: {(i.name, k.name): k.visible for i in a.instances for k in i.keypoints} for f, a in anns.items()}
     static = {f: {k: (kp.x, kp.y) for k, kp in zip(seed.keypoint_names(),
                                                      [kp for i in seed.instances for kp in i.keypoints],
                                                      strict=True)} for f in labels}
     result = {
         "video": str(video), "frames": [t0, last], "size": [info.width, info.height],
-        "tracker": score(pred, labels, t0),
+        "tracker": score(pred, labels, t0, shown),
         "static_baseline": score(static, labels, t0),
         "end_to_end_fps": summary.fps,
     }
