@@ -61,6 +61,13 @@ class KeypointTracker:
         offs = torch.arange(-REFINE_REACH, REFINE_REACH + 1, device=self.device) * step
         oy, ox = torch.meshgrid(offs, offs, indexing="ij")
         self._refine_offsets = torch.stack([ox, oy], dim=-1).reshape(-1, 2)
+        # pixel offsets within the snap radius, nearest first: the first one inside a mask wins
+        r = int(config.mask_snap_radius_px)
+        span = torch.arange(-r, r + 1, device=self.device)
+        oy, ox = torch.meshgrid(span, span, indexing="ij")
+        snap = torch.stack([ox.reshape(-1), oy.reshape(-1)], dim=1).float()
+        snap = snap[snap.norm(dim=1) <= r + 1e-6]
+        self._snap_offsets = snap[torch.argsort(snap.norm(dim=1), stable=True)]
         self._template_bank: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self.names: list[tuple[str, str]] = []
         self.prev_gray: np.ndarray | None = None
@@ -304,13 +311,8 @@ class KeypointTracker:
     def _clamp_to_masks(self, xy: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Move points outside their instance mask to the nearest mask pixel within the snap radius."""
         s = self.geometry.scale
-        r = int(self.config.mask_snap_radius_px)
         h, w = masks.shape[-2:]
-        offs = torch.arange(-r, r + 1, device=self.device)
-        oy, ox = torch.meshgrid(offs, offs, indexing="ij")
-        offsets = torch.stack([ox.reshape(-1), oy.reshape(-1)], dim=1).float()
-        offsets = offsets[offsets.norm(dim=1) <= r + 1e-6]
-        offsets = offsets[torch.argsort(offsets.norm(dim=1), stable=True)]
+        offsets = self._snap_offsets
         native = xy / s
         cand = native.round()[:, None] + offsets[None]
         cx = cand[..., 0].clamp(0, w - 1).long()
