@@ -39,6 +39,17 @@ MIN_SCALE_STEP, MAX_SCALE_STEP = 0.8, 1.25  # an animal's apparent size changes 
 
 
 @dataclass
+class _Motion:
+    """This frame's motion estimate, in working pixels."""
+
+    pred: torch.Tensor  # (K, 2) predicted positions
+    flow_xy: torch.Tensor | None  # (K, 2) optical-flow positions, when flow ran
+    flow_ok: torch.Tensor | None  # (K,) where the flow is trustworthy
+    speed: torch.Tensor  # (K,) recent speed, video px per frame
+    flow_speed: torch.Tensor  # (K,) optical-flow step, video px
+
+
+@dataclass
 class TrackOutput:
     """One frame's result in native video pixels, in the tracker's keypoint order."""
 
@@ -145,74 +156,99 @@ class KeypointTracker:
     def step(self, features: torch.Tensor, gray: np.ndarray | None,
              masks: torch.Tensor | None = None) -> TrackOutput:
         """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
-        cfg, g = self.config, self.geometry
-        p, s = g.patch_size, g.scale
         feats = features.float()
-        c = feats.shape[0]
-        flat = feats.reshape(c, -1).transpose(0, 1)[None]  # (1, N, C)
-        pos, misses = self.pos, self.misses
-        patch_native = g.patch_px
+        motion = self._predict(gray)
+        picks = self._pick(feats, motion, masks)
+        new_xy, similarity = self._refine(feats, picks)
+        cfg, p = self.config, self.geometry.patch_size
+        if motion.flow_xy is not None and cfg.lk_refine_weight > 0:
+            agree = motion.flow_ok & ((motion.flow_xy - new_xy).norm(dim=1) < 0.5 * p)
+            new_xy = torch.where(agree[:, None], new_xy + cfg.lk_refine_weight * (motion.flow_xy - new_xy), new_xy)
+        new_xy, found, score = self._decide(feats, new_xy, similarity, masks)
+        self._update(feats, new_xy, found, score, similarity)
+        self.prev_gray = gray
+        self.prev_features = feats
+        # the frame's single host transfer: outputs, and the start points of the next optical flow
+        out = torch.cat([self.pos / self.geometry.scale, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
+        self._pos_host = out[:, :2].astype(np.float32)
+        return TrackOutput(self._pos_host.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
 
-        pred = pos + self.vel
-        flow_step = torch.zeros_like(misses)
-        lk_xy, lk_ok = None, None
+    def _predict(self, gray: np.ndarray | None) -> _Motion:
+        """Where each keypoint should be now: optical flow where it holds, else constant velocity."""
+        cfg, s = self.config, self.geometry.scale
+        pred = self.pos + self.vel
+        flow_step = torch.zeros_like(self.misses)
+        flow_xy, flow_ok = None, None
         if cfg.use_optical_flow and self.prev_gray is not None and gray is not None and len(self.names):
-            flow = track_points(self.prev_gray, gray, self._pos_host, cfg.max_search_radius * patch_native)
-            lk_xy = torch.from_numpy(flow.points).to(self.device) * s
-            lk_ok = torch.from_numpy(flow.ok).to(self.device) & self.visible
-            pred = torch.where(lk_ok[:, None], lk_xy, pred)
-            flow_step = torch.where(lk_ok, (lk_xy - pos).norm(dim=1), flow_step)
+            flow = track_points(self.prev_gray, gray, self._pos_host, cfg.max_search_radius * self.geometry.patch_px)
+            flow_xy = torch.from_numpy(flow.points).to(self.device) * s
+            flow_ok = torch.from_numpy(flow.ok).to(self.device) & self.visible
+            pred = torch.where(flow_ok[:, None], flow_xy, pred)
+            flow_step = torch.where(flow_ok, (flow_xy - self.pos).norm(dim=1), flow_step)
+        return _Motion(pred, flow_xy, flow_ok, self.vel.norm(dim=1) / s, flow_step / s)
 
-        speed_native = self.vel.norm(dim=1) / s
-        flow_native = flow_step / s
+    def _pick(self, feats: torch.Tensor, motion: _Motion, masks: torch.Tensor | None) -> torch.Tensor:
+        """(K,) best patch per keypoint: appearance minus motion penalty inside the search window."""
+        cfg, g = self.config, self.geometry
+        p, patch_native, misses = g.patch_size, g.patch_px, self.misses
         flow_gain = cfg.velocity_gain if cfg.flow_gain is None else cfg.flow_gain
         base = max(cfg.min_search_radius, 2.0 * cfg.search_tighten)
-        moving = (base + (cfg.velocity_gain * speed_native + flow_gain * flow_native) / patch_native).clamp(
-            cfg.min_search_radius, cfg.max_search_radius)
+        speed = (cfg.velocity_gain * motion.speed + flow_gain * motion.flow_speed) / patch_native
+        moving = (base + speed).clamp(cfg.min_search_radius, cfg.max_search_radius)
         radius = (moving + cfg.miss_boost * misses).clamp(cfg.min_search_radius, cfg.max_search_radius)
         redetect = (misses >= cfg.redetect_after) if cfg.redetect_after > 0 else torch.zeros_like(self.visible)
         # the penalty follows the motion, not the miss-boosted window: a window at its maximum would
         # otherwise flatten it, and a re-detected part could take its look-alike on the other animal
-        soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * s),
+        soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * g.scale),
                              cfg.motion_radius_factor * moving * p)
         # while lost, the penalty widens rather than fades: among look-alikes the nearest still wins
         soft = soft * torch.sqrt(1.0 + cfg.miss_relief * misses)
-        relief = 1.0 / (1.0 + cfg.flow_relief * (speed_native + flow_native) / patch_native)
+        relief = 1.0 / (1.0 + cfg.flow_relief * (motion.speed + motion.flow_speed) / patch_native)
 
+        flat = feats.reshape(feats.shape[0], -1).transpose(0, 1)[None]  # (1, N, C)
         appearance = appearance_scores(flat, self.templates, self.template_valid, self.memory, cfg.memory_weight)
-        dist = (self._centres[None] - pred[:, None]).norm(dim=-1)  # (K, N)
+        dist = (self._centres[None] - motion.pred[:, None]).norm(dim=-1)  # (K, N)
         scores = appearance - motion_penalty(dist, soft, relief, cfg.motion_prior_weight)
         outside = (dist > (radius * p)[:, None]) & ~redetect[:, None]
         allowed = self._allowed_patches(masks)
         if allowed is not None:
             outside |= ~allowed
         scores = scores.masked_fill(outside, NEG)
-        picks = scores.argmax(dim=1)
         # neighbouring patches count as the same spot; with the short sub-pixel reach the refined
         # positions of exclusive keypoints then stay apart too
-        picks = resolve_collisions(scores, picks, self._centres, self._exclusive_pairs, EXCLUSION_PATCHES * p)
+        return resolve_collisions(scores, scores.argmax(dim=1), self._centres, self._exclusive_pairs,
+                                  EXCLUSION_PATCHES * p)
 
-        # sub-pixel: soft-argmax of the appearance match on a fine lattice of interpolated features,
-        # restricted to the neighbourhood of its best point so the window edges cannot bias it; the
-        # motion prior already chose the peak and must not drag the position towards the prediction
+    def _refine(self, feats: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sub-pixel positions (K, 2) and their match similarity (K,).
+
+        A soft-argmax of the appearance match on a fine lattice of interpolated features,
+        restricted to the neighbourhood of its best point so the window edges cannot bias it; the
+        motion prior already chose the peak and must not drag the position towards the prediction.
+        """
+        cfg = self.config
         fine_xy = self._centres[picks][:, None] + self._refine_offsets[None]  # (K, S, 2)
         fine_feats = sample_features(feats, fine_xy, self._padded)
         fine_app = appearance_scores(fine_feats, self.templates, self.template_valid, self.memory, cfg.memory_weight)
         best = fine_xy[torch.arange(len(picks), device=self.device), fine_app.argmax(dim=1)]
-        near = (fine_xy - best[:, None]).norm(dim=-1) <= 0.5 * p
+        near = (fine_xy - best[:, None]).norm(dim=-1) <= 0.5 * self.geometry.patch_size
         weights = torch.softmax((fine_app / cfg.subpixel_temperature).masked_fill(~near, NEG), dim=1)
-        new_xy = (weights[..., None] * fine_xy).sum(dim=1)
-        similarity = fine_app.max(dim=1).values
+        return (weights[..., None] * fine_xy).sum(dim=1), fine_app.max(dim=1).values
 
-        if lk_xy is not None and cfg.lk_refine_weight > 0:
-            agree = lk_ok & ((lk_xy - new_xy).norm(dim=1) < 0.5 * p)
-            new_xy = torch.where(agree[:, None], new_xy + cfg.lk_refine_weight * (lk_xy - new_xy), new_xy)
+    def _typical(self) -> torch.Tensor:
+        """Each keypoint's usual match similarity (1 until it has one)."""
+        return torch.where(torch.isnan(self.typical), torch.ones_like(self.typical), self.typical)
 
-        typical = torch.where(torch.isnan(self.typical), torch.ones_like(self.typical), self.typical)
-        threshold = torch.where(torch.isnan(self.typical), torch.full_like(typical, cfg.min_similarity),
+    def _decide(self, feats: torch.Tensor, new_xy: torch.Tensor, similarity: torch.Tensor,
+                masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Which matches to trust: (positions after mask and side checks, found, score in [0, 1])."""
+        cfg = self.config
+        unknown = torch.isnan(self.typical)
+        typical = self._typical()
+        threshold = torch.where(unknown, torch.full_like(typical, cfg.min_similarity),
                                 (cfg.occlusion_ratio * typical).clamp(min=cfg.min_similarity))
         # hysteresis: a lost keypoint must match clearly better than the loss threshold to come back
-        regain = torch.where(torch.isnan(self.typical), threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
+        regain = torch.where(unknown, threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
         found = self.trackable & (similarity >= torch.where(self.visible, threshold, regain))
         if cfg.cycle_check and self.prev_features is not None:
             found &= self._traces_back(feats, new_xy) | ~self.visible
@@ -223,35 +259,31 @@ class KeypointTracker:
         if self._sym_pairs.numel():
             a, b = self._sym_pairs[:, 0], self._sym_pairs[:, 1]
             pair_ok = found[a] & found[b]  # compared with the last known sides, even after an occlusion
-            new_xy = keep_sides(new_xy, pos, self._sym_pairs, pair_ok)
+            new_xy = keep_sides(new_xy, self.pos, self._sym_pairs, pair_ok)
+        score = torch.where(self.trackable, (similarity / typical).clamp(0.0, 1.0), torch.zeros_like(similarity))
+        return new_xy, found, score
 
-        score = (similarity / typical).clamp(0.0, 1.0)
-        score = torch.where(self.trackable, score, torch.zeros_like(score))
-        a_v = cfg.velocity_smoothing
-        stepped = new_xy - pos
-        smoothed = (1 - a_v) * self.vel + a_v * stepped
+    def _update(self, feats: torch.Tensor, new_xy: torch.Tensor, found: torch.Tensor, score: torch.Tensor,
+                similarity: torch.Tensor) -> None:
+        """Positions, velocities, miss counts, usual similarity and running appearance after this frame."""
+        cfg, pos = self.config, self.pos
+        smoothed = (1 - cfg.velocity_smoothing) * self.vel + cfg.velocity_smoothing * (new_xy - pos)
         # a lost keypoint rides along with the visible parts of its own animal, so its prediction and
         # its reported position stay on the body instead of freezing where it vanished
         body_step = self._carried(pos, new_xy, found & self.visible) - pos
         self.vel = torch.where(found[:, None], torch.where(self.visible[:, None], smoothed, torch.zeros_like(smoothed)),
                                body_step)
         self.pos = torch.where(found[:, None], new_xy, pos + body_step)
-        self.misses = torch.where(found, torch.zeros_like(misses), misses + 1)
-        self.typical = torch.where(found, torch.where(torch.isnan(self.typical), similarity,
-                                                      0.9 * typical + 0.1 * similarity), self.typical).clamp(max=1.0)
+        self.misses = torch.where(found, torch.zeros_like(self.misses), self.misses + 1)
+        blended = torch.where(torch.isnan(self.typical), similarity, 0.9 * self._typical() + 0.1 * similarity)
+        self.typical = torch.where(found, blended, self.typical).clamp(max=1.0)
         if cfg.memory_momentum > 0:
             confident = found & (score >= CONFIDENT_SCORE)
-            m = cfg.memory_momentum
             here = sample_features(feats, self.pos, self._padded)
-            updated = F.normalize((1 - m) * self.memory + m * here, dim=-1, eps=1e-6)
+            updated = F.normalize((1 - cfg.memory_momentum) * self.memory + cfg.memory_momentum * here, dim=-1,
+                                  eps=1e-6)
             self.memory = torch.where(confident[:, None], updated, self.memory)
         self.visible = found
-        self.prev_gray = gray
-        self.prev_features = feats
-        # the frame's single host transfer: outputs, and the start points of the next optical flow
-        out = torch.cat([self.pos / s, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
-        self._pos_host = out[:, :2].astype(np.float32)
-        return TrackOutput(self._pos_host.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
 
     def _traces_back(self, feats: torch.Tensor, new_xy: torch.Tensor) -> torch.Tensor:
         """(K,) whether each match, looked up in the previous frame, leads back to where the keypoint was.
