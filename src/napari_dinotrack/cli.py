@@ -20,24 +20,12 @@ from collections.abc import Sequence
 
 from . import __version__
 from .backbone.catalog import DEFAULT_MODEL
-
-
-class UsageError(Exception):
-    """Bad user input: reported on stderr with exit code 2."""
+from .errors import InputError, is_input_error
 
 
 def _is_input_error(exc: BaseException) -> bool:
     """Errors that the user must fix (exit code 2) rather than bugs (exit code 1)."""
-    if isinstance(exc, UsageError | FileNotFoundError):
-        return True
-    try:
-        from .errors import is_input_error
-    except ImportError:
-        return False
-    try:
-        return bool(is_input_error(exc))
-    except ImportError:
-        return False
+    return isinstance(exc, FileNotFoundError) or is_input_error(exc)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -101,7 +89,7 @@ def _check_model(args: argparse.Namespace) -> int:
     except BackboneUnavailableError as exc:
         if args.json:
             print(json.dumps({"ok": False, "model": args.check, "error": str(exc)}, indent=2))
-        raise UsageError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
     seconds = time.perf_counter() - t0
     info = {
         "ok": True,
@@ -154,7 +142,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     from .tracking.config import TrackerConfig
 
     if args.config and args.preset:
-        raise UsageError("use either --config or --preset, not both")
+        raise InputError("use either --config or --preset, not both")
     try:
         if args.config:
             config = TrackerConfig.load(args.config)
@@ -163,13 +151,13 @@ def _cmd_track(args: argparse.Namespace) -> int:
         else:
             config = TrackerConfig()
     except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        raise InputError(str(exc)) from exc
     if args.batch_size is not None:
         config.batch_size = args.batch_size
         try:
             config.validate()
         except ValueError as exc:
-            raise UsageError(str(exc)) from exc
+            raise InputError(str(exc)) from exc
 
     from .pipeline import DinoKeypointVideoProcessor
 
