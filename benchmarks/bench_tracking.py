@@ -35,7 +35,7 @@ from napari_dinotrack.io.labelme import load_annotations, write_manual
 from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.io.video import VideoReader, probe_video
 from napari_dinotrack.synthetic import make_clip
-from napari_dinotrack.tracking.sampling import sample_features
+from napari_dinotrack.tracking.keypoints.sampling import sample_features
 
 Labels = dict[int, dict[tuple[str, str], tuple[float, float] | None]]
 

@@ -24,15 +24,15 @@ from .backbone.catalog import DEFAULT_MODEL
 from .errors import InputError
 from .io.annotations import FrameAnnotation, Instance, Keypoint
 from .io.labelme import load_annotations
-from .io.masks import MaskStore, polygon_to_mask
+from .io.mask_store import MaskStore, polygon_to_mask
 from .io.paths import ResultLayout
 from .io.results import ResultWriter
 from .io.video import VideoReader, probe_video
 from .runplan import RunPlan, plan_run
 from .tracking.config import TrackerConfig
-from .tracking.flow import to_gray
+from .tracking.keypoints.flow import to_gray
+from .tracking.keypoints.tracker import KeypointTracker, TrackOutput
 from .tracking.masks import MaskPropagator, make_propagator
-from .tracking.tracker import KeypointTracker, TrackOutput
 
 __all__ = ["DEFAULT_MODEL", "DinoKeypointVideoProcessor", "FrameResult", "RunSummary"]
 

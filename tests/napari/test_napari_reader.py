@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_dinotrack.io.labelme import write_prediction
-from napari_dinotrack.io.masks import MaskStore
+from napari_dinotrack.io.mask_store import MaskStore
 from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.napari.reader import get_reader, read_result_folder, read_video
 from napari_dinotrack.synthetic import make_clip

@@ -193,7 +193,7 @@ def test_missing_weights_error_is_shown(make_napari_viewer_proxy, open_tracker, 
 
 def test_masks_follow_live_in_a_labels_layer(make_napari_viewer_proxy, open_tracker, wait_run, tmp_path: Path):
     from napari_dinotrack.io.labelme import write_manual
-    from napari_dinotrack.io.masks import MaskStore
+    from napari_dinotrack.io.mask_store import MaskStore
     from napari_dinotrack.synthetic import make_clip
 
     clip = make_clip(n_frames=10, height=96, width=128, n_instances=1)
@@ -232,7 +232,7 @@ def test_masks_follow_live_in_a_labels_layer(make_napari_viewer_proxy, open_trac
     assert store.read(5)[0][2, 2] == 1 and store.names() == ["animal1"]
     # the saved frame's outline is taken from the saved mask, so the tracker and LabelMe agree
     from napari_dinotrack.io.labelme import read_frame
-    from napari_dinotrack.io.masks import polygon_to_mask
+    from napari_dinotrack.io.mask_store import polygon_to_mask
 
     outline = polygon_to_mask(read_frame(layout.frame_json(5)).instances[0].polygon, 96, 128)
     body = store.read_masks(5, ["animal1"])[0]

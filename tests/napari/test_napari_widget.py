@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 
 from napari_dinotrack.io.labelme import frame_source, read_frame
 from napari_dinotrack.io.paths import ResultLayout
+from napari_dinotrack.schema import describe
 from napari_dinotrack.tracking.config import PRESETS, TrackerConfig
 
 
@@ -38,14 +38,13 @@ def test_knobs_follow_field_metadata(make_napari_viewer_proxy):
 
     widget = DinoTrackerWidget(make_napari_viewer_proxy())
     panel = widget.config_panel
-    for f in fields(TrackerConfig):
+    for f in describe(TrackerConfig):
         editor = panel.editors[f.name]
-        assert f.metadata["help"] in editor.tooltip
-        lo, hi = f.metadata["min"], f.metadata["max"]
-        if hasattr(editor, "min") and lo is not None:
-            assert editor.min == pytest.approx(lo) and editor.max == pytest.approx(hi)
-        if f.metadata["choices"]:
-            assert list(editor.choices) == list(f.metadata["choices"])
+        assert f.description in editor.tooltip
+        if hasattr(editor, "min") and f.lo is not None:
+            assert editor.min == pytest.approx(f.lo) and editor.max == pytest.approx(f.hi)
+        if f.choices:
+            assert list(editor.choices) == list(f.choices)
     assert panel.config() == TrackerConfig()
     assert panel.preset.value == "rodent_30fps"  # the defaults are that preset
 

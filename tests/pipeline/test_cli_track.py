@@ -15,7 +15,7 @@ def test_track_with_a_local_dinov3_folder(labelled_clip, tiny_dinov3, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "Tracked 9 frames" in out.out
-    assert "9/9 frames" in out.err  # the progress bar reached the end
+    assert "9/9 [" in out.err  # the progress bar reached the end
     assert sorted(load_annotations(layout)) == list(range(10))
     rows = read_tracks_csv(layout.tracks_csv)
     assert len(rows) == 10 * 8

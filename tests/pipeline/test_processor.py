@@ -13,7 +13,7 @@ import pytest
 
 from napari_dinotrack import DinoKeypointVideoProcessor, TrackerConfig
 from napari_dinotrack.io.labelme import load_annotations, read_frame, write_manual
-from napari_dinotrack.io.masks import MaskStore
+from napari_dinotrack.io.mask_store import MaskStore
 from napari_dinotrack.io.tables import read_tracks_csv
 
 PIXEL = "pixel:8"  # weight-free backbone whose features are the patches' colours
@@ -170,7 +170,7 @@ def test_templates_from_a_later_manual_frame_are_used(labelled_clip):
     write_manual(layout, later)
     processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
     seen_templates = []
-    from napari_dinotrack.tracking import tracker as tracker_module
+    from napari_dinotrack.tracking.keypoints import tracker as tracker_module
 
     original = tracker_module.KeypointTracker.add_templates
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.io.annotations import FrameAnnotation, Instance, Keypoint
 from napari_dinotrack.tracking.config import TrackerConfig
-from napari_dinotrack.tracking.matching import keep_sides, symmetric_pairs
-from napari_dinotrack.tracking.tracker import KeypointTracker
+from napari_dinotrack.tracking.keypoints.matching import keep_sides, symmetric_pairs
+from napari_dinotrack.tracking.keypoints.tracker import KeypointTracker
 
 SIZE = 256  # native = working pixels (scale 1), 16 x 16 patches of 16 px
 CHANNELS = 32

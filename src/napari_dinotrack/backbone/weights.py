@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import BackboneUnavailableError
 from . import hub
 from .catalog import (
     DEFAULT_MODEL,
@@ -72,17 +73,6 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
-
-
-class BackboneUnavailableError(RuntimeError):
-    """The requested backbone cannot be loaded; the message says why and how to fix it.
-
-    ``model`` is the name or path that was asked for.
-    """
-
-    def __init__(self, message: str, model: str | None = None):
-        super().__init__(message)
-        self.model = model
 
 
 @dataclass

@@ -64,6 +64,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..errors import AnnotationError
 from .annotations import FrameAnnotation, Instance, Keypoint, Source
 from .atomic import atomic_write_bytes, atomic_write_text
 from .paths import ResultLayout
@@ -99,16 +100,7 @@ _POINT_KNOWN = ("label", "points", "group_id", "shape_type", "flags", "descripti
                 "instance_label", "display_label", "visible", "score")
 _POLY_KNOWN = ("label", "points", "group_id", "shape_type", "flags", "description",
                "instance_label")
-_FIX_HINT = "Fix it (e.g. in LabelMe or a text editor) or move it out of the result folder."
-
-
-class AnnotationError(ValueError):
-    """A LabelMe file that cannot be used; the message names the file, the problem and a fix."""
-
-    def __init__(self, path: str | os.PathLike[str], problem: str, hint: str = _FIX_HINT):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}. {hint}")
+_FIX_HINT = AnnotationError.DEFAULT_HINT
 
 
 # ------------------------------------------------------------------------------------------

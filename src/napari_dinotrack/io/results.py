@@ -16,7 +16,7 @@ import numpy as np
 from .annotations import FrameAnnotation
 from .atomic import atomic_write_text
 from .labelme import write_prediction
-from .masks import MaskStore, mask_to_polygon
+from .mask_store import MaskStore, mask_to_polygon
 from .paths import ResultLayout
 from .tables import TracksCsvAppender, write_tracks_csv
 

@@ -30,6 +30,8 @@ import dask.array as da
 import imageio_ffmpeg
 import numpy as np
 
+from ..errors import VideoError
+
 __all__ = [
     "VIDEO_SUFFIXES",
     "VideoError",
@@ -48,10 +50,6 @@ _REENCODE_HINT = (
     "If the file plays elsewhere, re-encode it, e.g. "
     "`ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4`."
 )
-
-
-class VideoError(ValueError):
-    """A video cannot be opened or decoded, or a frame index is out of range."""
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def describe_source(model: str) -> str:
     if model.startswith(PIXEL.rstrip(":") + ":"):
         return "Built-in pixel-colour features: no weights, nothing to download (demo and tests)."
     from ..backbone.catalog import resolve_model_name
-    from ..backbone.loader import BackboneUnavailableError, available_locally, locate_weights
+    from ..backbone.loader import available_locally, locate_weights
+    from ..errors import BackboneUnavailableError
 
     path = Path(model).expanduser()
     if model == LOCAL_FOLDER:

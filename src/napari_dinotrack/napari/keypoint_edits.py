@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import QObject, QTimer
 
+from ..errors import UserError
 from .convert import FEATURE_COLUMNS, feature_defaults, features_table, frames_of, points_to_annotation, row_frames
-from .video_context import UserError, VideoContext
+from .video_context import VideoContext
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -261,7 +262,8 @@ class KeypointEditor:
         """Save every edited frame (plus ``force``) as manual now; return the written files."""
         from napari.utils.notifications import show_error
 
-        from ..io.labelme import AnnotationError, read_frame, write_manual
+        from ..errors import AnnotationError
+        from ..io.labelme import read_frame, write_manual
 
         self._save_timer.stop()
         force = force or set()
@@ -305,7 +307,7 @@ def outline_from_mask_store(ann: FrameAnnotation, masks_dir: Path) -> None:
     The JSON then agrees with the masks the tracker will start from, and a repainted mask
     changes the frame's content, so the frames after it are re-tracked.
     """
-    from ..io.masks import MaskStore, mask_to_polygon
+    from ..io.mask_store import MaskStore, mask_to_polygon
 
     if not masks_dir.is_dir():
         return

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import UserError
 from .convert import labels_to_masks, masks_to_labels
 from .live_labels import LiveLabels
 from .reader import META_KEY
-from .video_context import UserError, VideoContext
+from .video_context import VideoContext
 from .viewer_layers import adding_quietly
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class MasksLayerController:
 
     def live_labels(self, ctx: VideoContext, create: bool = True) -> LiveLabels | None:
         """The masks layer's data as a :class:`LiveLabels` (wrapping what it showed), created if asked."""
-        from ..io.masks import MaskStore, lazy_labels
+        from ..io.mask_store import MaskStore, lazy_labels
 
         layer = self.layer
         if layer is not None and isinstance(layer.data, LiveLabels):
@@ -117,7 +118,7 @@ class MasksLayerController:
 
     def save_painted(self, frames: set[int] | None = None) -> list[int]:
         """Write painted mask frames (all, or ``frames``) to the result folder's mask store."""
-        from ..io.masks import MaskStore
+        from ..io.mask_store import MaskStore
 
         live = self.live
         layer = self.layer

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
 from .settings import WidgetSettings
 
 if TYPE_CHECKING:
@@ -26,12 +26,10 @@ def tracker_config_from(changed: dict[str, Any]) -> TrackerConfig:
     """The default TrackerConfig with saved ``changed`` values; unknown keys dropped, defaults if invalid."""
     from ..tracking.config import TrackerConfig
 
-    known = {f.name for f in fields(TrackerConfig)}
-    values = TrackerConfig().to_dict()
-    values.update({k: v for k, v in changed.items() if k in known})
+    known = set(TrackerConfig.model_fields)
     try:
-        return TrackerConfig.from_dict(values)
-    except ValueError as exc:
+        return TrackerConfig.from_dict({k: v for k, v in changed.items() if k in known})
+    except ConfigError as exc:
         logger.warning("saved tracker settings ignored: %s", exc)
         return TrackerConfig()
 

@@ -4,14 +4,14 @@ Each panel is layout plus what only concerns itself (a preset fills the knobs, a
 whether the values are valid); everything that reaches outside a panel is wired in ``widget.py``.
 
 The tracker-settings panel is generated from :class:`~napari_dinotrack.tracking.config.TrackerConfig`'s
-field metadata: one editor per field, tooltip = the field's help text plus its valid range,
-limits = its ``min``/``max``, choices = its ``choices``, grouped by its ``group``.
+field descriptions (:func:`~napari_dinotrack.schema.describe`): one editor per field, tooltip = the
+field's help text plus its valid range, limits = its bounds, choices = its literal values, grouped
+by its ``group``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
@@ -29,6 +29,8 @@ from magicgui.widgets import (
     Widget,
 )
 
+from ..runsettings import MAX_SHORT_SIDE, MIN_SHORT_SIDE, PRECISIONS, RunSettings
+from ..schema import SettingInfo, describe
 from ..tracking.config import PRESETS, TrackerConfig
 from .backbones import LOCAL_FOLDER, model_choices
 
@@ -137,13 +139,15 @@ class BackbonePanel(Container):
                               tooltip="Feature extractor. DINOv3 needs its (gated) weights; "
                                       "'pixel:' needs none; 'local folder…' loads a save_pretrained folder.")
         self.folder = FileEdit(label="folder", mode="d", tooltip="Folder with config.json + model.safetensors.")
-        self.short_side = SpinBox(label="short side", value=768, min=64, max=4096, step=16,
+        defaults = RunSettings()
+        self.short_side = SpinBox(label="short side", value=defaults.short_side, min=MIN_SHORT_SIDE,
+                                  max=MAX_SHORT_SIDE, step=16,
                                   tooltip="Frames are resized so their short side has this many pixels "
                                           "before feature extraction (more = finer, slower).")
         self.device = ComboBox(label="device", choices=_device_choices(),
                                tooltip="Where the model runs; 'auto' picks CUDA, then Apple MPS, then CPU.")
-        self.precision = ComboBox(label="precision", choices=["auto", "fp32", "bf16", "fp16"],
-                                  tooltip="'auto': bf16/fp16 on GPUs, fp32 on CPU.")
+        self.precision = ComboBox(label="precision", choices=list(PRECISIONS), value=defaults.precision,
+                                  tooltip=RunSettings.model_fields["precision"].description)
         for combo in (self.model, self.device, self.precision):
             _compact(combo)
         self.source = _wrap(Label(value=""))
@@ -250,9 +254,9 @@ class TrackerConfigPanel(Container):
         self.error.native.setStyleSheet("color: #ff7070;")
         self.editors: dict[str, Widget] = {}
         widgets: list[Widget] = [self.preset, self.reset]
-        by_group: dict[str, list[Any]] = {}
-        for f in fields(TrackerConfig):
-            by_group.setdefault(f.metadata.get("group", "motion"), []).append(f)
+        by_group: dict[str, list[SettingInfo]] = {}
+        for info in describe(TrackerConfig):
+            by_group.setdefault(info.group, []).append(info)
         for group in [*GROUP_TITLES, *[g for g in by_group if g not in GROUP_TITLES]]:
             if group not in by_group:
                 continue
@@ -269,20 +273,18 @@ class TrackerConfigPanel(Container):
         self.changed.connect(self._on_edited)
 
     @staticmethod
-    def _editor(f: Any) -> Widget:
-        meta = f.metadata
-        default = f.default if f.default is not MISSING else None
-        lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices")
+    def _editor(f: SettingInfo) -> Widget:
+        default, lo, hi = f.default, f.lo, f.hi
         rng = ""
         if lo is not None or hi is not None:
             rng = f" Range {lo if lo is not None else '-∞'} to {hi if hi is not None else '∞'}."
-        tip = f"{meta.get('help', '')}{rng} Default: {default!r}. [{f.name}]"
+        tip = f"{f.description}{rng} Default: {default!r}. [{f.name}]"
         label = config_field_label(f.name)
-        if choices:
-            return _compact(ComboBox(label=label, choices=list(choices), value=default, tooltip=tip), 6)
-        if isinstance(default, bool):
+        if f.choices:
+            return _compact(ComboBox(label=label, choices=list(f.choices), value=default, tooltip=tip), 6)
+        if f.kind is bool:
             return CheckBox(label=label, value=default, tooltip=tip)
-        if isinstance(default, int):
+        if f.kind is int:
             return SpinBox(label=label, value=default, min=int(lo if lo is not None else -(2**31)),
                            max=int(hi if hi is not None else 2**31 - 1), tooltip=tip)
         lo_f = float(lo) if lo is not None else -1e9
@@ -299,8 +301,8 @@ class TrackerConfigPanel(Container):
     def config(self) -> TrackerConfig:
         """A validated TrackerConfig from the editors; raises ValueError naming the bad field."""
         values = self.values()
-        for f in fields(TrackerConfig):
-            if isinstance(f.default, float) and values.get(f.name) is not None:
+        for f in describe(TrackerConfig):
+            if f.kind is float and values.get(f.name) is not None:
                 values[f.name] = float(values[f.name])
         return TrackerConfig.from_dict(values)
 

@@ -81,7 +81,7 @@ def video_layer_data(path: str | Path, extra_meta: dict[str, Any] | None = None)
 def _result_layers(layout: Any, n_frames: int, height: int, width: int, video_path: str | None,
                    name_stem: str) -> list[LayerData]:
     from ..io.labelme import load_annotations
-    from ..io.masks import MaskStore, lazy_labels
+    from ..io.mask_store import MaskStore, lazy_labels
     from .layer_styles import keypoints_layer_data
 
     layers: list[LayerData] = []

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from ..errors import ConfigError
+from ..runsettings import RunSettings
+from ..schema import setting
 
 __all__ = ["SETTINGS_ENV", "WidgetSettings", "load_settings", "save_settings", "settings_path"]
 
@@ -36,52 +39,40 @@ def settings_path() -> Path:
         return Path.home() / ".config" / APP_NAME / "settings.json"
 
 
-@dataclass
-class WidgetSettings:
-    """Everything the dock widget remembers. ``tracker`` holds non-default TrackerConfig values."""
+class WidgetSettings(RunSettings):
+    """Everything the dock remembers: the run settings plus its own. ``tracker`` holds changed TrackerConfig values."""
 
-    model: str = "dinov3-vits16"
-    local_folder: str = ""
-    short_side: int = 768
-    device: str = "auto"
-    precision: str = "auto"
-    preset: str = "custom"
-    tracker: dict[str, Any] = field(default_factory=dict)
-    keypoint_names: str = "nose, leftear, rightear, tail_base"
-    instance_name: str = "animal1"
-    show_trajectories: bool = True
-    tail_length: int = 15
-    heatmap_opacity: float = 0.6
-    heatmap_from_seed: bool = False
+    local_folder: str = setting("", "The model folder chosen with 'local folder…'.", group="backbone")
+    preset: str = setting("custom", "The tracker preset shown in the dock.", group="tracker")
+    tracker: dict[str, Any] = setting({}, "Tracker settings that differ from the defaults.", group="tracker")
+    keypoint_names: str = setting("nose, leftear, rightear, tail_base", "Keypoint names for new instances.",
+                                  group="seed")
+    instance_name: str = setting("animal1", "Name of the next instance.", group="seed")
+    show_trajectories: bool = setting(True, "Draw trajectories.", group="display")
+    tail_length: int = setting(15, "Trajectory tail, frames.", ge=1, le=100_000, group="display")
+    heatmap_opacity: float = setting(0.6, "Opacity of the similarity heatmap.", ge=0.0, le=1.0, group="display")
+    heatmap_from_seed: bool = setting(False, "Compare clicks with the seed frame's patch.", group="display")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict."""
-        return asdict(self)
+        return self.model_dump()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WidgetSettings:
-        """Build from a dict, dropping unknown keys and values of the wrong type."""
+    def from_dict(cls, data: Any) -> WidgetSettings:
+        """Build from a dict, dropping (with a warning) unknown keys and values that are not valid."""
         out = cls()
         if not isinstance(data, dict):
             return out
-        for f in fields(cls):
-            if f.name not in data:
+        for name in cls.model_fields:
+            if name not in data:
                 continue
-            value = data[f.name]
-            default = getattr(out, f.name)
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-            elif isinstance(default, int):
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif isinstance(default, float):
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                value = float(value) if ok else value
-            else:
-                ok = isinstance(value, type(default))
-            if ok:
-                setattr(out, f.name, value)
-            else:
-                logger.warning("ignoring setting %s=%r (expected %s)", f.name, value, type(default).__name__)
+            value = data[name]
+            if cls.model_fields[name].annotation is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            try:
+                setattr(out, name, value)
+            except ConfigError as exc:
+                logger.warning("ignoring a remembered setting: %s", exc)
         return out
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .video_context import UserError, VideoContext
+from ..errors import UserError
+from .video_context import VideoContext
 from .worker import RunControl, TrackJob, run_tracking
 
 if TYPE_CHECKING:
@@ -119,14 +120,13 @@ class TrackRun:
     def _on_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
 
-        from ..backbone.loader import BackboneUnavailableError
-        from ..errors import is_input_error
+        from ..errors import BackboneUnavailableError, UserError
 
         exc = getattr(exc, "original", exc)  # unwrap WorkerError
         if isinstance(exc, BackboneUnavailableError):
             self._on_backbone_error(str(exc))
             msg = str(exc)
-        elif is_input_error(exc):
+        elif isinstance(exc, UserError):
             msg = str(exc)
         else:
             logger.error("tracking failed", exc_info=exc)

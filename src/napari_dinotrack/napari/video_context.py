@@ -6,16 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UserError
 from .viewer_layers import layer_meta
 
 if TYPE_CHECKING:
     from ..io.paths import ResultLayout
 
-__all__ = ["UserError", "VideoContext", "video_context"]
-
-
-class UserError(Exception):
-    """A problem the user can fix; its message is shown as-is."""
+__all__ = ["VideoContext", "video_context"]
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
+from ..errors import UserError
 from .backbones import LOCAL_FOLDER, BackboneCache, BackboneChoice, describe_source
 from .convert import empty_features, parse_names
 from .heatmap import HeatmapController
@@ -45,7 +46,7 @@ from .panels import (
 from .reader import META_KEY
 from .settings import WidgetSettings, load_settings, save_settings
 from .track_run import RunHolder, TrackRun, check_frame_range
-from .video_context import UserError, VideoContext, video_context
+from .video_context import VideoContext, video_context
 from .viewer_layers import layer_meta, layers_of_type, view_centre
 from .worker import TrackJob
 
@@ -398,7 +399,8 @@ class DinoTrackerWidget(QWidget):
         return self.run.start()
 
     def _prepare_job(self, start_frame: int | None) -> tuple[TrackJob, VideoContext]:
-        from ..io.labelme import AnnotationError, manual_frames
+        from ..errors import AnnotationError
+        from ..io.labelme import manual_frames
 
         ctx = self.video_context()
         if not ctx.video_path.exists():
@@ -441,7 +443,8 @@ class DinoTrackerWidget(QWidget):
         """The seed frame to take the clicked patch from (the last manual frame up to ``frame``), if asked for."""
         if not self.display_panel.from_seed.value:
             return None
-        from ..io.labelme import AnnotationError, manual_frames
+        from ..errors import AnnotationError
+        from ..io.labelme import manual_frames
 
         try:
             seeds = manual_frames(self.video_context().layout)

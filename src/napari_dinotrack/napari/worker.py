@@ -78,7 +78,7 @@ class WorkerError(Exception):
 
     superqt's GeneratorWorker treats a RuntimeError raised by the generator as "the worker was
     deleted": it only warns and never emits ``errored`` or ``finished``. The engine's
-    ``BackboneUnavailableError`` and torch errors are RuntimeErrors, so they are wrapped.
+    torch errors are RuntimeErrors, so they are wrapped.
     """
 
     def __init__(self, original: BaseException) -> None:

@@ -1,0 +1,1 @@
+"""Tracking on patch features: settings (config), keypoints (keypoints/) and instance masks (masks/)."""

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbone.base import WorkGeometry
-from ..io.annotations import FrameAnnotation
-from .config import TrackerConfig
+from ...backbone.base import WorkGeometry
+from ...io.annotations import FrameAnnotation
+from ..config import TrackerConfig
 from .flow import track_points
 from .matching import (
     NEG,

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backbone.base import WorkGeometry
-from .mask_base import LostInstanceFallback, exclusive_masks
-from .mask_colour import colour_histograms, colour_scores
+from ...backbone.base import WorkGeometry
+from .base import LostInstanceFallback, exclusive_masks
+from .colour import colour_histograms, colour_scores
 
 __all__ = ["DinoMaskPropagator"]
 

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..backbone.base import WorkGeometry
+from ...backbone.base import WorkGeometry
 
 __all__ = ["LostInstanceFallback", "MaskPropagator", "exclusive_masks"]
 

@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from napari_dinotrack.io.masks import MaskStore, lazy_labels, mask_to_polygon, polygon_to_mask
+from napari_dinotrack.io.mask_store import MaskStore, lazy_labels, mask_to_polygon, polygon_to_mask
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,101 @@
+"""``napari-dinotrack track``: track the labelled keypoints of one video."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..runsettings import PRECISIONS, RunSettings
+from ..tracking.config import PRESETS
+from .progress import FrameProgress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    defaults = RunSettings()
+    parser = sub.add_parser(
+        "track",
+        help="track the labelled keypoints of a video",
+        description="Track every keypoint labelled on the video's manual frames (LabelMe JSON in the "
+        "result folder) to the end of the video, writing per-frame LabelMe JSON and a CSV as it goes. "
+        "Run it again to resume after a stop, or after correcting a frame to re-track from there.",
+    )
+    parser.add_argument("video", help="the video file (mp4, avi, mov, mkv)")
+    parser.add_argument("--model", default=defaults.model,
+                        help="backbone: catalog name, Hugging Face id or local save_pretrained folder "
+                        "(default %(default)s; see `napari-dinotrack models`)")
+    parser.add_argument("--short-side", type=int, default=defaults.short_side,
+                        help="working resolution in pixels (default %(default)s)")
+    parser.add_argument("--device", default=defaults.device, help="auto (default), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
+                        help="backbone precision (default %(default)s)")
+    parser.add_argument("--start-frame", type=int, default=None,
+                        help="re-track from the keypoints on this frame (default: resume where results are stale)")
+    parser.add_argument("--end-frame", type=int, default=None, help="last frame to track (default: the last)")
+    parser.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
+    parser.add_argument("--config", default=None, help="tracker settings JSON (see `napari-dinotrack settings`)")
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="named tracker settings")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                        help="change one tracker setting, e.g. --set min_similarity=0.3 (repeatable)")
+    parser.add_argument("--batch-size", type=int, default=None, help="frames per backbone batch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def tracker_config(args: argparse.Namespace):  # -> TrackerConfig
+    """The tracker settings a command asked for: --config or --preset, then --set and --batch-size."""
+    from ..errors import InputError
+    from ..schema import parse_value
+    from ..tracking.config import TrackerConfig
+
+    if args.config and args.preset:
+        raise InputError("use either --config or --preset, not both")
+    if args.config:
+        config = TrackerConfig.load(args.config)
+    elif args.preset:
+        config = TrackerConfig.preset(args.preset)
+    else:
+        config = TrackerConfig()
+    changes = {}
+    for item in args.overrides:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise InputError(f"--set {item!r}: write it as NAME=VALUE, e.g. --set min_similarity=0.3")
+        changes[name.strip()] = parse_value(text.strip())
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    return config.replace(**changes) if changes else config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = tracker_config(args)
+    settings = RunSettings(model=args.model, short_side=args.short_side, device=args.device,
+                           precision=args.precision)
+    from ..pipeline import DinoKeypointVideoProcessor
+
+    if args.quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    progress = FrameProgress(args.quiet)
+    processor = DinoKeypointVideoProcessor(
+        args.video, result_folder=args.out, model_name=settings.model, short_side=settings.short_side,
+        device=settings.device, runtime_config=config, progress_callback=progress, precision=settings.precision,
+    )
+    plan = processor.plan(args.start_frame, args.end_frame)
+    if plan is None:
+        print(f"All frames of {processor.video_path.name} are already tracked (results in "
+              f"{processor.layout.folder}); use --start-frame N to track again from frame N.")
+        return 0
+    backbone = processor.backbone  # load before announcing: a missing model is reported first
+    if not args.quiet:
+        print(f"Tracking {processor.video_path.name} frames {plan.first}..{plan.last} from frame "
+              f"{plan.init_frame} with {backbone.name} -> {processor.layout.folder}", file=sys.stderr)
+    try:
+        summary = processor.process_video(args.start_frame, args.end_frame)
+    finally:
+        progress.close()
+    print(f"Tracked {summary.frames_tracked} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
+          f"results in {processor.layout.folder}")
+    return 0
