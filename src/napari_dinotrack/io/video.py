@@ -621,12 +621,14 @@ def lazy_video(source: str | Path | VideoReader, chunk_size: int | None = None) 
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray, fps: float = 10.0, quality: float = 10
+    path: str | Path, frames: np.ndarray, fps: float = 10.0, quality: float = 10,
+    chroma: str = "444", keyframe_interval: int | None = None,
 ) -> Path:
     """Encode ``(T, H, W, 3)`` (or grayscale ``(T, H, W)``) uint8 frames to an H.264 file.
 
-    Uses yuv444p without macro-block padding, so any size (odd ones too) is kept exactly;
-    ``quality=10`` is near-lossless. Meant for tests and sample data.
+    ``chroma="444"`` (yuv444p, no macro-block padding) keeps any size, odd ones too, and with
+    ``quality=10`` is near-lossless; ``chroma="420"`` is what cameras and most encoders produce
+    (even sizes only). Meant for tests, sample data and benchmarks.
 
     Returns:
         The path written.
@@ -643,6 +645,8 @@ def write_video(
             f"got {np.asarray(frames).shape}"
         )
     _, h, w, _ = arr.shape
+    if chroma not in ("444", "420"):
+        raise ValueError(f"chroma must be '444' or '420', got {chroma!r}")
     try:
         writer = imageio_ffmpeg.write_frames(
             str(path),
@@ -650,8 +654,9 @@ def write_video(
             fps=fps,
             codec="libx264",
             quality=quality,
-            pix_fmt_out="yuv444p",
-            macro_block_size=1,
+            pix_fmt_out="yuv444p" if chroma == "444" else "yuv420p",
+            macro_block_size=1 if chroma == "444" else 2,
+            output_params=["-g", str(keyframe_interval)] if keyframe_interval else None,
         )
         writer.send(None)  # start ffmpeg
         try:

@@ -9,6 +9,9 @@ import numpy as np
 LK_WINDOW = 15
 LK_LEVELS = 2
 FB_TOLERANCE_PX = 1.0  # forward-backward disagreement above this means the flow lost the point
+# below this texture (smallest eigenvalue of the window's gradient matrix, OpenCV's per-pixel
+# normalisation) a window cannot be followed: flat fur "tracks" with zero motion however it moves
+MIN_TEXTURE = 1e-3
 
 
 @dataclass
@@ -27,8 +30,8 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, max_jump_px: float) -> FlowResult:
     """Follow ``points`` (K, 2) from ``prev_gray`` to ``gray``.
 
-    A point counts as tracked when both directions converge, they agree within
-    FB_TOLERANCE_PX, and the step is at most ``max_jump_px``.
+    A point counts as tracked when its window has texture, both directions converge, they
+    agree within FB_TOLERANCE_PX, and the step is at most ``max_jump_px``.
     """
     import cv2
 
@@ -36,7 +39,8 @@ def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, ma
     if len(pts) == 0:
         return FlowResult(np.zeros((0, 2), np.float32), np.zeros(0, bool))
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
-    params = {"winSize": (LK_WINDOW, LK_WINDOW), "maxLevel": LK_LEVELS, "criteria": criteria}
+    params = {"winSize": (LK_WINDOW, LK_WINDOW), "maxLevel": LK_LEVELS, "criteria": criteria,
+              "minEigThreshold": MIN_TEXTURE}
     fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **params)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, fwd, None, **params)
     fwd = fwd.reshape(-1, 2)

@@ -1,14 +1,28 @@
-"""KeypointTracker: per-frame matching of every keypoint of every instance, as batched tensor work.
+"""KeypointTracker: follows every keypoint of every animal from frame to frame, as batched tensor work.
 
-One frame = one pass of a handful of tensor operations over all K keypoints: appearance scores
-against the manual templates and the running appearance, a motion prior centred on the optical
-flow (or velocity) prediction, an integer peak, a sub-pixel soft-argmax on bilinearly sampled
-features around it, occlusion and mask checks, and the state update. The only host round trip
-per frame is the positions that the optical flow and the outputs need anyway.
+One frame goes through five stages, each a handful of tensor operations over all K keypoints
+and I animals at once:
+
+1. **flow** - Lucas-Kanade optical flow of every keypoint (one call), kept only where it is
+   forward-backward consistent on textured image;
+2. **animals** - each animal's pose (centre, turn, size) is searched near the one its flow (or its
+   recent motion) predicts, scoring the appearance of all its parts together through its shape
+   model; two animals cannot take the same place; an animal lost for a while is searched for
+   over the whole frame;
+3. **parts** - each part is placed near where its animal's pose puts it: at its own optical flow
+   while the appearance there does not clearly contradict it, else at the sub-pixel peak of its
+   appearance nearby;
+4. **decide** - visibility from the match similarity against the part's usual level, instance
+   masks, and left/right parts kept on their sides of the animal;
+5. **update** - pose, velocity, the parts' places in the shape model, and the running
+   appearance (from confident matches only).
+
+The only host round trips per frame are the optical-flow points and the outputs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,34 +33,22 @@ from ...backbone.base import WorkGeometry
 from ...io.annotations import FrameAnnotation
 from ..config import TrackerConfig
 from .flow import track_points
-from .matching import (
-    NEG,
-    appearance_scores,
-    cross_instance_pairs,
-    keep_sides,
-    motion_penalty,
-    resolve_collisions,
-    symmetric_pairs,
-)
-from .sampling import patch_centres, sample_features
+from .matching import NEG, appearance_scores, symmetric_pairs
+from .pose import fit_similarity, place_parts, pose_grid, search_poses
+from .sampling import sample_features
+from .state import TrackState
 
-REFINE_STEPS_PER_PATCH = 8  # sub-pixel search lattice: an eighth of a patch
-REFINE_REACH = 5  # lattice steps either side of the chosen patch centre: the peak lies in that patch
-EXCLUSION_PATCHES = 1.5  # two exclusive keypoints must pick patch centres at least this far apart
-CONFIDENT_SCORE = 0.6  # only matches at least this good update the running appearance
-CYCLE_MARGIN = 0.1  # a match traced back may prefer another spot by at most this much similarity
-MIN_SCALE_STEP, MAX_SCALE_STEP = 0.8, 1.25  # an animal's apparent size changes little between frames
+__all__ = ["KeypointTracker", "TrackOutput"]
 
-
-@dataclass
-class _Motion:
-    """This frame's motion estimate, in working pixels."""
-
-    pred: torch.Tensor  # (K, 2) predicted positions
-    flow_xy: torch.Tensor | None  # (K, 2) optical-flow positions, when flow ran
-    flow_ok: torch.Tensor | None  # (K,) where the flow is trustworthy
-    speed: torch.Tensor  # (K,) recent speed, video px per frame
-    flow_speed: torch.Tensor  # (K,) optical-flow step, video px
+LOCAL_STEPS_PER_PATCH = 4  # the parts' local search lattice: a quarter patch
+POSE_STEPS_PER_PATCH = 2  # the animals' search lattice: half a patch
+POSE_TURNS = 5  # candidate turns per frame, spread over +-max_turn
+REDETECT_TURNS = 12
+CONFIDENT_SCORE = 0.8  # matches at least this good (relative to usual) teach the running appearance
+SHAPE_LEARNING = 0.3  # how fast a part's place in its animal follows what is seen
+MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
+LOST_SPEED_DECAY = 0.8  # a lost animal slows down rather than sailing on
+MAX_SEARCH_GROWTH = 4.0  # a lost animal's search window grows up to this many times
 
 
 @dataclass
@@ -58,6 +60,20 @@ class TrackOutput:
     score: np.ndarray  # (K,) float32 in [0, 1]
 
 
+@dataclass
+class _Flow:
+    xy: torch.Tensor  # (K, 2) working px
+    ok: torch.Tensor  # (K,) trustworthy
+
+
+@dataclass
+class _Poses:
+    centre: torch.Tensor  # (I, 2)
+    angle: torch.Tensor  # (I,)
+    fit: torch.Tensor  # (I,) appearance score of the pose
+    lost: torch.Tensor  # (I,) bool: not found this frame (pose is the prediction)
+
+
 class KeypointTracker:
     """Follows the keypoints of one seed annotation from frame to frame."""
 
@@ -67,11 +83,15 @@ class KeypointTracker:
         self.device = torch.device(device)
         g = geometry
         self._padded = (g.padded_height, g.padded_width)
-        self._centres = patch_centres((g.grid_height, g.grid_width), g.patch_size, self.device).reshape(-1, 2)
-        step = g.patch_size / REFINE_STEPS_PER_PATCH
-        offs = torch.arange(-REFINE_REACH, REFINE_REACH + 1, device=self.device) * step
-        oy, ox = torch.meshgrid(offs, offs, indexing="ij")
-        self._refine_offsets = torch.stack([ox, oy], dim=-1).reshape(-1, 2)
+        p = g.patch_size
+        reach = config.part_motion_patches * p
+        step = p / LOCAL_STEPS_PER_PATCH
+        n = max(1, math.ceil(reach / step))
+        span = torch.arange(-n, n + 1, device=self.device, dtype=torch.float32) * step
+        oy, ox = torch.meshgrid(span, span, indexing="ij")
+        local = torch.stack([ox.reshape(-1), oy.reshape(-1)], 1)
+        local = local[local.norm(dim=1) <= reach + 1e-6]
+        self._local_offsets = local[torch.argsort(local.norm(dim=1), stable=True)]  # centre first
         # pixel offsets within the snap radius, nearest first: the first one inside a mask wins
         r = int(config.mask_snap_radius_px)
         span = torch.arange(-r, r + 1, device=self.device)
@@ -80,11 +100,22 @@ class KeypointTracker:
         snap = snap[snap.norm(dim=1) <= r + 1e-6]
         self._snap_offsets = snap[torch.argsort(snap.norm(dim=1), stable=True)]
         self._template_bank: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
-        self.names: list[tuple[str, str]] = []
-        self.prev_gray: np.ndarray | None = None
-        self.prev_features: torch.Tensor | None = None
+        self._grids: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._state: TrackState | None = None
 
     # ------------------------------------------------------------------ seeding
+    @property
+    def state(self) -> TrackState:
+        """The run's state; only after :meth:`start`."""
+        if self._state is None:
+            raise RuntimeError("KeypointTracker.step() was called before start(): start from a seed annotation first")
+        return self._state
+
+    @property
+    def names(self) -> list[tuple[str, str]]:
+        """(instance, keypoint) of every output row (empty before :meth:`start`)."""
+        return self._state.names if self._state is not None else []
+
     def add_templates(self, features: torch.Tensor, annotation: FrameAnnotation) -> None:
         """Remember the appearance of every visible keypoint of a manual frame."""
         keys, xy = _visible_keypoints(annotation)
@@ -102,50 +133,60 @@ class KeypointTracker:
         """
         if annotation.is_manual:
             self.add_templates(features, annotation)
-        cfg, dev = self.config, self.device
-        self.frame = annotation.frame
-        self.names = annotation.keypoint_names()
-        k = len(self.names)
+        dev, p = self.device, self.geometry.patch_size
+        names = annotation.keypoint_names()
+        k = len(names)
         inst_names = [inst.name for inst in annotation.instances]
-        self.instance_of = torch.tensor([inst_names.index(i) for i, _ in self.names], device=dev, dtype=torch.long)
+        n_inst = len(inst_names)
+        instance_of = torch.tensor([inst_names.index(i) for i, _ in names], device=dev, dtype=torch.long)
         xy = np.array([[kp.x, kp.y] for inst in annotation.instances for kp in inst.keypoints], np.float32)
         xy = xy.reshape(k, 2)
         xy[:, 0] = np.clip(xy[:, 0], 0, annotation.image_width - 1)
         xy[:, 1] = np.clip(xy[:, 1], 0, annotation.image_height - 1)
-        visible = np.array([kp.visible for inst in annotation.instances for kp in inst.keypoints], bool)
-        self.pos = self._to_work(xy)
-        self._pos_host = xy
-        self._n_instances = len(annotation.instances)
-        self.vel = torch.zeros(k, 2, device=dev)
-        self.misses = torch.zeros(k, device=dev)
-        self.typical = torch.full((k,), float("nan"), device=dev)
-
-        templates, valid = self._template_tensor(annotation.frame, features.shape[0])
-        self.templates, self.template_valid = templates, valid
-        self.trackable = valid.any(dim=1)
-        self.visible = torch.from_numpy(visible).to(dev) & self.trackable
-        # a keypoint that is not visible at the start is searched for everywhere right away
-        self.misses = torch.where(self.visible, self.misses, float(max(cfg.redetect_after, 1)))
-        here = sample_features(features.float(), self.pos, self._padded)
+        seen = np.array([kp.visible for inst in annotation.instances for kp in inst.keypoints], bool)
+        pos = self._to_work(xy)
+        templates, valid = self._template_tensor(names, annotation.frame, features.shape[0])
+        trackable = valid.any(dim=1)
+        visible = torch.from_numpy(seen).to(dev) & trackable
+        here = sample_features(features.float(), pos, self._padded)
         fallback = F.normalize(torch.where(valid[:, :, None], templates, 0).sum(1), dim=-1, eps=1e-6)
-        self.memory = torch.where(self.visible[:, None], here, fallback)
 
-        pairs = symmetric_pairs(self.names) if cfg.symmetry else []
-        self._sym_pairs = torch.tensor(pairs, device=dev, dtype=torch.long).reshape(-1, 2)
-        exclusive = pairs + cross_instance_pairs(self.names)
-        self._exclusive_pairs = torch.tensor(exclusive, device=dev, dtype=torch.long).reshape(-1, 2)
-        self.prev_gray = gray
-        self.prev_features = features.float()
+        # the shape model: parts relative to the centre of their animal's parts seen on the seed
+        weight = visible.float() if bool(visible.any()) else torch.ones(k, device=dev)
+        count = torch.zeros(n_inst, device=dev).index_add_(0, instance_of, weight)
+        centre = torch.zeros(n_inst, 2, device=dev).index_add_(0, instance_of, pos * weight[:, None])
+        centre = centre / count.clamp(min=1e-6)[:, None]
+        offsets = pos - centre[instance_of]
+        spread = torch.zeros(n_inst, device=dev).index_add_(0, instance_of, weight * (offsets**2).sum(1))
+        extent = torch.sqrt(spread / count.clamp(min=1e-6)).clamp(min=float(p))
 
-    def _template_tensor(self, frame: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = symmetric_pairs(names) if self.config.symmetry else []
+        zeros_i = torch.zeros(n_inst, device=dev)
+        self._state = TrackState(
+            names=names, instance_of=instance_of, n_instances=n_inst, trackable=trackable,
+            pos=pos, pos_native=xy, visible=visible,
+            misses=torch.where(visible, torch.zeros(k, device=dev), torch.ones(k, device=dev)),
+            typical=torch.full((k,), float("nan"), device=dev),
+            templates=templates, template_valid=valid,
+            memory=torch.where(visible[:, None], here, fallback),
+            offsets=offsets, seed_offsets=offsets.clone(),
+            centre=centre, angle=zeros_i.clone(), scale=torch.ones(n_inst, device=dev),
+            velocity=torch.zeros(n_inst, 2, device=dev), spin=zeros_i.clone(), lost_for=zeros_i.clone(),
+            usual_fit=torch.full((n_inst,), float("nan"), device=dev), extent=extent,
+            sym_pairs=torch.tensor(pairs, device=dev, dtype=torch.long).reshape(-1, 2),
+            prev_gray=gray, prev_features=features.float(),
+        )
+
+    def _template_tensor(self, names: list[tuple[str, str]], frame: int,
+                         channels: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, M, C) templates, nearest manual frames first, and their validity mask."""
-        k = len(self.names)
+        k = len(names)
         # only as many slots as the best-known keypoint has: unused slots would cost a full match each
-        m = max(1, min(self.config.max_templates, max((len(self._template_bank.get(key, {})) for key in self.names),
+        m = max(1, min(self.config.max_templates, max((len(self._template_bank.get(key, {})) for key in names),
                                                       default=1)))
         templates = torch.zeros(k, m, channels, device=self.device)
         valid = torch.zeros(k, m, dtype=torch.bool, device=self.device)
-        for i, key in enumerate(self.names):
+        for i, key in enumerate(names):
             bank = self._template_bank.get(key, {})
             for j, f in enumerate(sorted(bank, key=lambda f: (abs(f - frame), f))[:m]):
                 templates[i, j] = bank[f]
@@ -156,203 +197,257 @@ class KeypointTracker:
     def step(self, features: torch.Tensor, gray: np.ndarray | None,
              masks: torch.Tensor | None = None) -> TrackOutput:
         """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
+        st = self.state
         feats = features.float()
-        motion = self._predict(gray)
-        picks = self._pick(feats, motion, masks)
-        new_xy, similarity = self._refine(feats, picks)
-        cfg, p = self.config, self.geometry.patch_size
-        if motion.flow_xy is not None and cfg.lk_refine_weight > 0:
-            agree = motion.flow_ok & ((motion.flow_xy - new_xy).norm(dim=1) < 0.5 * p)
-            new_xy = torch.where(agree[:, None], new_xy + cfg.lk_refine_weight * (motion.flow_xy - new_xy), new_xy)
-        new_xy, found, score = self._decide(feats, new_xy, similarity, masks)
-        self._update(feats, new_xy, found, score, similarity)
-        self.prev_gray = gray
-        self.prev_features = feats
+        maps = self._score_maps(feats, masks)
+        flow = self._flow(gray)
+        poses = self._find_animals(maps, flow)
+        xy, similarity = self._place_parts(feats, poses, flow)
+        xy, found, score = self._decide(xy, similarity, poses, masks)
+        self._update(feats, xy, found, score, similarity, poses)
+        st.prev_gray = gray
+        st.prev_features = feats
         # the frame's single host transfer: outputs, and the start points of the next optical flow
-        out = torch.cat([self.pos / self.geometry.scale, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
-        self._pos_host = out[:, :2].astype(np.float32)
-        return TrackOutput(self._pos_host.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
+        out = torch.cat([st.pos / self.geometry.scale, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
+        st.pos_native = out[:, :2].astype(np.float32)
+        return TrackOutput(st.pos_native.copy(), out[:, 2] > 0.5, out[:, 3].astype(np.float32))
 
-    def _predict(self, gray: np.ndarray | None) -> _Motion:
-        """Where each keypoint should be now: optical flow where it holds, else constant velocity."""
-        cfg, s = self.config, self.geometry.scale
-        pred = self.pos + self.vel
-        flow_step = torch.zeros_like(self.misses)
-        flow_xy, flow_ok = None, None
-        if cfg.use_optical_flow and self.prev_gray is not None and gray is not None and len(self.names):
-            flow = track_points(self.prev_gray, gray, self._pos_host, cfg.max_search_radius * self.geometry.patch_px)
-            flow_xy = torch.from_numpy(flow.points).to(self.device) * s
-            flow_ok = torch.from_numpy(flow.ok).to(self.device) & self.visible
-            pred = torch.where(flow_ok[:, None], flow_xy, pred)
-            flow_step = torch.where(flow_ok, (flow_xy - self.pos).norm(dim=1), flow_step)
-        return _Motion(pred, flow_xy, flow_ok, self.vel.norm(dim=1) / s, flow_step / s)
-
-    def _pick(self, feats: torch.Tensor, motion: _Motion, masks: torch.Tensor | None) -> torch.Tensor:
-        """(K,) best patch per keypoint: appearance minus motion penalty inside the search window."""
-        cfg, g = self.config, self.geometry
-        p, patch_native, misses = g.patch_size, g.patch_px, self.misses
-        flow_gain = cfg.velocity_gain if cfg.flow_gain is None else cfg.flow_gain
-        base = max(cfg.min_search_radius, 2.0 * cfg.search_tighten)
-        speed = (cfg.velocity_gain * motion.speed + flow_gain * motion.flow_speed) / patch_native
-        moving = (base + speed).clamp(cfg.min_search_radius, cfg.max_search_radius)
-        radius = (moving + cfg.miss_boost * misses).clamp(cfg.min_search_radius, cfg.max_search_radius)
-        redetect = (misses >= cfg.redetect_after) if cfg.redetect_after > 0 else torch.zeros_like(self.visible)
-        # the penalty follows the motion, not the miss-boosted window: a window at its maximum would
-        # otherwise flatten it, and a re-detected part could take its look-alike on the other animal
-        soft = torch.maximum(torch.full_like(radius, cfg.motion_soft_radius_px * g.scale),
-                             cfg.motion_radius_factor * moving * p)
-        # while lost, the penalty widens rather than fades: among look-alikes the nearest still wins
-        soft = soft * torch.sqrt(1.0 + cfg.miss_relief * misses)
-        relief = 1.0 / (1.0 + cfg.flow_relief * (motion.speed + motion.flow_speed) / patch_native)
-
+    # --- 1. appearance maps and optical flow
+    def _score_maps(self, feats: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        """(K, h, w) how well each patch matches each keypoint (templates blended with recent looks)."""
+        st, cfg, g = self.state, self.config, self.geometry
         flat = feats.reshape(feats.shape[0], -1).transpose(0, 1)[None]  # (1, N, C)
-        appearance = appearance_scores(flat, self.templates, self.template_valid, self.memory, cfg.memory_weight)
-        dist = (self._centres[None] - motion.pred[:, None]).norm(dim=-1)  # (K, N)
-        scores = appearance - motion_penalty(dist, soft, relief, cfg.motion_prior_weight)
-        outside = (dist > (radius * p)[:, None]) & ~redetect[:, None]
+        scores = appearance_scores(flat, st.templates, st.template_valid, st.memory, cfg.memory_weight)
         allowed = self._allowed_patches(masks)
         if allowed is not None:
-            outside |= ~allowed
-        scores = scores.masked_fill(outside, NEG)
-        # neighbouring patches count as the same spot; with the short sub-pixel reach the refined
-        # positions of exclusive keypoints then stay apart too
-        return resolve_collisions(scores, scores.argmax(dim=1), self._centres, self._exclusive_pairs,
-                                  EXCLUSION_PATCHES * p)
+            scores = scores.masked_fill(~allowed, NEG)
+        return scores.reshape(-1, g.grid_height, g.grid_width)
 
-    def _refine(self, feats: torch.Tensor, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sub-pixel positions (K, 2) and their match similarity (K,).
+    def _flow(self, gray: np.ndarray | None) -> _Flow | None:
+        st, cfg = self.state, self.config
+        if not (cfg.use_optical_flow and st.prev_gray is not None and gray is not None and st.names):
+            return None
+        reach = cfg.max_speed_px * MAX_SEARCH_GROWTH
+        flow = track_points(st.prev_gray, gray, st.pos_native, reach)
+        xy = torch.from_numpy(flow.points).to(self.device) * self.geometry.scale
+        ok = torch.from_numpy(flow.ok).to(self.device) & st.visible
+        return _Flow(xy, ok)
 
-        A soft-argmax of the appearance match on a fine lattice of interpolated features,
-        restricted to the neighbourhood of its best point so the window edges cannot bias it; the
-        motion prior already chose the peak and must not drag the position towards the prediction.
-        """
-        cfg = self.config
-        fine_xy = self._centres[picks][:, None] + self._refine_offsets[None]  # (K, S, 2)
-        fine_feats = sample_features(feats, fine_xy, self._padded)
-        fine_app = appearance_scores(fine_feats, self.templates, self.template_valid, self.memory, cfg.memory_weight)
-        best = fine_xy[torch.arange(len(picks), device=self.device), fine_app.argmax(dim=1)]
-        near = (fine_xy - best[:, None]).norm(dim=-1) <= 0.5 * self.geometry.patch_size
-        weights = torch.softmax((fine_app / cfg.subpixel_temperature).masked_fill(~near, NEG), dim=1)
-        return (weights[..., None] * fine_xy).sum(dim=1), fine_app.max(dim=1).values
+    # --- 2. where each animal is
+    def _find_animals(self, maps: torch.Tensor, flow: _Flow | None) -> _Poses:
+        st, cfg, g = self.state, self.config, self.geometry
+        n = st.n_instances
+        p = g.patch_size
+        pred_centre = st.centre + st.velocity
+        pred_angle = st.angle + st.spin
+        if flow is not None:
+            # the pose the optical flow of the visible parts implies
+            turn, size, mean_src, mean_dst, _ = fit_similarity(st.pos, flow.xy, flow.ok.float(), st.instance_of, n,
+                                                               min_spread=float(p))
+            rot = _rot(turn)
+            flow_centre = mean_dst + size[:, None] * torch.einsum("iab,ib->ia", rot, st.centre - mean_src)
+            has_flow = torch.zeros(n, device=self.device).index_add_(0, st.instance_of, flow.ok.float()) > 0
+            pred_centre = torch.where(has_flow[:, None], flow_centre, pred_centre)
+            pred_angle = torch.where(has_flow, st.angle + turn, pred_angle)
 
-    def _typical(self) -> torch.Tensor:
-        """Each keypoint's usual match similarity (1 until it has one)."""
-        return torch.where(torch.isnan(self.typical), torch.ones_like(self.typical), self.typical)
+        growth = (1.0 + 0.5 * st.lost_for).clamp(max=MAX_SEARCH_GROWTH)
+        radius = cfg.max_speed_px * g.scale * growth
+        max_turn = math.radians(cfg.max_turn_deg)
+        shifts, turns = self._grid(float(radius.max()), max_turn)
+        penalty = cfg.motion_prior_weight * ((shifts.norm(dim=1)[None] / radius[:, None]) ** 2
+                                             + (turns[None] / max(max_turn, 1e-6)) ** 2)
+        weights = st.trackable.float()
+        centre, angle, fit, scored = search_poses(maps, pred_centre, pred_angle, st.scale, st.offsets, st.instance_of,
+                                                  weights, shifts, turns, radius, penalty, self._padded)
+        usual = torch.where(torch.isnan(st.usual_fit), fit, st.usual_fit)
+        threshold = torch.maximum(torch.full_like(usual, cfg.min_similarity), cfg.occlusion_ratio * usual)
+        lost = fit < threshold
+        lost |= self._clashes(centre, scored)
+        if cfg.redetect_after > 0:
+            centre, angle, fit, lost = self._redetect(maps, centre, angle, fit, lost, usual)
+        centre = torch.where(lost[:, None], st.centre + st.velocity * LOST_SPEED_DECAY, centre)
+        angle = torch.where(lost, st.angle, angle)
+        return _Poses(centre, angle, fit, lost)
 
-    def _decide(self, feats: torch.Tensor, new_xy: torch.Tensor, similarity: torch.Tensor,
-                masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Which matches to trust: (positions after mask and side checks, found, score in [0, 1])."""
-        cfg = self.config
-        unknown = torch.isnan(self.typical)
-        typical = self._typical()
+    def _clashes(self, centre: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """(I,) animals whose pose lands on another animal that matched better: they are hidden under it."""
+        st = self.state
+        n = st.n_instances
+        if n < 2:
+            return torch.zeros(n, dtype=torch.bool, device=self.device)
+        dist = (centre[:, None] - centre[None]).norm(dim=-1)
+        near = dist < 0.5 * torch.minimum(st.extent[:, None], st.extent[None]) * st.scale[:, None]
+        near.fill_diagonal_(False)
+        weaker = scored[:, None] < scored[None]
+        tie_later = (scored[:, None] == scored[None]) & (torch.arange(n, device=self.device)[:, None]
+                                                          > torch.arange(n, device=self.device)[None])
+        return (near & (weaker | tie_later)).any(dim=1)
+
+    def _redetect(self, maps, centre, angle, fit, lost, usual):
+        """Animals lost for ``redetect_after`` frames are looked for over the whole frame."""
+        st, cfg, g = self.state, self.config, self.geometry
+        long_lost = lost & (st.lost_for + 1 >= cfg.redetect_after)
+        if not bool(long_lost.any()):  # one host sync, only for the rare frames with a long-lost animal
+            return centre, angle, fit, lost
+        p = g.patch_size
+        gy, gx = torch.meshgrid(torch.arange(g.grid_height, device=self.device, dtype=torch.float32),
+                                torch.arange(g.grid_width, device=self.device, dtype=torch.float32), indexing="ij")
+        spots = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1) * p + p / 2
+        turns = torch.arange(REDETECT_TURNS, device=self.device, dtype=torch.float32) * (2 * math.pi / REDETECT_TURNS)
+        shifts = spots[:, None].expand(-1, REDETECT_TURNS, -1).reshape(-1, 2)
+        turn = turns[None].expand(len(spots), -1).reshape(-1)
+        zero = torch.zeros(st.n_instances, 2, device=self.device)
+        big = torch.full((st.n_instances,), float("inf"), device=self.device)
+        none = torch.zeros(st.n_instances, len(shifts), device=self.device)
+        c2, a2, f2, _ = search_poses(maps, zero, st.angle * 0, st.scale, st.offsets, st.instance_of,
+                                     st.trackable.float(), shifts, turn, big, none, self._padded)
+        regain = torch.maximum(torch.full_like(usual, self.config.min_similarity),
+                               0.5 * (1.0 + cfg.occlusion_ratio) * usual)
+        others = ~lost
+        taken = ((c2[:, None] - centre[None]).norm(dim=-1) < st.extent[None] * st.scale[None]) & others[None]
+        taken.fill_diagonal_(False)
+        found = long_lost & (f2 >= regain) & ~taken.any(dim=1)
+        return (torch.where(found[:, None], c2, centre), torch.where(found, a2, angle),
+                torch.where(found, f2, fit), lost & ~found)
+
+    # --- 3. where each part is
+    def _place_parts(self, feats: torch.Tensor, poses: _Poses, flow: _Flow | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        st, cfg = self.state, self.config
+        anchor = place_parts(poses.centre, poses.angle, st.scale, st.offsets, st.instance_of)  # (K, 2)
+        lattice = anchor[:, None] + self._local_offsets[None]  # (K, L, 2); the anchor itself first
+        local = self._match(sample_features(feats, lattice, self._padded))  # (K, L)
+        weights = torch.softmax(local / self.config.subpixel_temperature, dim=1)
+        peak = (weights[..., None] * lattice).sum(dim=1)
+        best = local.max(dim=1).values
+        xy, similarity = peak, self._match(sample_features(feats, peak, self._padded)[:, None])[:, 0]
+        if flow is not None:
+            reach = 1.5 * cfg.part_motion_patches * self.geometry.patch_size
+            near = flow.ok & ((flow.xy - anchor).norm(dim=1) <= reach)
+            at_flow = self._match(sample_features(feats, flow.xy, self._padded)[:, None])[:, 0]
+            trust = near & (at_flow >= best - cfg.flow_trust)
+            xy = torch.where(trust[:, None], flow.xy, xy)
+            similarity = torch.where(trust, at_flow, similarity)
+        lost = poses.lost[st.instance_of]
+        at_anchor = local[:, 0]
+        xy = torch.where(lost[:, None], anchor, xy)
+        similarity = torch.where(lost, at_anchor, similarity)
+        return xy, similarity
+
+    def _match(self, samples: torch.Tensor) -> torch.Tensor:
+        """Appearance scores (K, S) of per-keypoint samples (K, S, C)."""
+        st = self.state
+        return appearance_scores(samples, st.templates, st.template_valid, st.memory, self.config.memory_weight)
+
+    # --- 4. what to trust
+    def _decide(self, xy: torch.Tensor, similarity: torch.Tensor, poses: _Poses, masks: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        st, cfg, g = self.state, self.config, self.geometry
+        unknown = torch.isnan(st.typical)
+        typical = torch.where(unknown, torch.ones_like(st.typical), st.typical)
         threshold = torch.where(unknown, torch.full_like(typical, cfg.min_similarity),
                                 (cfg.occlusion_ratio * typical).clamp(min=cfg.min_similarity))
-        # hysteresis: a lost keypoint must match clearly better than the loss threshold to come back
+        # hysteresis: a hidden keypoint must match clearly better than the loss threshold to come back
         regain = torch.where(unknown, threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
-        found = self.trackable & (similarity >= torch.where(self.visible, threshold, regain))
-        if cfg.cycle_check and self.prev_features is not None:
-            found &= self._traces_back(feats, new_xy) | ~self.visible
+        inside = ((xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] <= g.work_width - 1)
+                  & (xy[:, 1] <= g.work_height - 1))
+        found = (st.trackable & inside & ~poses.lost[st.instance_of]
+                 & (similarity >= torch.where(st.visible, threshold, regain)))
         if masks is not None and cfg.clamp_to_mask:
-            new_xy, in_mask = self._clamp_to_masks(new_xy, masks)
+            xy, in_mask = self._clamp_to_masks(xy, masks)
             if cfg.reject_outside_mask:
                 found &= in_mask
-        if self._sym_pairs.numel():
-            a, b = self._sym_pairs[:, 0], self._sym_pairs[:, 1]
-            pair_ok = found[a] & found[b]  # compared with the last known sides, even after an occlusion
-            new_xy = keep_sides(new_xy, self.pos, self._sym_pairs, pair_ok)
-        score = torch.where(self.trackable, (similarity / typical).clamp(0.0, 1.0), torch.zeros_like(similarity))
-        return new_xy, found, score
+        if st.sym_pairs.numel():
+            xy = self._keep_sides(xy, found, poses)
+        score = torch.where(st.trackable, (similarity / typical).clamp(0.0, 1.0), torch.zeros_like(similarity))
+        return xy, found, score
 
-    def _update(self, feats: torch.Tensor, new_xy: torch.Tensor, found: torch.Tensor, score: torch.Tensor,
-                similarity: torch.Tensor) -> None:
-        """Positions, velocities, miss counts, usual similarity and running appearance after this frame."""
-        cfg, pos = self.config, self.pos
-        smoothed = (1 - cfg.velocity_smoothing) * self.vel + cfg.velocity_smoothing * (new_xy - pos)
-        # a lost keypoint rides along with the visible parts of its own animal, so its prediction and
-        # its reported position stay on the body instead of freezing where it vanished
-        body_step = self._carried(pos, new_xy, found & self.visible) - pos
-        self.vel = torch.where(found[:, None], torch.where(self.visible[:, None], smoothed, torch.zeros_like(smoothed)),
-                               body_step)
-        self.pos = torch.where(found[:, None], new_xy, pos + body_step)
-        self.misses = torch.where(found, torch.zeros_like(self.misses), self.misses + 1)
-        blended = torch.where(torch.isnan(self.typical), similarity, 0.9 * self._typical() + 0.1 * similarity)
-        self.typical = torch.where(found, blended, self.typical).clamp(max=1.0)
+    def _keep_sides(self, xy: torch.Tensor, found: torch.Tensor, poses: _Poses) -> torch.Tensor:
+        """Swap left/right parts that landed on each other's side of their animal."""
+        st = self.state
+        left, right = st.sym_pairs[:, 0], st.sym_pairs[:, 1]
+        expected = place_parts(poses.centre, poses.angle, st.scale, st.offsets, st.instance_of)
+        crossed = ((xy[left] - xy[right]) * (expected[left] - expected[right])).sum(-1) < 0
+        flipped = crossed & found[left] & found[right]
+        out = xy.clone()
+        out[left[flipped]] = xy[right[flipped]]
+        out[right[flipped]] = xy[left[flipped]]
+        return out
+
+    # --- 5. remember
+    def _update(self, feats: torch.Tensor, xy: torch.Tensor, found: torch.Tensor, score: torch.Tensor,
+                similarity: torch.Tensor, poses: _Poses) -> None:
+        st, cfg, g = self.state, self.config, self.geometry
+        n, inst = st.n_instances, st.instance_of
+        # the pose that best explains the parts seen, else the one searched for
+        turn, size, mean_src, mean_dst, rigid = fit_similarity(st.offsets, xy, found.float(), inst, n,
+                                                               min_spread=float(g.patch_size))
+        seen = torch.zeros(n, device=self.device).index_add_(0, inst, found.float()) > 0
+        rigid &= seen
+        new_scale = torch.where(rigid, torch.minimum(torch.maximum(size, st.scale * (1 - MAX_SIZE_STEP)),
+                                                     st.scale * (1 + MAX_SIZE_STEP)), st.scale)
+        new_angle = torch.where(rigid, turn, poses.angle)
+        fitted_centre = mean_dst - new_scale[:, None] * torch.einsum("iab,ib->ia", _rot(new_angle), mean_src)
+        new_centre = torch.where(seen[:, None], fitted_centre, poses.centre)
+        step = new_centre - st.centre
+        s = cfg.velocity_smoothing
+        st.velocity = torch.where(poses.lost[:, None], st.velocity * LOST_SPEED_DECAY,
+                                  (1 - s) * st.velocity + s * step)
+        d_angle = torch.remainder(new_angle - st.angle + math.pi, 2 * math.pi) - math.pi
+        st.spin = torch.where(poses.lost, st.spin * 0.5, (1 - s) * st.spin + s * d_angle)
+        st.centre, st.angle, st.scale = new_centre, st.angle + d_angle, new_scale
+        st.lost_for = torch.where(poses.lost, st.lost_for + 1, torch.zeros_like(st.lost_for))
+        usual = torch.where(torch.isnan(st.usual_fit), poses.fit, 0.9 * st.usual_fit + 0.1 * poses.fit)
+        st.usual_fit = torch.where(poses.lost, st.usual_fit, usual)
+
+        # the parts' places in the shape model follow what is seen, within reach of the seed's
+        rot_back = _rot(-st.angle)[inst]
+        seen_offset = torch.einsum("kab,kb->ka", rot_back, xy - st.centre[inst]) / st.scale[inst, None]
+        learned = st.offsets + SHAPE_LEARNING * (seen_offset - st.offsets)
+        drift = learned - st.seed_offsets
+        limit = (0.35 * st.extent[inst] + g.patch_size)[:, None]
+        learned = st.seed_offsets + drift * (limit / drift.norm(dim=1, keepdim=True).clamp(min=1e-6)).clamp(max=1.0)
+        st.offsets = torch.where((found & (score >= CONFIDENT_SCORE))[:, None], learned, st.offsets)
+
+        carried = place_parts(st.centre, st.angle, st.scale, st.offsets, inst)
+        st.pos = torch.where(found[:, None], xy, carried)
+        st.misses = torch.where(found, torch.zeros_like(st.misses), st.misses + 1)
+        blended = torch.where(torch.isnan(st.typical), similarity, 0.9 * st.typical + 0.1 * similarity)
+        st.typical = torch.where(found, blended, st.typical).clamp(max=1.0)
         if cfg.memory_momentum > 0:
             confident = found & (score >= CONFIDENT_SCORE)
-            here = sample_features(feats, self.pos, self._padded)
-            updated = F.normalize((1 - cfg.memory_momentum) * self.memory + cfg.memory_momentum * here, dim=-1,
+            here = sample_features(feats, st.pos, self._padded)
+            updated = F.normalize((1 - cfg.memory_momentum) * st.memory + cfg.memory_momentum * here, dim=-1,
                                   eps=1e-6)
-            self.memory = torch.where(confident[:, None], updated, self.memory)
-        self.visible = found
-
-    def _traces_back(self, feats: torch.Tensor, new_xy: torch.Tensor) -> torch.Tensor:
-        """(K,) whether each match, looked up in the previous frame, leads back to where the keypoint was.
-
-        A jump onto a look-alike elsewhere (another part, the other animal, an occluder) matches
-        some other spot of the previous frame clearly better than the keypoint's own last place;
-        a look-alike twin (the other ear) does not count against it, since both spots tie.
-        """
-        desc = sample_features(feats, new_xy, self._padded)  # (K, C)
-        prev = self.prev_features
-        best_anywhere = (desc @ prev.reshape(prev.shape[0], -1)).max(dim=1).values
-        at_last_place = (desc * sample_features(prev, self.pos, self._padded)).sum(dim=1)
-        return at_last_place >= best_anywhere - CYCLE_MARGIN
-
-    def _carried(self, before: torch.Tensor, after: torch.Tensor, reliable: torch.Tensor) -> torch.Tensor:
-        """(K, 2) where every keypoint lands if it moves rigidly with the reliable parts of its animal.
-
-        Per instance, a least-squares similarity transform (turn, scale, shift) from the reliable
-        keypoints' steps; with a single reliable keypoint just its shift, with none no motion.
-        """
-        n, inst = self._n_instances, self.instance_of
-        w = reliable.float()
-        count = torch.zeros(n, device=self.device).index_add_(0, inst, w)
-        safe = count.clamp(min=1.0)[:, None]
-        mean_before = torch.zeros(n, 2, device=self.device).index_add_(0, inst, before * w[:, None]) / safe
-        mean_after = torch.zeros(n, 2, device=self.device).index_add_(0, inst, after * w[:, None]) / safe
-        p = before - mean_before[inst]
-        q = after - mean_after[inst]
-        dot = torch.zeros(n, device=self.device).index_add_(0, inst, w * (p * q).sum(1))
-        cross = torch.zeros(n, device=self.device).index_add_(0, inst, w * (p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]))
-        spread = torch.zeros(n, device=self.device).index_add_(0, inst, w * (p * p).sum(1))
-        # a turn is only trusted from parts at least a patch apart, and the size changes slowly
-        turns = (count >= 2) & (spread >= count * self.geometry.patch_size**2)
-        cos = torch.where(turns, dot / spread.clamp(min=1e-6), torch.ones_like(dot))
-        sin = torch.where(turns, cross / spread.clamp(min=1e-6), torch.zeros_like(dot))
-        size = torch.sqrt(cos**2 + sin**2).clamp(min=1e-6)
-        bounded = size.clamp(MIN_SCALE_STEP, MAX_SCALE_STEP) / size
-        cos, sin = (cos * bounded)[inst], (sin * bounded)[inst]
-        turned = torch.stack([cos * p[:, 0] - sin * p[:, 1], sin * p[:, 0] + cos * p[:, 1]], dim=1)
-        carried = mean_after[inst] + turned
-        return torch.where((count[inst] > 0)[:, None], carried, before)
+            st.memory = torch.where(confident[:, None], updated, st.memory)
+        st.visible = found
 
     # ------------------------------------------------------------------ masks
     def _allowed_patches(self, masks: torch.Tensor | None) -> torch.Tensor | None:
         """(K, N) patches each keypoint may land on when the search is restricted to its mask."""
         if masks is None or not self.config.restrict_search_to_mask:
             return None
-        g = self.geometry
+        g, st = self.geometry, self.state
         m = F.interpolate(masks.float()[None], size=(g.work_height, g.work_width), mode="area")[0]
         m = F.pad(m, (0, g.padded_width - g.work_width, 0, g.padded_height - g.work_height))
         cover = F.max_pool2d(F.avg_pool2d(m[None], g.patch_size)[0][None], 3, 1, 1)[0] > 0  # one patch of slack
         cover = cover.reshape(masks.shape[0], -1)
         has_mask = cover.any(dim=1)
-        per_kp = cover[self.instance_of] | ~has_mask[self.instance_of][:, None]
-        return per_kp
+        return cover[st.instance_of] | ~has_mask[st.instance_of][:, None]
 
     def _clamp_to_masks(self, xy: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Move points outside their instance mask to the nearest mask pixel within the snap radius."""
+        st = self.state
         s = self.geometry.scale
         h, w = masks.shape[-2:]
-        offsets = self._snap_offsets
         native = xy / s
-        cand = native.round()[:, None] + offsets[None]
+        cand = native.round()[:, None] + self._snap_offsets[None]
         cx = cand[..., 0].clamp(0, w - 1).long()
         cy = cand[..., 1].clamp(0, h - 1).long()
-        inside = masks[self.instance_of[:, None], cy, cx]  # (K, S)
+        inside = masks[st.instance_of[:, None], cy, cx]  # (K, S)
         first = inside.float().argmax(dim=1)
         found = inside.any(dim=1)
-        has_mask = masks.reshape(masks.shape[0], -1).any(dim=1)[self.instance_of]
+        has_mask = masks.reshape(masks.shape[0], -1).any(dim=1)[st.instance_of]
         already = inside[:, 0]
         snapped = cand[torch.arange(len(first), device=self.device), first]
         moved = found & ~already & has_mask
@@ -360,8 +455,22 @@ class KeypointTracker:
         return new_native * s, found | ~has_mask
 
     # ------------------------------------------------------------------ helpers
+    def _grid(self, radius: float, max_turn: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate pose changes within ``radius`` working px (cached per radius)."""
+        step = self.geometry.patch_size / POSE_STEPS_PER_PATCH
+        key = (round(radius / step), int(max_turn * 1000))
+        if key not in self._grids:
+            angle_step = 2 * max_turn / max(1, POSE_TURNS - 1)
+            self._grids[key] = pose_grid(key[0] * step, step, angle_step, POSE_TURNS, self.device)
+        return self._grids[key]
+
     def _to_work(self, xy: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(xy, dtype=torch.float32, device=self.device).reshape(-1, 2) * self.geometry.scale
+
+
+def _rot(angle: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
 def _visible_keypoints(annotation: FrameAnnotation) -> tuple[list[tuple[str, str]], np.ndarray]:

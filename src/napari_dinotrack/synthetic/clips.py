@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io.annotations import FrameAnnotation, Instance, Keypoint
+from ..io.annotations import FrameAnnotation, Instance, Keypoint
+from ..io.mask_store import mask_to_polygon
 
 # body-frame offsets (forward, left) in units of the body half-length
 BODY_PARTS: dict[str, tuple[float, float]] = {
@@ -58,36 +59,15 @@ class SyntheticClip:
                          bool(self.visible[inst, part][frame]))
                 for part in self.part_names
             ]
-            polygon = _mask_outline(self.masks[frame, i]) if with_polygons else None
+            polygon = mask_to_polygon(self.masks[frame, i], tolerance_frac=0.0) if with_polygons else None
             instances.append(Instance(inst, kps, polygon=polygon, group_id=i))
         return FrameAnnotation(frame, h, w, instances, source="manual")
 
     def write(self, path: str | Path, quality: int = 10) -> Path:
         """Encode the frames as an H.264 video at ``path`` (near-lossless by default)."""
-        import imageio_ffmpeg
+        from ..io.video import write_video
 
-        path = Path(path)
-        h, w = self.frames.shape[1:3]
-        writer = imageio_ffmpeg.write_frames(
-            str(path), (w, h), fps=self.fps, codec="libx264", quality=quality,
-            pix_fmt_out="yuv444p", macro_block_size=1,
-            output_params=["-g", "8"],
-        )
-        writer.send(None)
-        for frame in self.frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-        return path
-
-
-def _mask_outline(mask: np.ndarray) -> np.ndarray:
-    import cv2
-
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return np.zeros((0, 2), np.float32)
-    biggest = max(contours, key=cv2.contourArea)
-    return biggest[:, 0, :].astype(np.float32)
+        return write_video(path, self.frames, fps=self.fps, quality=quality, keyframe_interval=8)
 
 
 def make_clip(
@@ -182,8 +162,8 @@ def _pose(i: int, n: int, t: int, h: int, w: int, speed: float, crossing: bool):
 def write_sample(folder: str | Path, n_frames: int = 40, height: int = 192, width: int = 256,
                  n_instances: int = 1) -> Path:
     """Write a sample video and its frame-0 manual seed (LabelMe JSON) into ``folder``; return the video."""
-    from .io.labelme import write_manual
-    from .io.paths import ResultLayout
+    from ..io.labelme import write_manual
+    from ..io.paths import ResultLayout
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

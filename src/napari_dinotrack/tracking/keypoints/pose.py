@@ -1,0 +1,116 @@
+"""Where each animal is as a whole: its pose (centre, turn, size) and the parts' places in it.
+
+Every animal carries a small shape model: each of its keypoints sits at an offset from the
+animal's centre, in the animal's own frame. A pose (centre, angle, scale) puts every part in the
+image at once, so evidence for the whole animal is pooled: one part whose patch ties with its
+neighbours cannot slide along the body while the others hold it in place.
+
+All functions work on every keypoint of every animal at once (tensors on one device).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .sampling import to_grid_coords
+
+__all__ = ["fit_similarity", "place_parts", "pose_grid", "sample_maps", "search_poses"]
+
+
+def _rotation(angle: torch.Tensor) -> torch.Tensor:
+    """(..., 2, 2) rotation matrices."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
+def place_parts(centre: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, offsets: torch.Tensor,
+                instance_of: torch.Tensor) -> torch.Tensor:
+    """(K, 2) image positions of the parts for the poses (I, 2), (I,), (I,) and offsets (K, 2)."""
+    rot = _rotation(angle)[instance_of]  # (K, 2, 2)
+    return centre[instance_of] + scale[instance_of, None] * torch.einsum("kij,kj->ki", rot, offsets)
+
+
+def pose_grid(radius: float, step: float, angle_step: float, n_angles: int,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate pose changes: shifts on a square lattice within ``radius`` times angle changes.
+
+    Returns shifts (P, 2) and angle changes (P,), the unchanged pose first.
+    """
+    n = max(0, math.ceil(radius / step))
+    span = torch.arange(-n, n + 1, device=device, dtype=torch.float32) * step
+    gy, gx = torch.meshgrid(span, span, indexing="ij")
+    shifts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
+    shifts = shifts[shifts.norm(dim=1) <= radius + 1e-6]
+    turns = torch.arange(-(n_angles // 2), n_angles // 2 + 1, device=device, dtype=torch.float32) * angle_step
+    shift = shifts[:, None].expand(-1, len(turns), -1).reshape(-1, 2)
+    turn = turns[None].expand(len(shifts), -1).reshape(-1)
+    order = torch.argsort(shift.norm(dim=1) + turn.abs(), stable=True)
+    return shift[order], turn[order]
+
+
+def sample_maps(maps: torch.Tensor, xy: torch.Tensor, padded_hw: tuple[int, int]) -> torch.Tensor:
+    """Values of per-keypoint score maps (K, h, w) at positions (K, S, 2) -> (K, S); 0 outside."""
+    grid = to_grid_coords(xy.to(maps.dtype), padded_hw)[:, :, None, :]  # (K, S, 1, 2)
+    out = F.grid_sample(maps[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[:, 0, :, 0]
+
+
+def search_poses(maps: torch.Tensor, centre: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
+                 offsets: torch.Tensor, instance_of: torch.Tensor, weights: torch.Tensor,
+                 shifts: torch.Tensor, turns: torch.Tensor, radius: torch.Tensor, penalty: torch.Tensor,
+                 padded_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best pose of every animal near its predicted one.
+
+    ``maps`` (K, h, w) are the parts' appearance scores; a candidate pose scores the weighted
+    mean of its parts' scores minus ``penalty`` (I, P) for straying from the prediction.
+    Candidates beyond an animal's ``radius`` (I,) are not considered. Returns the best centre
+    (I, 2), angle (I,), its appearance score (I,) and its penalised score (I,).
+    """
+    n = centre.shape[0]
+    cand_centre = centre[:, None] + shifts[None]  # (I, P, 2)
+    cand_angle = angle[:, None] + turns[None]  # (I, P)
+    rot = _rotation(cand_angle)[instance_of]  # (K, P, 2, 2)
+    local = scale[instance_of, None, None] * torch.einsum("kpij,kj->kpi", rot, offsets)
+    xy = cand_centre[instance_of] + local  # (K, P, 2)
+    per_part = sample_maps(maps, xy, padded_hw) * weights[:, None]
+    total = torch.zeros(n, shifts.shape[0], device=maps.device).index_add_(0, instance_of, per_part)
+    norm = torch.zeros(n, device=maps.device).index_add_(0, instance_of, weights).clamp(min=1e-6)
+    appearance = total / norm[:, None]
+    allowed = shifts.norm(dim=1)[None] <= radius[:, None] + 1e-6
+    scored = torch.where(allowed, appearance - penalty, torch.full_like(appearance, -1e4))
+    best = scored.argmax(dim=1)
+    rows = torch.arange(n, device=maps.device)
+    return cand_centre[rows, best], cand_angle[rows, best], appearance[rows, best], scored[rows, best]
+
+
+def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, instance_of: torch.Tensor,
+                   n_instances: int, min_spread: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                 torch.Tensor, torch.Tensor]:
+    """Per-animal least-squares similarity (turn, scale, shift) taking ``src`` (K, 2) to ``dst``.
+
+    Returns the turn angle (I,), scale (I,), the source and destination weighted means (I, 2)
+    and whether the turn and scale could be measured (I,): where the weighted parts are less
+    than ``min_spread`` apart only a shift can be told (turn 0, scale 1). Animals with no
+    weight get the identity.
+    """
+    dev = src.device
+    w = weights.float()
+    count = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w)
+    safe = count.clamp(min=1e-6)[:, None]
+    mean_src = torch.zeros(n_instances, 2, device=dev).index_add_(0, instance_of, src * w[:, None]) / safe
+    mean_dst = torch.zeros(n_instances, 2, device=dev).index_add_(0, instance_of, dst * w[:, None]) / safe
+    p = src - mean_src[instance_of]
+    q = dst - mean_dst[instance_of]
+    dot = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w * (p * q).sum(1))
+    cross = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w * (p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]))
+    spread = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w * (p * p).sum(1))
+    turns = (count > 0) & (spread >= count * min_spread**2)
+    angle = torch.where(turns, torch.atan2(cross, dot), torch.zeros_like(dot))
+    scale = torch.where(turns, torch.sqrt(dot**2 + cross**2) / spread.clamp(min=1e-6), torch.ones_like(dot))
+    none = count <= 0
+    mean_src = torch.where(none[:, None], torch.zeros_like(mean_src), mean_src)
+    mean_dst = torch.where(none[:, None], torch.zeros_like(mean_dst), mean_dst)
+    return angle, scale, mean_src, mean_dst, turns
