@@ -34,12 +34,7 @@ import torch
 
 from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.backbone.loader import load_backbone
-try:
-    from napari_dinotrack.evaluation import evaluate, tracks_from_arrays
-except ImportError:  # DEV-SHIM
-    import sys  # DEV-SHIM
-    sys.path.insert(0, "/work/notes/shim")  # DEV-SHIM
-    from eval_shim import evaluate, tracks_from_arrays  # DEV-SHIM
+from napari_dinotrack.evaluation import evaluate, tracks_from_arrays
 from napari_dinotrack.io.video import VideoReader
 from napari_dinotrack.synthetic.scenes import FAMILIES, Scene, make_scene
 from napari_dinotrack.tracking.config import TrackerConfig

@@ -43,6 +43,7 @@ PARTS: dict[str, tuple[float, float]] = {
 }
 NECK_U = 0.2  # the head turns about this point of the body axis
 HEAD_PARTS = ("nose", "leftear", "rightear")
+MAX_TURN = math.radians(9.0)  # per frame, except during a U-turn
 PATCH = 16  # backbone patch, in working pixels at the reference short side
 REFERENCE_SHORT_SIDE = 384
 
@@ -242,14 +243,16 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
                 turn_left[a] -= 1
             else:
                 omega[a] = 0.9 * omega[a] + rng.normal(0, f["turniness"])
-                hd += omega[a]
+                wanted = hd + omega[a]
                 leaving = exit_window is not None and a == 0 and exit_window[0] <= t < exit_window[1]
                 if not leaving:
-                    hd = _steer_inside(x, y, hd, h, w, margin)
+                    wanted = _steer_inside(x, y, wanted, h, w, margin)
                     if exit_window is not None and a == 0 and t >= exit_window[1]:
-                        hd = _steer_towards(x, y, hd, w / 2, h / 2, 0.35)
+                        wanted = _steer_towards(x, y, wanted, w / 2, h / 2, 0.35)
                 if f["touching"] and count > 1:
-                    hd = _steer_to_company(a, states, hd, length)
+                    wanted = _steer_to_company(a, states, wanted, length)
+                # animals turn smoothly: at most MAX_TURN per frame outside of a U-turn
+                hd += float(np.clip((wanted - hd + math.pi) % (2 * math.pi) - math.pi, -MAX_TURN, MAX_TURN))
             s = speeds[a][t]
             nx, ny = x + s * math.cos(hd), y + s * math.sin(hd)
             if f["touching"] or (count > 1 and not f["crossing"]):
@@ -415,14 +418,22 @@ class _Camera:
         return self.centre[0] + c * dx - s * dy, self.centre[1] + s * dx + c * dy
 
 
-def make_scene(family: str, seed: int) -> Scene:
-    """Generate the scene of ``family`` for ``seed`` (the same pair always gives the same scene)."""
+def make_scene(family: str, seed: int, **fixed: Any) -> Scene:
+    """Generate the scene of ``family`` for ``seed`` (the same pair always gives the same scene).
+
+    Keyword arguments fix factors instead of drawing them (``n_frames=20, occluders=0``...),
+    for tests that need one situation; the names are the keys of :attr:`Scene.factors`.
+    """
     import cv2
 
     if family not in FAMILIES:
         raise ValueError(f"unknown scenario family {family!r}; choose one of {FAMILIES}")
     rng = np.random.default_rng([FAMILIES.index(family), seed])
     f = _draw_factors(family, rng)
+    unknown = set(fixed) - set(f)
+    if unknown:
+        raise ValueError(f"unknown scene factors {sorted(unknown)}; choose from {sorted(f)}")
+    f.update(fixed)
     n, (h, w), length = f["n_frames"], f["size"], f["length_px"]
     animals = _paths(rng, f)
     occluders = _occluders(rng, f, animals)

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from .sampling import to_grid_coords
 
-__all__ = ["fit_similarity", "place_parts", "pose_grid", "sample_maps", "search_poses"]
+__all__ = ["apply_similarity", "fit_similarity", "local_motion", "place_parts", "pose_grid", "robust_similarity",
+           "sample_maps", "search_poses"]
 
 
 def _rotation(angle: torch.Tensor) -> torch.Tensor:
@@ -114,3 +115,67 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, 
     mean_src = torch.where(none[:, None], torch.zeros_like(mean_src), mean_src)
     mean_dst = torch.where(none[:, None], torch.zeros_like(mean_dst), mean_dst)
     return angle, scale, mean_src, mean_dst, turns
+
+
+def robust_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, instance_of: torch.Tensor,
+                      n_instances: int, min_spread: float, tolerance: float, iterations: int = 4
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`fit_similarity` that down-weights points moving unlike the rest of their animal.
+
+    Points whose residual exceeds ``tolerance`` (working px) lose weight (Cauchy), so spots on
+    the floor or on another animal do not drag the fit. Returns the fit and each point's final
+    weight (N,).
+    """
+    w = weights.float()
+    fit = fit_similarity(src, dst, w, instance_of, n_instances, min_spread)
+    for _ in range(iterations):
+        moved = apply_similarity(src, instance_of, *fit[:4])
+        residual = (moved - dst).norm(dim=1)
+        w = weights.float() / (1.0 + (residual / tolerance) ** 2)
+        fit = fit_similarity(src, dst, w, instance_of, n_instances, min_spread)
+    return (*fit, w)
+
+
+def apply_similarity(xy: torch.Tensor, instance_of: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
+                     mean_src: torch.Tensor, mean_dst: torch.Tensor) -> torch.Tensor:
+    """Move points (N, 2) by their animal's fitted similarity."""
+    rot = _rotation(angle)[instance_of]
+    return mean_dst[instance_of] + scale[instance_of, None] * torch.einsum(
+        "nij,nj->ni", rot, xy - mean_src[instance_of])
+
+
+def local_motion(parts: torch.Tensor, part_instance: torch.Tensor, spots: torch.Tensor, spots_to: torch.Tensor,
+                 spot_instance: torch.Tensor, weights: torch.Tensor, sigma: torch.Tensor, tolerance: float,
+                 iterations: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the spots around each part take it: (K, 2) new positions and (K,) support weight.
+
+    A weighted fit per part (shift and turn), with the spots of its own animal weighted by a
+    Gaussian of their distance (``sigma`` (K,) working px): a turning head carries its nose and
+    ears round though the torso does not turn. Spots that move unlike the others around the same
+    part (on the floor at the rim, on a tail swinging past) lose weight (Cauchy, ``tolerance``
+    working px). A turn measured from spots bunched on one side would swing the part wildly, so
+    it counts only as far as the spots spread around the part. Parts without support stay put.
+    """
+    if spots.shape[0] == 0:
+        return parts.clone(), torch.zeros(parts.shape[0], device=parts.device)
+    d2 = ((parts[:, None] - spots[None]) ** 2).sum(-1)
+    prior = torch.exp(-0.5 * d2 / sigma[:, None] ** 2) * weights[None] * (part_instance[:, None] == spot_instance[None])
+    w = prior
+    for step in range(iterations + 1):
+        support = w.sum(dim=1)
+        safe = support.clamp(min=1e-6)[:, None]
+        src_mean = (w[..., None] * spots[None]).sum(1) / safe
+        dst_mean = (w[..., None] * spots_to[None]).sum(1) / safe
+        p = spots[None] - src_mean[:, None]  # (K, S, 2)
+        q = spots_to[None] - dst_mean[:, None]
+        dot = (w * (p * q).sum(-1)).sum(1)
+        cross = (w * (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0])).sum(1)
+        spread = (w * (p * p).sum(-1)).sum(1)
+        confidence = spread / (spread + support.clamp(min=1e-6) * (0.3 * sigma) ** 2)
+        rot = _rotation(torch.atan2(cross, dot) * confidence)
+        if step < iterations:
+            predicted = dst_mean[:, None] + torch.einsum("kij,ksj->ksi", rot, p)
+            residual = (predicted - spots_to[None]).norm(dim=-1)
+            w = prior / (1.0 + (residual / tolerance) ** 2)
+    moved = dst_mean + torch.einsum("kij,kj->ki", rot, parts - src_mean)
+    return torch.where((support > 0)[:, None], moved, parts), prior.sum(dim=1)

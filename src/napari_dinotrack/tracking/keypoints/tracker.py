@@ -34,9 +34,19 @@ from ...io.annotations import FrameAnnotation
 from ..config import TrackerConfig
 from .flow import track_points
 from .matching import NEG, appearance_scores, symmetric_pairs
-from .pose import fit_similarity, place_parts, pose_grid, search_poses
+from .pose import (
+    apply_similarity,
+    fit_similarity,
+    local_motion,
+    place_parts,
+    pose_grid,
+    robust_similarity,
+    sample_maps,
+    search_poses,
+)
 from .sampling import sample_features
 from .state import TrackState
+from .support import support_points
 
 __all__ = ["KeypointTracker", "TrackOutput"]
 
@@ -49,6 +59,11 @@ SHAPE_LEARNING = 0.3  # how fast a part's place in its animal follows what is se
 MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
 LOST_SPEED_DECAY = 0.8  # a lost animal slows down rather than sailing on
 MAX_SEARCH_GROWTH = 4.0  # a lost animal's search window grows up to this many times
+MAX_SPOTS = 128  # support spots per animal for the optical flow
+FLOW_TOLERANCE_PX = 1.5  # video px: flows further than this from their animal's motion are outliers
+MIN_FLOW_SUPPORT = 3.0  # inlier flow weight an animal needs for its flow pose to count
+SPOT_REACH = 0.25
+OWN_FLOW_AGREEMENT_PX = 0.75  # video px: a part's own flow this close to its spots' verdict is used as is  # spots within this share of the animal's extent move a part with them
 
 
 @dataclass
@@ -62,8 +77,14 @@ class TrackOutput:
 
 @dataclass
 class _Flow:
-    xy: torch.Tensor  # (K, 2) working px
-    ok: torch.Tensor  # (K,) trustworthy
+    """This frame's optical flow in working px: of the parts, and of support spots on each animal."""
+
+    parts: torch.Tensor  # (K, 2) where the flow takes each part
+    parts_ok: torch.Tensor  # (K,) trustworthy
+    spots: torch.Tensor  # (S, 2) support spots on the previous frame
+    spots_to: torch.Tensor  # (S, 2) where the flow takes them
+    spots_ok: torch.Tensor  # (S,)
+    spot_instance: torch.Tensor  # (S,) long
 
 
 @dataclass
@@ -72,6 +93,8 @@ class _Poses:
     angle: torch.Tensor  # (I,)
     fit: torch.Tensor  # (I,) appearance score of the pose
     lost: torch.Tensor  # (I,) bool: not found this frame (pose is the prediction)
+    anchors: torch.Tensor  # (K, 2) where the pose (or the flow around each part) puts the parts
+    from_flow: torch.Tensor  # (K,) bool: the anchor is a flow position, precise to a fraction of a pixel
 
 
 class KeypointTracker:
@@ -102,6 +125,8 @@ class KeypointTracker:
         self._template_bank: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
         self._grids: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._state: TrackState | None = None
+        self._instance_host = np.zeros(0, np.int64)
+        self._prev_masks: np.ndarray | None = None
 
     # ------------------------------------------------------------------ seeding
     @property
@@ -121,7 +146,7 @@ class KeypointTracker:
         keys, xy = _visible_keypoints(annotation)
         if not keys:
             return
-        vecs = sample_features(features.float(), self._to_work(xy), self._padded)
+        vecs = sample_features(_centred(features), self._to_work(xy), self._padded)
         for key, vec in zip(keys, vecs, strict=True):
             self._template_bank.setdefault(key, {})[annotation.frame] = vec
 
@@ -145,10 +170,11 @@ class KeypointTracker:
         xy[:, 1] = np.clip(xy[:, 1], 0, annotation.image_height - 1)
         seen = np.array([kp.visible for inst in annotation.instances for kp in inst.keypoints], bool)
         pos = self._to_work(xy)
+        features = _centred(features)
         templates, valid = self._template_tensor(names, annotation.frame, features.shape[0])
         trackable = valid.any(dim=1)
         visible = torch.from_numpy(seen).to(dev) & trackable
-        here = sample_features(features.float(), pos, self._padded)
+        here = sample_features(features, pos, self._padded)
         fallback = F.normalize(torch.where(valid[:, :, None], templates, 0).sum(1), dim=-1, eps=1e-6)
 
         # the shape model: parts relative to the centre of their animal's parts seen on the seed
@@ -160,6 +186,8 @@ class KeypointTracker:
         spread = torch.zeros(n_inst, device=dev).index_add_(0, instance_of, weight * (offsets**2).sum(1))
         extent = torch.sqrt(spread / count.clamp(min=1e-6)).clamp(min=float(p))
 
+        self._instance_host = instance_of.cpu().numpy()
+        self._prev_masks = None
         pairs = symmetric_pairs(names) if self.config.symmetry else []
         zeros_i = torch.zeros(n_inst, device=dev)
         self._state = TrackState(
@@ -174,7 +202,7 @@ class KeypointTracker:
             velocity=torch.zeros(n_inst, 2, device=dev), spin=zeros_i.clone(), lost_for=zeros_i.clone(),
             usual_fit=torch.full((n_inst,), float("nan"), device=dev), extent=extent,
             sym_pairs=torch.tensor(pairs, device=dev, dtype=torch.long).reshape(-1, 2),
-            prev_gray=gray, prev_features=features.float(),
+            prev_gray=gray, prev_features=features,
         )
 
     def _template_tensor(self, names: list[tuple[str, str]], frame: int,
@@ -198,15 +226,16 @@ class KeypointTracker:
              masks: torch.Tensor | None = None) -> TrackOutput:
         """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
         st = self.state
-        feats = features.float()
+        feats = _centred(features)
         maps = self._score_maps(feats, masks)
         flow = self._flow(gray)
         poses = self._find_animals(maps, flow)
-        xy, similarity = self._place_parts(feats, poses, flow)
+        xy, similarity = self._place_parts(feats, poses)
         xy, found, score = self._decide(xy, similarity, poses, masks)
         self._update(feats, xy, found, score, similarity, poses)
         st.prev_gray = gray
         st.prev_features = feats
+        self._prev_masks = masks.cpu().numpy() if masks is not None else None
         # the frame's single host transfer: outputs, and the start points of the next optical flow
         out = torch.cat([st.pos / self.geometry.scale, found[:, None].float(), score[:, None]], dim=1).cpu().numpy()
         st.pos_native = out[:, :2].astype(np.float32)
@@ -224,31 +253,31 @@ class KeypointTracker:
         return scores.reshape(-1, g.grid_height, g.grid_width)
 
     def _flow(self, gray: np.ndarray | None) -> _Flow | None:
-        st, cfg = self.state, self.config
+        st, cfg, g = self.state, self.config, self.geometry
         if not (cfg.use_optical_flow and st.prev_gray is not None and gray is not None and st.names):
             return None
-        reach = cfg.max_speed_px * MAX_SEARCH_GROWTH
-        flow = track_points(st.prev_gray, gray, st.pos_native, reach)
-        xy = torch.from_numpy(flow.points).to(self.device) * self.geometry.scale
-        ok = torch.from_numpy(flow.ok).to(self.device) & st.visible
-        return _Flow(xy, ok)
+        spots, owners = support_points(st.pos_native, self._instance_host, st.n_instances, g.patch_px / 3,
+                                       MAX_SPOTS, gray.shape[:2], self._prev_masks)
+        flow = track_points(st.prev_gray, gray, np.concatenate([st.pos_native, spots]),
+                            cfg.max_speed_px * MAX_SEARCH_GROWTH)
+        xy = torch.from_numpy(flow.points).to(self.device) * g.scale
+        ok = torch.from_numpy(flow.ok).to(self.device)
+        k = len(st.names)
+        return _Flow(xy[:k], ok[:k] & st.visible, torch.from_numpy(spots).to(self.device) * g.scale, xy[k:], ok[k:],
+                     torch.from_numpy(owners).to(self.device))
 
     # --- 2. where each animal is
     def _find_animals(self, maps: torch.Tensor, flow: _Flow | None) -> _Poses:
         st, cfg, g = self.state, self.config, self.geometry
-        n = st.n_instances
-        p = g.patch_size
+        n, inst, _p = st.n_instances, st.instance_of, g.patch_size
         pred_centre = st.centre + st.velocity
         pred_angle = st.angle + st.spin
+        has_flow = torch.zeros(n, dtype=torch.bool, device=self.device)
+        flow_anchors = place_parts(pred_centre, pred_angle, st.scale, st.offsets, inst)
         if flow is not None:
-            # the pose the optical flow of the visible parts implies
-            turn, size, mean_src, mean_dst, _ = fit_similarity(st.pos, flow.xy, flow.ok.float(), st.instance_of, n,
-                                                               min_spread=float(p))
-            rot = _rot(turn)
-            flow_centre = mean_dst + size[:, None] * torch.einsum("iab,ib->ia", rot, st.centre - mean_src)
-            has_flow = torch.zeros(n, device=self.device).index_add_(0, st.instance_of, flow.ok.float()) > 0
+            flow_centre, flow_angle, flow_anchors, has_flow = self._flow_pose(flow)
             pred_centre = torch.where(has_flow[:, None], flow_centre, pred_centre)
-            pred_angle = torch.where(has_flow, st.angle + turn, pred_angle)
+            pred_angle = torch.where(has_flow, flow_angle, pred_angle)
 
         growth = (1.0 + 0.5 * st.lost_for).clamp(max=MAX_SEARCH_GROWTH)
         radius = cfg.max_speed_px * g.scale * growth
@@ -257,17 +286,60 @@ class KeypointTracker:
         penalty = cfg.motion_prior_weight * ((shifts.norm(dim=1)[None] / radius[:, None]) ** 2
                                              + (turns[None] / max(max_turn, 1e-6)) ** 2)
         weights = st.trackable.float()
-        centre, angle, fit, scored = search_poses(maps, pred_centre, pred_angle, st.scale, st.offsets, st.instance_of,
+        centre, angle, fit, scored = search_poses(maps, pred_centre, pred_angle, st.scale, st.offsets, inst,
                                                   weights, shifts, turns, radius, penalty, self._padded)
+        # the flow's pose stands unless the appearance clearly prefers another one
+        per_part = sample_maps(maps, flow_anchors[:, None], self._padded)[:, 0] * weights
+        norm = torch.zeros(n, device=self.device).index_add_(0, inst, weights).clamp(min=1e-6)
+        flow_fit = torch.zeros(n, device=self.device).index_add_(0, inst, per_part) / norm
+        # ... and only where the flow's pose no longer looks like the animal (the flow slipped or was taken
+        # over) while another pose clearly does; comparisons with NaN (usual level unknown) are False
+        slipped = flow_fit < cfg.occlusion_ratio * st.usual_fit
+        clearly = (fit >= 0.5 * (1.0 + cfg.occlusion_ratio) * st.usual_fit) & (fit > flow_fit + cfg.flow_trust)
+        keep_flow = has_flow & ~(slipped & clearly)
+        centre = torch.where(keep_flow[:, None], pred_centre, centre)
+        angle = torch.where(keep_flow, pred_angle, angle)
+        fit = torch.where(keep_flow, flow_fit, fit)
+        scored = torch.where(keep_flow, flow_fit, scored)
+
         usual = torch.where(torch.isnan(st.usual_fit), fit, st.usual_fit)
         threshold = torch.maximum(torch.full_like(usual, cfg.min_similarity), cfg.occlusion_ratio * usual)
-        lost = fit < threshold
-        lost |= self._clashes(centre, scored)
+        lost = (fit < threshold) | self._clashes(centre, scored)
         if cfg.redetect_after > 0:
             centre, angle, fit, lost = self._redetect(maps, centre, angle, fit, lost, usual)
         centre = torch.where(lost[:, None], st.centre + st.velocity * LOST_SPEED_DECAY, centre)
         angle = torch.where(lost, st.angle, angle)
-        return _Poses(centre, angle, fit, lost)
+        anchors = place_parts(centre, angle, st.scale, st.offsets, inst)
+        from_flow = (keep_flow & ~lost)[inst]
+        anchors = torch.where(from_flow[:, None], flow_anchors, anchors)
+        return _Poses(centre, angle, fit, lost, anchors, from_flow)
+
+    def _flow_pose(self, flow: _Flow) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The poses the optical flow implies, each part's flow-borne position, and which animals had flow."""
+        st, g = self.state, self.geometry
+        n, inst, _k = st.n_instances, st.instance_of, len(st.names)
+        src = torch.cat([st.pos, flow.spots])
+        dst = torch.cat([flow.parts, flow.spots_to])
+        owners = torch.cat([inst, flow.spot_instance])
+        tolerance = FLOW_TOLERANCE_PX * g.scale
+        turn, size, mean_src, mean_dst, _, weight = robust_similarity(
+            src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(g.patch_size), tolerance)
+        size = size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
+        support = torch.zeros(n, device=self.device).index_add_(0, owners, weight)
+        has_flow = support >= MIN_FLOW_SUPPORT
+        rigid = apply_similarity(st.pos, inst, turn, size, mean_src, mean_dst)
+        sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(g.patch_size))[inst]
+        # the spots around each part move it (a head turns its nose and ears round); its own flow is
+        # more precise still where it agrees with them, and wrong where it does not (a rim point whose
+        # window sees the floor stays behind)
+        local, support_k = local_motion(st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance,
+                                        flow.spots_ok.float(), sigma, tolerance)
+        anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
+        agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= OWN_FLOW_AGREEMENT_PX * g.scale)
+        anchors = torch.where(agrees[:, None], flow.parts, anchors)
+        all_inst = torch.arange(n, device=self.device)
+        centre = apply_similarity(st.centre, all_inst, turn, size, mean_src, mean_dst)
+        return centre, st.angle + turn, anchors, has_flow
 
     def _clashes(self, centre: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
         """(I,) animals whose pose lands on another animal that matched better: they are hidden under it."""
@@ -311,28 +383,22 @@ class KeypointTracker:
                 torch.where(found, f2, fit), lost & ~found)
 
     # --- 3. where each part is
-    def _place_parts(self, feats: torch.Tensor, poses: _Poses, flow: _Flow | None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        st, cfg = self.state, self.config
-        anchor = place_parts(poses.centre, poses.angle, st.scale, st.offsets, st.instance_of)  # (K, 2)
-        lattice = anchor[:, None] + self._local_offsets[None]  # (K, L, 2); the anchor itself first
+    def _place_parts(self, feats: torch.Tensor, poses: _Poses) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each part at its anchor, or at the appearance peak nearby where that clearly matches better."""
+        st, cfg, p = self.state, self.config, self.geometry.patch_size
+        lattice = poses.anchors[:, None] + self._local_offsets[None]  # (K, L, 2); the anchor itself first
         local = self._match(sample_features(feats, lattice, self._padded))  # (K, L)
-        weights = torch.softmax(local / self.config.subpixel_temperature, dim=1)
-        peak = (weights[..., None] * lattice).sum(dim=1)
-        best = local.max(dim=1).values
-        xy, similarity = peak, self._match(sample_features(feats, peak, self._padded)[:, None])[:, 0]
-        if flow is not None:
-            reach = 1.5 * cfg.part_motion_patches * self.geometry.patch_size
-            near = flow.ok & ((flow.xy - anchor).norm(dim=1) <= reach)
-            at_flow = self._match(sample_features(feats, flow.xy, self._padded)[:, None])[:, 0]
-            trust = near & (at_flow >= best - cfg.flow_trust)
-            xy = torch.where(trust[:, None], flow.xy, xy)
-            similarity = torch.where(trust, at_flow, similarity)
-        lost = poses.lost[st.instance_of]
+        _best, best_at = local.max(dim=1)
         at_anchor = local[:, 0]
-        xy = torch.where(lost[:, None], anchor, xy)
-        similarity = torch.where(lost, at_anchor, similarity)
-        return xy, similarity
+        rows = torch.arange(len(best_at), device=self.device)
+        near = (lattice - lattice[rows, best_at][:, None]).norm(dim=-1) <= 0.5 * p
+        weights = torch.softmax((local / cfg.subpixel_temperature).masked_fill(~near, NEG), dim=1)
+        peak = (weights[..., None] * lattice).sum(dim=1)
+        at_peak = self._match(sample_features(feats, peak, self._padded)[:, None])[:, 0]
+        # a part carried by the flow stays there: its appearance peak nearby is no better evidence, for
+        # a rim part's patch holds floor that stays behind when the animal moves on
+        move = ~poses.from_flow & ~poses.lost[st.instance_of]
+        return torch.where(move[:, None], peak, poses.anchors), torch.where(move, at_peak, at_anchor)
 
     def _match(self, samples: torch.Tensor) -> torch.Tensor:
         """Appearance scores (K, S) of per-keypoint samples (K, S, C)."""
@@ -466,6 +532,16 @@ class KeypointTracker:
 
     def _to_work(self, xy: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(xy, dtype=torch.float32, device=self.device).reshape(-1, 2) * self.geometry.scale
+
+
+def _centred(features: torch.Tensor) -> torch.Tensor:
+    """Features (C, h, w) minus the frame's mean feature, unit length again.
+
+    What every patch shares (the overall colour and light, a backbone's common direction)
+    makes all patches look alike; without it a match is decided by what tells patches apart.
+    """
+    feats = features.float()
+    return F.normalize(feats - feats.mean(dim=(1, 2), keepdim=True), dim=0, eps=1e-6)
 
 
 def _rot(angle: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,67 @@
+"""Support points: textured spots on each animal whose optical flow tells how the animal moves.
+
+A keypoint on the outline (a nose tip, an ear tip) has half its flow window on the floor, and a
+keypoint on flat fur has none to follow; the fur around them usually has texture. Each frame a
+lattice of spots inside each animal (its mask, or the hull of its parts drawn a little inwards)
+is followed with the keypoints in one optical-flow call; a robust fit of their motion moves the
+animal, and the spots nearest a keypoint move it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["support_points"]
+
+HULL_SHRINK = 0.85  # draw the hull of the parts towards their centre: its rim is often floor
+
+
+def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: int, spacing: float,
+                   max_per_instance: int, shape: tuple[int, int],
+                   masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice spots (S, 2) inside each animal and the animal (S,) of each.
+
+    ``positions`` (K, 2) video px of the parts; ``masks`` (I, H, W) bool where known (an animal
+    without a mask pixel falls back to its hull). At most ``max_per_instance`` spots an animal,
+    evenly thinned.
+    """
+    import cv2
+
+    h, w = shape
+    points, owners = [], []
+    for i in range(n_instances):
+        own = positions[instance_of == i]
+        own = own[np.isfinite(own).all(axis=1)]
+        if len(own) == 0:
+            continue
+        lo = np.floor(own.min(axis=0) - spacing).clip(0, [w - 1, h - 1]).astype(int)
+        hi = np.ceil(own.max(axis=0) + spacing).clip(0, [w - 1, h - 1]).astype(int)
+        if masks is not None and masks[i].any():
+            ys, xs = np.nonzero(masks[i])
+            lo = np.array([xs.min(), ys.min()])
+            hi = np.array([xs.max(), ys.max()])
+            region = masks[i][lo[1]: hi[1] + 1, lo[0]: hi[0] + 1]
+        else:
+            region = np.zeros((hi[1] - lo[1] + 1, hi[0] - lo[0] + 1), np.uint8)
+            centre = own.mean(axis=0)
+            drawn = (centre + HULL_SHRINK * (own - centre) - lo).astype(np.float32)
+            if len(drawn) >= 3:
+                hull = cv2.convexHull(drawn.reshape(-1, 1, 2))
+                cv2.fillConvexPoly(region, np.round(hull).astype(np.int32), 1)
+            thick = max(1, round(spacing))
+            for a in range(len(drawn)):  # thin animals and one- or two-part animals still get spots
+                for b in range(a + 1, len(drawn)):
+                    cv2.line(region, tuple(np.round(drawn[a]).astype(int)), tuple(np.round(drawn[b]).astype(int)),
+                             1, thick)
+            region = region.astype(bool)
+        step = max(1, round(spacing))
+        ys, xs = np.mgrid[step // 2: region.shape[0]: step, step // 2: region.shape[1]: step]
+        inside = region[ys, xs]
+        spots = np.stack([xs[inside] + lo[0], ys[inside] + lo[1]], axis=1).astype(np.float32)
+        if len(spots) > max_per_instance:
+            spots = spots[np.linspace(0, len(spots) - 1, max_per_instance).round().astype(int)]
+        points.append(spots)
+        owners.append(np.full(len(spots), i, np.int64))
+    if not points:
+        return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(points), np.concatenate(owners)
