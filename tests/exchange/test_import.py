@@ -199,3 +199,37 @@ def test_bad_files_exit_2_naming_the_file_and_write_nothing(clip_video, tmp_path
     assert "Traceback" not in err
     after = sorted(p.name for p in layout.folder.iterdir()) if layout.folder.exists() else []
     assert after == before
+
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "dlc_openfield_m4s1" / "video.mp4").is_file(), reason="shared videos absent")
+def test_deeplabcut_labels_of_a_real_video(tmp_path, capsys):
+    """The open-field mouse's human labels, laid out as DeepLabCut's CollectedData_Pranav.csv, onto its video."""
+    import pandas as pd
+
+    labels = pd.read_csv(SHARED / "dlc_openfield_m4s1" / "labels.csv")
+    parts = list(dict.fromkeys(labels["keypoint"]))
+    wide = labels.pivot(index="frame", columns="keypoint", values=["x", "y"]).swaplevel(axis=1)
+    table = wide[[(p, c) for p in parts for c in ("x", "y")]]
+    table.columns = pd.MultiIndex.from_tuples([("Pranav", p, c) for p, c in table.columns],
+                                              names=["scorer", "bodyparts", "coords"])
+    table.index = pd.MultiIndex.from_tuples([("labeled-data", "m4s1", f"img{f:04d}.png") for f in table.index])
+    csv = tmp_path / "CollectedData_Pranav.csv"
+    table.to_csv(csv)
+    video = SHARED / "dlc_openfield_m4s1" / "video.mp4"
+    out = tmp_path / "results"
+    assert main(["import", str(csv), str(video), "--out", str(out), "--frames", "0,50,115"]) == 0, \
+        capsys.readouterr().err
+    layout = ResultLayout(video, out)
+    assert manual_frames(layout) == [0, 50, 115]
+    snout = load_annotations(layout, [50])[50].instances[0].keypoint("snout")
+    row = labels[(labels.frame == 50) & (labels.keypoint == "snout")].iloc[0]
+    assert (snout.x, snout.y) == pytest.approx((row.x, row.y), abs=1e-3)
+    # the same labels on another video (50 frames of a horse) are refused
+    horse = SHARED / "badja_horsejump_high" / "video.mp4"
+    assert main(["import", str(csv), str(horse), "--out", str(tmp_path / "horse")]) == 2
+    err = capsys.readouterr().err
+    assert "CollectedData_Pranav.csv" in err and "has 50 frames" in err
+    assert not (tmp_path / "horse").exists()

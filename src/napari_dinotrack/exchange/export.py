@@ -35,10 +35,11 @@ from .cleanup import CleanupSettings, clean
 from .dataset import dataset_frames, locate_results, result_dataset
 from .extra import require
 from .settings import FORMATS, INDIVIDUALS, SUFFIXES
-from .skeleton import Edge, check_edges, read_skeleton, write_skeleton
+from .skeleton import Edge, check_edges, read_skeleton, skeleton_file, write_skeleton
 
 if TYPE_CHECKING:
     import xarray as xr
+    from sleap_io import Labels
 
     from ..io.paths import ResultLayout
 
@@ -98,13 +99,15 @@ def export_results(path: str | os.PathLike[str], to: str, out: str | os.PathLike
     keypoints = [str(k) for k in ds["keypoints"].values]
     if skeleton is not None:
         edges = check_edges(skeleton, keypoints, "--skeleton")
-        write_skeleton(source.layout, edges)
     else:
-        edges = read_skeleton(source.layout)
+        edges = check_edges(read_skeleton(source.layout), keypoints, str(skeleton_file(source.layout)))
     if cleanup is not None:
         ds = clean(ds, cleanup)
     target = Path(out) if out is not None else default_output(source.layout, to)
-    return write_dataset(ds, to, target, individuals=individuals, edges=edges)
+    written = write_dataset(ds, to, target, individuals=individuals, edges=edges)
+    if skeleton is not None:
+        write_skeleton(source.layout, edges)
+    return written
 
 
 def write_dataset(ds: xr.Dataset, to: str, out: str | os.PathLike[str], *, individuals: str = "together",
@@ -116,7 +119,7 @@ def write_dataset(ds: xr.Dataset, to: str, out: str | os.PathLike[str], *, indiv
         raise InputError(f"{out}: a {to} export must end in {' or '.join(SUFFIXES[to])}")
     if individuals not in INDIVIDUALS:
         raise InputError(f"individuals must be one of {', '.join(INDIVIDUALS)}, got {individuals!r}")
-    edges = check_edges(edges, [str(k) for k in ds["keypoints"].values], str(out))
+    edges = check_edges(edges, [str(k) for k in ds["keypoints"].values], "skeleton")
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: the output folder does not exist; create it or choose another --out")
     writer = _WRITERS[to]
@@ -205,7 +208,7 @@ def _write_sleap(ds: xr.Dataset, path: Path, split: bool, edges: list[Edge]) -> 
     _per_animal(ds, path, split, write)
 
 
-def sleap_labels(ds: xr.Dataset, edges: Sequence[Edge] = ()):  # -> sleap_io.Labels
+def sleap_labels(ds: xr.Dataset, edges: Sequence[Edge] = ()) -> Labels:
     """A poses dataset as sleap-io ``Labels``: one track per animal, predicted instances with point scores."""
     sio = require("sleap_io", _PURPOSE["sleap"])
     position = ds["position"].transpose("time", "individuals", "keypoints", "space").values
