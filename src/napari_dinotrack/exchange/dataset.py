@@ -199,8 +199,10 @@ def result_dataset(source: ResultSource, annotations: Mapping[int, FrameAnnotati
 
 def points_dataset(data: np.ndarray, features: Mapping[str, Sequence[Any]] | Any, n_frames: int | None = None,
                    fps: float | None = None, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
-    """A keypoints Points layer as a dataset: rows ``(t, y, x)`` plus features ``instance``, ``keypoint``,
-    ``visible``, ``score`` (``visible`` defaults to True, ``score`` to NaN, ``instance`` to "animal").
+    """A keypoints Points layer (rows ``(t, y, x)`` and their features) as a dataset.
+
+    The features used are ``instance``, ``keypoint``, ``visible`` and ``score``; ``visible``
+    defaults to True, ``score`` to NaN and ``instance`` to "animal".
     """
     data = np.asarray(data, dtype=float).reshape(-1, 3)
     n = len(data)

@@ -10,7 +10,8 @@ result folder, and only then writes anything:
 * a frame that already has manual labels is never overwritten unless ``overwrite=True``;
 * a file that does not name its animals labels the folder's animal when the folder has one.
 
-A skeleton stored in the file (SLEAP, COCO) is kept in the result folder if it has none yet.
+A skeleton stored in the file (SLEAP, COCO) is kept in the result folder if it has none yet (edges to
+body parts the file never labels are left out).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..io.paths import ResultLayout
 from ..io.video import VideoInfo
 from .dataset import KeypointRows, rows_annotations
 from .label_files import LabelFile, read_label_file
-from .skeleton import check_edges, skeleton_file, write_skeleton
+from .skeleton import skeleton_file, write_skeleton
 
 __all__ = ["DEFAULT_ANIMAL", "ImportReport", "import_seeds"]
 
@@ -89,10 +90,14 @@ def import_seeds(labels_path: str | os.PathLike[str], video: str | os.PathLike[s
                          f"in {layout.folder}; nothing was imported. Use --overwrite (in the dock: 'Replace manual "
                          "frames') to replace them, or --frames to import other frames only.")
     anns = rows_annotations(labels.rows, info.height, info.width)
+    # the file's skeleton, on the names used here; edges to body parts never labelled are left out
+    named = set(labels.rows.keypoint.tolist())
+    edges = [(rename.get(a, a), rename.get(b, b)) for a, b in labels.edges] if rename else list(labels.edges)
+    edges = [edge for edge in edges if set(edge) <= named]
     files = [write_manual(layout, ann) for ann in anns]
     report = ImportReport(labels, layout, [a.frame for a in anns], files)
-    if labels.edges and not skeleton_file(layout).exists():
-        report.skeleton = write_skeleton(layout, check_edges(labels.edges, report.keypoints, str(labels.path)))
+    if edges and not skeleton_file(layout).exists():
+        report.skeleton = write_skeleton(layout, edges)
     return report
 
 

@@ -46,8 +46,10 @@ REDRAW_MS = 300
 
 
 def skeleton_vectors(data: np.ndarray, features: pd.DataFrame, edges: list[tuple[str, str]]) -> np.ndarray:
-    """Vectors ``(M, 2, 3)``: for every frame, animal and edge with both keypoints visible, start ``(t, y, x)``
-    and step ``(0, dy, dx)``."""
+    """Skeleton lines as napari Vectors ``(M, 2, 3)``: start ``(t, y, x)`` and step ``(0, dy, dx)``.
+
+    One vector per frame, animal and edge whose two keypoints are visible on that frame.
+    """
     data = np.asarray(data, dtype=float).reshape(-1, 3)
     if not len(data) or not edges or "keypoint" not in features:
         return np.zeros((0, 2, 3))
