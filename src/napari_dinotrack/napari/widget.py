@@ -28,6 +28,7 @@ from qtpy.QtWidgets import QWidget
 from ..errors import UserError
 from .backbones import LOCAL_FOLDER, BackboneCache, BackboneChoice, describe_source
 from .convert import empty_features, parse_names
+from .exchange_tools import ExchangeTools
 from .heatmap import HeatmapController
 from .keypoint_edits import KeypointEditor
 from .layer_styles import KeypointsStyle, TracksStyle, point_size_for
@@ -83,6 +84,7 @@ class DinoTrackerWidget(QWidget):
         self.seed_panel = SeedPanel()
         self.track_panel = TrackPanel()
         self.display_panel = DisplayPanel()
+        self.exchange = ExchangeTools(self)
         self.collapsibles = stack_collapsible(self, [
             ("Layers", self.layers_panel, True),
             ("Backbone", self.backbone_panel, True),
@@ -90,6 +92,7 @@ class DinoTrackerWidget(QWidget):
             ("Seed tools", self.seed_panel, True),
             ("Track", self.track_panel, True),
             ("Display: trajectories & heatmap", self.display_panel, True),
+            ("Export · import · clean-up · render", self.exchange.panel, False),
         ])
         self.setMinimumWidth(360)
 
