@@ -156,7 +156,10 @@ def _draw_factors(family: str, rng: np.random.Generator) -> dict[str, Any]:
         "touching": family == "touch",
     }
     if f["floor_like_body"]:
-        f["floor_colour"] = (np.asarray(f["body_colour"]) * rng.uniform(0.8, 1.2)).clip(10, 245).tolist()
+        # the same fur-like texture and hue, only darker or lighter: the animal stays visible, as in any
+        # video someone set out to track
+        shade = rng.uniform(0.5, 0.7) if rng.random() < 0.5 else rng.uniform(1.4, 1.9)
+        f["floor_colour"] = (np.asarray(f["body_colour"]) * shade).clip(10, 245).tolist()
         f["floor_texture"] = float(np.clip(f["body_texture"] + rng.uniform(-0.15, 0.15), 0.0, 1.0))
         f["floor_texture_scale"] = float(f["body_texture_scale"] * rng.uniform(0.8, 1.25))
     else:
