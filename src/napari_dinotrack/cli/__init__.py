@@ -23,7 +23,7 @@ from ..errors import UserError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("models", "track", "settings", "sample")
+COMMANDS = ("models", "track", "batch", "settings", "sample")
 """Sub-command modules of this package, in the order ``--help`` lists them."""
 
 
