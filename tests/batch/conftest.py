@@ -32,7 +32,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def write_videos(folder: Path, n: int = 4, broken: int | None = None, n_frames: int = 24) -> list[Path]:
-    """``n`` videos ``folder/mouse<i>.mp4``, each with its frame 0 labelled; video ``broken`` is not a video any more."""
+    """``n`` videos ``folder/mouse<i>.mp4`` with frame 0 labelled; video ``broken`` is not a video any more."""
     clip = make_clip(n_frames=n_frames, height=96, width=128, speed=2.5)
     videos = []
     for i in range(n):

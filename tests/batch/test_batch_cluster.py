@@ -6,6 +6,7 @@ These start worker processes, so they share their clusters and videos as much as
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import signal
 import threading
@@ -104,7 +105,7 @@ def test_external_scheduler_gives_the_local_results(dask_cli_cluster, local_batc
             by_worker.setdefault(r.worker, []).append((r.started, r.started + r.seconds))
     for spans in by_worker.values():
         spans.sort()
-        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False))
+        assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))
 
 
 def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(dask_cli_cluster, tmp_path):

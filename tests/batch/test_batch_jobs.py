@@ -57,7 +57,7 @@ def test_video_list_folders_comments_and_repeats(tmp_path):
     listing.write_text("# my videos\n\nmouse1.mp4\n  more  \n")
     # a folder stands for its videos; relative lines are relative to the list; no video twice
     assert collect_videos([videos[1]], listing) == [str(videos[1]), str(moved)]
-    with pytest.raises(InputError, match="nope.txt"):
+    with pytest.raises(InputError, match=r"nope\.txt"):
         collect_videos([], tmp_path / "nope.txt")
     with pytest.raises(InputError, match="no videos"):
         collect_videos([])

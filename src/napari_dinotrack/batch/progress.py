@@ -104,7 +104,8 @@ class BatchProgress:
 
 def _result_line(result: VideoResult) -> str:
     if result.status == TRACKED:
-        return f"tracked     {result.video}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s)"
+        return (f"{TRACKED:<11} {result.video}: {result.frames} frames in {result.seconds:.1f} s "
+                f"({result.fps:.1f} frames/s)")
     if result.error:
         return f"{result.status:<11} {result.error}"
     return f"{result.status:<11} {result.video}"
