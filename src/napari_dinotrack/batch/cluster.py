@@ -20,7 +20,8 @@ from ..errors import InputError, MissingExtraError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DEFAULT_CPU_WORKERS", "LocalLayout", "connect", "local_layout", "require_distributed"]
+__all__ = ["DEFAULT_CPU_WORKERS", "LocalLayout", "connect", "has_gpu_workers", "local_layout", "require_distributed",
+           "usable_cpus", "workers_info"]
 
 DEFAULT_CPU_WORKERS = 1
 """Workers of a CPU-only local cluster; see ``docs/benchmarks.md`` (batch throughput) for why."""
@@ -91,7 +92,7 @@ def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[st
                 n_workers=layout.workers, threads_per_worker=layout.threads_per_worker, processes=True,
                 resources={"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else None))
             client = stack.enter_context(Client(cluster))
-            host = next(iter(client.scheduler_info()["workers"].values()))["host"]
+            host = next(iter(workers_info(client).values()))["host"]
             plugin = BatchWorkerPlugin(
                 torch_threads={host: layout.torch_threads},
                 first_gpu={str(i): i * layout.gpus_per_worker for i in range(layout.workers)})
@@ -101,7 +102,7 @@ def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[st
             except (OSError, TimeoutError) as exc:
                 raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}). Is `dask scheduler` "
                                  "running there, and is the address the one it printed (tcp://HOST:PORT)?") from None
-            if not client.scheduler_info()["workers"]:
+            if not workers_info(client):
                 say(f"Waiting for workers to join the scheduler at {scheduler} …")
                 client.wait_for_workers(1)
             plugin = BatchWorkerPlugin(torch_threads=_torch_threads_per_host(client))
@@ -111,7 +112,16 @@ def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[st
 
 def has_gpu_workers(client: Client) -> bool:
     """Whether any worker of the cluster offers the Dask resource ``GPU``."""
-    return any(w.get("resources", {}).get("GPU") for w in client.scheduler_info()["workers"].values())
+    return any(w.get("resources", {}).get("GPU") for w in workers_info(client).values())
+
+
+def workers_info(client: Client) -> dict[str, dict]:
+    """The scheduler's record of every worker (address -> host, resources, …)."""
+    try:
+        # releases from 2025.4 until mid-2026 list only 5 workers unless asked for all
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:  # releases before the argument existed list them all
+        return client.scheduler_info()["workers"]
 
 
 def usable_cpus() -> int:
@@ -124,7 +134,7 @@ def usable_cpus() -> int:
 
 def _torch_threads_per_host(client: Client) -> dict[str, int]:
     """Each host's cores divided among the workers running on it (for the workers there now)."""
-    workers = client.scheduler_info()["workers"]
+    workers = workers_info(client)
     if not workers:
         return {}
     per_host = Counter(w["host"] for w in workers.values())
