@@ -21,8 +21,17 @@ from napari_dinotrack.synthetic import make_clip
 
 pytest.importorskip("distributed", reason="the batch tests need the [batch] extra (dask.distributed)")
 
-FAST = RunSettings(model="pixel:", short_side=64)
-"""Weight-free backbone at a small working size: the batch machinery, not the tracker, is under test."""
+
+@pytest.fixture(scope="session")
+def fast() -> RunSettings:
+    """Weight-free backbone at a small working size: the batch machinery, not the tracker, is under test."""
+    return RunSettings(model="pixel:", short_side=64)
+
+
+@pytest.fixture(scope="session")
+def make_videos():
+    """``make_videos(folder, n=4, broken=None, n_frames=24)`` -> labelled videos (see :func:`write_videos`)."""
+    return write_videos
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, write_videos
 
-from napari_dinotrack.batch import CURRENT, FAILED, TRACKED, track_many
+from napari_dinotrack.batch import CURRENT, FAILED, STOPPED, TRACKED, track_many
 from napari_dinotrack.cli import main
 from napari_dinotrack.io.labelme import load_annotations
 from napari_dinotrack.io.paths import ResultLayout
@@ -43,10 +42,10 @@ def _assert_complete(video: Path, n_frames: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def local_batch(tmp_path_factory: pytest.TempPathFactory):
+def local_batch(fast, make_videos, tmp_path_factory: pytest.TempPathFactory):
     """4 videos, the third broken, tracked by a LocalCluster of 2 worker processes."""
-    videos = write_videos(tmp_path_factory.mktemp("local"), broken=2, n_frames=N_FRAMES)
-    summary = track_many(videos, FAST, workers=2, quiet=True)
+    videos = make_videos(tmp_path_factory.mktemp("local"), broken=2, n_frames=N_FRAMES)
+    summary = track_many(videos, fast, workers=2, quiet=True)
     return videos, summary
 
 
@@ -85,10 +84,11 @@ def test_rerun_does_nothing_more_and_writes_the_summary(local_batch, tmp_path, c
     assert "Dask dashboard: http" in out.err
 
 
-def test_external_scheduler_gives_the_local_results(dask_cli_cluster, local_batch, tmp_path):
+def test_external_scheduler_gives_the_local_results(fast, make_videos, dask_cli_cluster, local_batch,
+                                                      tmp_path):
     local_videos, local_summary = local_batch
-    videos = write_videos(tmp_path, broken=2, n_frames=N_FRAMES)
-    summary = track_many(videos, FAST, scheduler=dask_cli_cluster, quiet=True)
+    videos = make_videos(tmp_path, broken=2, n_frames=N_FRAMES)
+    summary = track_many(videos, fast, scheduler=dask_cli_cluster, quiet=True)
     assert [r.status for r in summary.results] == [r.status for r in local_summary.results]
     assert [r.mean_score for r in summary.results] == pytest.approx([r.mean_score for r in local_summary.results])
     external, local = _tables(videos), _tables(local_videos)
@@ -108,14 +108,15 @@ def test_external_scheduler_gives_the_local_results(dask_cli_cluster, local_batc
         assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))
 
 
-def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(dask_cli_cluster, tmp_path):
+def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(fast, make_videos, dask_cli_cluster,
+                                                               tmp_path):
     from distributed import Client
 
     n_frames = 160
-    videos = write_videos(tmp_path, n=3, n_frames=n_frames)
+    videos = make_videos(tmp_path, n=3, n_frames=n_frames)
     outcome: dict = {}
     batch = threading.Thread(target=lambda: outcome.update(
-        summary=track_many(videos, FAST, scheduler=dask_cli_cluster, quiet=True)))
+        summary=track_many(videos, fast, scheduler=dask_cli_cluster, quiet=True)))
     with Client(dask_cli_cluster) as client:
         pids = client.run(os.getpid)
         batch.start()
@@ -135,7 +136,7 @@ def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(dask_cli_cluster, 
     first = outcome["summary"]
     assert all(r.status in (TRACKED, FAILED) for r in first.results)
 
-    again = track_many(videos, FAST, scheduler=dask_cli_cluster, quiet=True)
+    again = track_many(videos, fast, scheduler=dask_cli_cluster, quiet=True)
     assert again.exit_code == 0
     assert {r.status for r in again.results} <= {TRACKED, CURRENT}
     for video in videos:
@@ -147,3 +148,19 @@ def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(dask_cli_cluster, 
 
 def _frames_written(video: Path) -> int:
     return sum(1 for _ in ResultLayout(video).folder.glob("*.json"))
+
+
+def test_stop_ends_every_video_after_its_current_frame_and_keeps_what_was_written(fast, make_videos,
+                                                                                  tmp_path):
+    n_frames = 300
+    videos = make_videos(tmp_path, n=2, n_frames=n_frames)
+    stop = threading.Event()
+    summary = track_many(videos, fast, workers=1, quiet=True, stop=stop,
+                         on_frames=lambda video, done, total: stop.set() if done >= 5 else None)
+    assert summary.exit_code == 3
+    assert [r.status for r in summary.results] == [STOPPED, STOPPED]
+    assert "stopped after" in summary.results[0].error and "stopped before it started" in summary.results[1].error
+    assert 5 <= summary.results[0].frames < n_frames - 1
+    # the frames tracked before the stop are on disk, complete, and the next run resumes after them
+    assert sorted(load_annotations(ResultLayout(videos[0]))) == list(range(summary.results[0].frames + 1))
+    assert not ResultLayout(videos[1]).tracks_csv.exists()

@@ -6,7 +6,6 @@ import csv
 import sys
 
 import pytest
-from conftest import FAST, write_videos
 
 from napari_dinotrack.batch import CURRENT, FAILED, NO_SEED, TRACKED, BatchSummary, VideoJob, VideoResult, track_video
 from napari_dinotrack.batch.models import ModelCache
@@ -16,40 +15,40 @@ from napari_dinotrack.errors import InputError
 from napari_dinotrack.synthetic import make_clip
 
 
-def test_one_model_serves_every_video_and_finished_videos_are_left_alone(tmp_path):
-    videos = write_videos(tmp_path, n=2, n_frames=8)
+def test_one_model_serves_every_video_and_finished_videos_are_left_alone(fast, make_videos, tmp_path):
+    videos = make_videos(tmp_path, n=2, n_frames=8)
     models = ModelCache()
     progress: list[tuple[int, int]] = []
-    first = track_video(VideoJob(str(videos[0]), FAST), models, progress=lambda d, t: progress.append((d, t)))
-    second = track_video(VideoJob(str(videos[1]), FAST), models)
+    first = track_video(VideoJob(str(videos[0]), fast), models, progress=lambda d, t: progress.append((d, t)))
+    second = track_video(VideoJob(str(videos[1]), fast), models)
     assert (first.status, first.frames, first.model_loaded) == (TRACKED, 7, True)
     assert (second.status, second.frames, second.model_loaded) == (TRACKED, 7, False)
     assert models.loads == 1
     assert progress[-1] == (7, 7)
-    again = track_video(VideoJob(str(videos[0]), FAST), models)
+    again = track_video(VideoJob(str(videos[0]), fast), models)
     assert (again.status, again.frames, again.error) == (CURRENT, 0, "")
     assert again.mean_score == pytest.approx(first.mean_score)
 
 
-def test_a_video_without_seed_is_reported_and_skipped(tmp_path):
+def test_a_video_without_seed_is_reported_and_skipped(fast, tmp_path):
     video = make_clip(n_frames=4).write(tmp_path / "unlabelled.mp4")
-    result = track_video(VideoJob(str(video), FAST), ModelCache())
+    result = track_video(VideoJob(str(video), fast), ModelCache())
     assert result.status == NO_SEED and not result.ok
     assert "unlabelled.mp4" in result.error and "label one frame" in result.error
     assert not (tmp_path / "unlabelled").exists()  # nothing written for it
 
 
-def test_a_bad_label_file_fails_that_video_with_the_file_named(tmp_path):
-    video = write_videos(tmp_path, n=1, n_frames=4)[0]
+def test_a_bad_label_file_fails_that_video_with_the_file_named(fast, make_videos, tmp_path):
+    video = make_videos(tmp_path, n=1, n_frames=4)[0]
     seed = next((video.parent / video.stem).glob("*.json"))
     seed.write_text('{"shapes": [')
-    result = track_video(VideoJob(str(video), FAST), ModelCache())
+    result = track_video(VideoJob(str(video), fast), ModelCache())
     assert result.status == FAILED
     assert seed.name in result.error
 
 
-def test_video_list_folders_comments_and_repeats(tmp_path):
-    videos = write_videos(tmp_path, n=2, n_frames=4)
+def test_video_list_folders_comments_and_repeats(make_videos, tmp_path):
+    videos = make_videos(tmp_path, n=2, n_frames=4)
     listing = tmp_path / "videos.txt"
     moved = tmp_path / "more" / videos[0].name
     moved.parent.mkdir()
@@ -80,8 +79,8 @@ def test_summary_table_and_csv(tmp_path):
     assert BatchSummary([VideoResult("a", CURRENT)]).exit_code == 0
 
 
-def test_bad_arguments_exit_2_before_any_cluster_starts(tmp_path, capsys):
-    video = write_videos(tmp_path, n=1, n_frames=4)[0]
+def test_bad_arguments_exit_2_before_any_cluster_starts(make_videos, tmp_path, capsys):
+    video = make_videos(tmp_path, n=1, n_frames=4)[0]
     assert main(["batch", str(video), str(tmp_path / "missing.mp4"), "--model", "pixel:"]) == 2
     assert "missing.mp4" in capsys.readouterr().err
     assert main(["batch", str(video), "--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]) == 2
@@ -92,8 +91,8 @@ def test_bad_arguments_exit_2_before_any_cluster_starts(tmp_path, capsys):
     assert "no videos given" in capsys.readouterr().err
 
 
-def test_without_distributed_the_message_names_the_extra(tmp_path, capsys, monkeypatch):
-    video = write_videos(tmp_path, n=1, n_frames=4)[0]
+def test_without_distributed_the_message_names_the_extra(make_videos, tmp_path, capsys, monkeypatch):
+    video = make_videos(tmp_path, n=1, n_frames=4)[0]
     monkeypatch.setitem(sys.modules, "distributed", None)
     assert main(["batch", str(video), "--model", "pixel:"]) == 2
     err = capsys.readouterr().err

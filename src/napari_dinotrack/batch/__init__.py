@@ -9,7 +9,7 @@ importing this package does not import it.
 
 from __future__ import annotations
 
-from .jobs import CURRENT, FAILED, NO_SEED, TRACKED, VideoJob, VideoResult, track_video
+from .jobs import CURRENT, FAILED, NO_SEED, STOPPED, TRACKED, VideoJob, VideoResult, track_video
 from .run import collect_videos, track_many
 from .summary import EXIT_SOME_FAILED, BatchSummary
 
@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_SOME_FAILED",
     "FAILED",
     "NO_SEED",
+    "STOPPED",
     "TRACKED",
     "BatchSummary",
     "VideoJob",

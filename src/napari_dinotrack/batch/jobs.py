@@ -24,14 +24,16 @@ from ..tracking.config import TrackerConfig
 if TYPE_CHECKING:
     from .models import ModelCache
 
-__all__ = ["CURRENT", "FAILED", "NO_SEED", "STATUSES", "TRACKED", "VideoJob", "VideoResult", "track_video"]
+__all__ = ["CURRENT", "FAILED", "NO_SEED", "STATUSES", "STOPPED", "TRACKED", "VideoJob", "VideoResult",
+           "track_video"]
 
 TRACKED = "tracked"
 CURRENT = "up to date"
 NO_SEED = "no seed"
+STOPPED = "stopped"
 FAILED = "failed"
-STATUSES = (TRACKED, CURRENT, NO_SEED, FAILED)
-"""What happened to a video: tracked now, nothing was stale, skipped (no labelled frame), or an error."""
+STATUSES = (TRACKED, CURRENT, NO_SEED, STOPPED, FAILED)
+"""What happened to a video: tracked now, nothing was stale, skipped (no labelled frame), stopped, or an error."""
 
 ProgressReport = Callable[[int, int], None]
 
@@ -70,16 +72,20 @@ class VideoResult:
 
 
 def track_video(job: VideoJob, models: ModelCache, device: str | None = None,
-                progress: ProgressReport | None = None) -> VideoResult:
+                progress: ProgressReport | None = None, should_stop: Callable[[], bool] | None = None) -> VideoResult:
     """Track the stale frames of ``job.video`` (resume rules of the run plan) and describe the outcome.
 
     ``models`` provides the backbone, loaded once per process; ``device`` overrides the
-    settings' device (a batch worker's own GPU). ``progress(done, total)`` is called per frame.
+    settings' device (a batch worker's own GPU). ``progress(done, total)`` is called per frame;
+    when ``should_stop()`` turns true the run ends after the current frame, its files complete.
     """
     start = time.perf_counter()
     result = VideoResult(job.video, FAILED, started=time.time())
     try:
-        _track(job, models, device, progress, result)
+        if should_stop is not None and should_stop():
+            result.status, result.error = STOPPED, f"{job.video}: stopped before it started"
+        else:
+            _track(job, models, device, progress, should_stop, result)
     except UserError as exc:
         result.status, result.error = FAILED, str(exc)
     except Exception as exc:  # a bug must not end the batch; the row carries what a report needs
@@ -92,16 +98,22 @@ def track_video(job: VideoJob, models: ModelCache, device: str | None = None,
 
 
 def _track(job: VideoJob, models: ModelCache, device: str | None, progress: ProgressReport | None,
-           result: VideoResult) -> None:
+           should_stop: Callable[[], bool] | None, result: VideoResult) -> None:
     from ..io.labelme import manual_frames
     from ..pipeline import DinoKeypointVideoProcessor
 
     settings = job.settings
     device = device or settings.device
 
+    def on_frame(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        if should_stop is not None and should_stop():
+            runner.stop()
+
     def processor(model):
         return DinoKeypointVideoProcessor(job.video, model_name=model, short_side=settings.short_side, device=device,
-                                          runtime_config=job.config, progress_callback=progress,
+                                          runtime_config=job.config, progress_callback=on_frame,
                                           precision=settings.precision)
 
     planner = processor(settings.model)  # the model loads on first use: not for videos with nothing to do
@@ -115,9 +127,13 @@ def _track(job: VideoJob, models: ModelCache, device: str | None, progress: Prog
         result.status = CURRENT
     else:
         backbone, result.model_loaded = models.get(settings, device)
-        summary = processor(backbone).process_video()
+        runner = processor(backbone)
+        summary = runner.process_video()
         result.frames = summary.frames_tracked
         result.status = TRACKED
+        if summary.stopped:
+            result.status = STOPPED
+            result.error = f"{job.video}: stopped after {summary.frames_tracked} frames; run the batch again to resume"
     result.mean_score = mean_predicted_score(layout)
 
 

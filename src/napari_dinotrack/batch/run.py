@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..runsettings import RunSettings
 from ..tracking.config import TrackerConfig
-from .jobs import FAILED, VideoJob, VideoResult
+from .jobs import FAILED, STOPPED, VideoJob, VideoResult
 from .progress import BatchProgress
 from .summary import BatchSummary
 
@@ -46,8 +46,8 @@ def track_many(
     of ``threads_per_worker`` videos at a time and ``gpus_per_worker`` GPUs each (defaults: one
     worker per GPU, or see :data:`~.cluster.DEFAULT_CPU_WORKERS`). ``on_frames(video, done,
     total)`` and ``on_result(result)`` report progress (from a background thread); setting
-    ``stop`` cancels the videos not finished yet (a local cluster's workers end, everything
-    written stays and the next run resumes). ``say`` prints messages (default: stderr).
+    ``stop`` ends every video after its current frame (status "stopped"; everything written
+    stays and the next run resumes). ``say`` prints messages (default: stderr).
     """
     from .cluster import connect, has_gpu_workers, local_layout, require_distributed
 
@@ -91,11 +91,13 @@ def track_many(
 def _run(client, jobs: dict[int, VideoJob], use_gpu_resource: bool, progress: BatchProgress,
          on_frames: Callable[[str, int, int], None] | None, on_result: Callable[[VideoResult], None] | None,
          stop: threading.Event | None) -> dict[int, VideoResult]:
-    from distributed import as_completed
+    from distributed import Event, as_completed
 
     from .worker import run_job
 
-    topic = f"napari-dinotrack-progress-{uuid.uuid4().hex[:8]}"
+    batch_id = uuid.uuid4().hex[:8]
+    topic = f"napari-dinotrack-progress-{batch_id}"
+    stop_event = Event(f"napari-dinotrack-stop-{batch_id}", client=client)
 
     def frames_event(event) -> None:
         msg = event[1]
@@ -107,11 +109,13 @@ def _run(client, jobs: dict[int, VideoJob], use_gpu_resource: bool, progress: Ba
     wants_gpu = use_gpu_resource and next(iter(jobs.values())).settings.device in ("auto", "cuda", "gpu")
     futures = {}
     for i, job in jobs.items():
-        future = client.submit(run_job, job, topic, key=f"track-{Path(job.video).stem}-{uuid.uuid4().hex[:8]}",
-                               pure=False, resources={"GPU": 1} if wants_gpu else None)
+        # the key names the video on the dashboard; tasks declare a GPU when the cluster has them
+        key = f"track-{Path(job.video).stem}-{uuid.uuid4().hex[:8]}"
+        future = client.submit(run_job, job, topic, stop_event.name, key=key, pure=False,
+                               resources={"GPU": 1} if wants_gpu else None)
         futures[future] = i
     results: dict[int, VideoResult] = {}
-    watcher = _StopWatcher(stop, client, list(futures))
+    watcher = _StopWatcher(stop, stop_event)
     try:
         for future in as_completed(futures):
             i = futures[future]
@@ -119,6 +123,9 @@ def _run(client, jobs: dict[int, VideoJob], use_gpu_resource: bool, progress: Ba
             progress.finished(results[i])
             if on_result is not None:
                 on_result(results[i])
+    except BaseException:
+        stop_event.set()  # e.g. Ctrl-C: the workers of an external cluster end their videos too
+        raise
     finally:
         watcher.close()
         client.unsubscribe_topic(topic)
@@ -130,24 +137,24 @@ def _outcome(future, job: VideoJob) -> VideoResult:
     if future.status == "finished":
         return future.result()
     if future.cancelled():
-        return VideoResult(job.video, FAILED, error=f"{job.video}: stopped before it finished; run the batch "
-                                                     "again to resume it")
+        return VideoResult(job.video, STOPPED, error=f"{job.video}: cancelled before it finished; run the batch "
+                                                      "again to resume it")
     exc = future.exception()
     return VideoResult(job.video, FAILED, error=f"{job.video}: {type(exc).__name__}: {exc} (the worker tracking it "
                                                  "ended; run the batch again to resume it)")
 
 
 class _StopWatcher:
-    """Cancels a batch's tasks when ``stop`` is set."""
+    """Passes ``stop`` on to the batch's Dask event, which every video checks as it goes."""
 
-    def __init__(self, stop: threading.Event | None, client, futures: list) -> None:
+    def __init__(self, stop: threading.Event | None, stop_event) -> None:
         self._done = threading.Event()
         self._thread = None
         if stop is not None:
             def watch() -> None:
                 while not self._done.wait(0.2):
                     if stop.is_set():
-                        client.cancel(futures)
+                        stop_event.set()
                         return
 
             self._thread = threading.Thread(target=watch, name="dinotrack-batch-stop", daemon=True)

@@ -18,7 +18,7 @@ import queue
 import time
 from collections.abc import Iterator
 
-from distributed import get_worker
+from distributed import Event, get_worker
 from distributed.comm.addressing import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -47,6 +47,8 @@ class BatchWorkerPlugin(WorkerPlugin):
         self.first_gpu = dict(first_gpu or {})
 
     def setup(self, worker) -> None:
+        # the batch's own bar reports progress; download/loading bars of several workers would garble it
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         self.models = ModelCache()
         self.gpu_slots: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.n_gpu_slots = int(worker.state.total_resources.get("GPU", 0))
@@ -79,26 +81,35 @@ class BatchWorkerPlugin(WorkerPlugin):
             self.gpu_slots.put(device)
 
 
-def run_job(job: VideoJob, topic: str) -> VideoResult:
-    """The Dask task of one video: track it on this worker, reporting progress events under ``topic``."""
+def run_job(job: VideoJob, topic: str, stop_event: str) -> VideoResult:
+    """The Dask task of one video: track it on this worker, reporting progress events under ``topic``.
+
+    The batch's Dask ``Event`` named ``stop_event`` ends the video after the current frame.
+    """
     worker = get_worker()
     plugin = worker.plugins[PLUGIN_NAME]
-    report = _ProgressEvents(worker, topic, job.video)
+    report = _ProgressEvents(worker, topic, job.video, Event(stop_event))
     wants_gpu = job.settings.device in GPU_DEVICE_NAMES
     with plugin.gpu(wants_gpu) as device:
-        result = track_video(job, plugin.models, device=device if wants_gpu else None, progress=report)
+        result = track_video(job, plugin.models, device=device if wants_gpu else None, progress=report,
+                             should_stop=report.should_stop)
     result.worker = f"{worker.name} ({get_address_host(worker.address)}, pid {os.getpid()})"
     return result
 
 
 class _ProgressEvents:
-    """``progress(done, total)`` for the engine, sent to the client as Dask events (throttled)."""
+    """``progress(done, total)`` for the engine, sent to the client as Dask events, and the batch's stop flag.
 
-    def __init__(self, worker, topic: str, video: str):
+    Both go through the scheduler, so both are throttled to one exchange per interval.
+    """
+
+    def __init__(self, worker, topic: str, video: str, stop: Event):
         self.worker = worker
         self.topic = topic
         self.video = video
+        self.stop = stop
         self.last = 0.0
+        self.stopped = stop.is_set()
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -106,3 +117,7 @@ class _ProgressEvents:
             return
         self.last = now
         self.worker.log_event(self.topic, {"video": self.video, "done": done, "total": total})
+        self.stopped = self.stop.is_set()
+
+    def should_stop(self) -> bool:
+        return self.stopped

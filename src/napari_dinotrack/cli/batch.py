@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Track every video like `track` does, one Dask task per video: videos without a labelled "
         "frame are reported and skipped, finished videos are left alone, the rest resume where their results "
         "end, and one failing video never stops the others. Without --scheduler a local Dask cluster is started "
-        "(one worker per GPU). Exit codes: 0 every video tracked or up to date, 3 some failed or had no labelled "
-        "frame, 2 bad arguments.",
+        "(one worker per GPU). Exit codes: 0 every video tracked or up to date, 3 some failed, were stopped or had "
+        "no labelled frame, 2 bad arguments.",
     )
     parser.add_argument("videos", nargs="*", metavar="VIDEO",
                         help="video files, or folders standing for the videos in them")

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import QWidget
 
 from ..errors import UserError
 from .backbones import LOCAL_FOLDER, BackboneCache, BackboneChoice, describe_source
+from .batch_panel import FolderBatchPanel
 from .convert import empty_features, parse_names
 from .heatmap import HeatmapController
 from .keypoint_edits import KeypointEditor
@@ -83,6 +84,7 @@ class DinoTrackerWidget(QWidget):
         self.seed_panel = SeedPanel()
         self.track_panel = TrackPanel()
         self.display_panel = DisplayPanel()
+        self.batch_panel = FolderBatchPanel(self.backbone_panel, self.config_panel, self.video_context)
         self.collapsibles = stack_collapsible(self, [
             ("Layers", self.layers_panel, True),
             ("Backbone", self.backbone_panel, True),
@@ -90,6 +92,7 @@ class DinoTrackerWidget(QWidget):
             ("Seed tools", self.seed_panel, True),
             ("Track", self.track_panel, True),
             ("Display: trajectories & heatmap", self.display_panel, True),
+            ("Track a folder in the background", self.batch_panel, False),
         ])
         self.setMinimumWidth(360)
 
