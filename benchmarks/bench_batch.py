@@ -7,7 +7,9 @@ real one costs) the generated videos are tracked from their seed by ``track_many
 ``LocalCluster`` of 1 and of 2 worker processes (torch's threads split between them). Reported:
 frames/s over the tracking span (first video started to last video finished, cluster start-up
 excluded), wall time including start-up, and each worker's peak resident memory. Runs alternate
-between 1 and 2 workers and the best of ``--repeats`` counts (the machine may be shared).
+between 1 and 2 workers and the best of ``--repeats`` counts (the machine may be shared). First,
+for sizing workers, the peak memory of one ``napari-dinotrack track`` process with the ViT-S/16 at
+the default working size (a 640x480 clip -> 1024x768, one batch of 8 frames).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +60,12 @@ def reset_results(videos: list[Path], n_frames: int) -> None:
         write_manual(layout, clip.annotation(0))
 
 
+def vit_weights_mb(folder: Path) -> float:
+    from safetensors.torch import load_file
+
+    return sum(t.numel() * 4 for t in load_file(folder / "model.safetensors").values()) / 2**20
+
+
 def random_vits16(folder: Path) -> Path:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
@@ -63,6 +73,21 @@ def random_vits16(folder: Path) -> Path:
     model = DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4))
     model.save_pretrained(folder)
     return folder
+
+
+def track_peak_rss_mb(model: Path, work: Path, short_side: int) -> float:
+    """Peak resident memory of one ``napari-dinotrack track`` process (run before any worker exists)."""
+    clip = make_clip(n_frames=9, height=480, width=640, n_instances=2, speed=2.5)
+    video = clip.write(work / "rss.mp4")
+    layout = ResultLayout(video)
+    layout.ensure_folder()
+    write_manual(layout, clip.annotation(0))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run([sys.executable, "-m", "napari_dinotrack.cli", "track", str(video), "--model", str(model),
+                    "--short-side", str(short_side), "--device", "cpu", "--quiet"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert after > before, "a larger process ran first; measure before starting any other child"
+    return after / 1024
 
 
 def run_once(videos: list[Path], settings: RunSettings, workers: int) -> dict:
@@ -97,10 +122,15 @@ def main() -> None:
                     "clip": "make_clip(n_instances=2), 224x160, 8 keypoints", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        vit = random_vits16(work / "random-vits16")
+        report["vit_parameters_mb_fp32"] = vit_weights_mb(vit)
+        report["track_process_peak_rss_mb"] = {"model": "random-vits16", "short_side": RunSettings().short_side,
+                                               "working_size": "1024x768", "batch_size": 8,
+                                               "mb": track_peak_rss_mb(vit, work, RunSettings().short_side)}
+        print(json.dumps(report["track_process_peak_rss_mb"]), flush=True)
         videos = write_videos(work, args.videos, args.frames)
         backbones = [("pixel:", RunSettings(model="pixel:", short_side=160)),
-                     ("random-vits16", RunSettings(model=str(random_vits16(work / "random-vits16")),
-                                                   short_side=args.vit_short_side))]
+                     ("random-vits16", RunSettings(model=str(vit), short_side=args.vit_short_side))]
         # 1 and 2 workers alternate, so a change in the machine's load hits both alike
         for name, settings in backbones:
             for _ in range(args.repeats):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from napari_dinotrack.batch.cluster import DEFAULT_CPU_WORKERS, local_layout, usable_cpus
+from napari_dinotrack.batch.cluster import CPU_WORKERS, local_layout, usable_cpus
 from napari_dinotrack.batch.worker import BatchWorkerPlugin
 
 
@@ -28,7 +28,7 @@ def test_a_gpu_machine_gets_one_worker_per_gpu(four_gpus):
 def test_a_cpu_machine_shares_its_cores_among_the_workers(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     layout = local_layout()
-    assert (layout.workers, layout.gpus_per_worker) == (DEFAULT_CPU_WORKERS, 0)
+    assert (layout.workers, layout.gpus_per_worker) == (min(CPU_WORKERS, usable_cpus()), 0)
     assert local_layout(workers=2).torch_threads == max(1, usable_cpus() // 2)
 
 

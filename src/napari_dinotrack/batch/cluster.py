@@ -20,11 +20,17 @@ from ..errors import InputError, MissingExtraError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DEFAULT_CPU_WORKERS", "LocalLayout", "connect", "has_gpu_workers", "local_layout", "require_distributed",
+__all__ = ["CPU_WORKERS", "LocalLayout", "connect", "has_gpu_workers", "local_layout", "require_distributed",
            "usable_cpus", "workers_info"]
 
-DEFAULT_CPU_WORKERS = 1
-"""Workers of a CPU-only local cluster; see ``docs/benchmarks.md`` (batch throughput) for why."""
+CPU_WORKERS = 2
+"""Workers of a CPU-only local cluster (fewer on a one-core machine), each with its share of the cores.
+
+Two single-threaded processes tracked 1.5x (ViT-S/16) to 3x (``pixel:``) the frames of one
+two-threaded process on a 2-core machine (``docs/benchmarks.md``): videos are independent, so
+processes scale without the synchronisation of torch's thread pool. More workers cost about
+0.75 GB of memory each; give ``--workers`` on bigger machines.
+"""
 
 GPU_DEVICES = ("auto", "cuda", "gpu")
 
@@ -64,7 +70,8 @@ def local_layout(workers: int | None = None, threads_per_worker: int | None = No
     if gpus_per_worker is None:
         gpus_per_worker = 1 if gpus_visible else 0
     if workers is None:
-        workers = max(1, gpus_visible // gpus_per_worker) if gpus_per_worker and gpus_visible else DEFAULT_CPU_WORKERS
+        workers = (max(1, gpus_visible // gpus_per_worker) if gpus_per_worker and gpus_visible
+                   else min(CPU_WORKERS, usable_cpus()))
     if threads_per_worker is None:
         threads_per_worker = max(1, gpus_per_worker)
     torch_threads = max(1, usable_cpus() // workers)

@@ -44,7 +44,7 @@ def track_many(
     resume where their results end. ``scheduler`` is the address of a running Dask scheduler
     (``tcp://host:8786``); without one a ``LocalCluster`` is started with ``workers`` processes
     of ``threads_per_worker`` videos at a time and ``gpus_per_worker`` GPUs each (defaults: one
-    worker per GPU, or see :data:`~.cluster.DEFAULT_CPU_WORKERS`). ``on_frames(video, done,
+    worker per GPU, else :data:`~.cluster.CPU_WORKERS`). ``on_frames(video, done,
     total)`` and ``on_result(result)`` report progress (from a background thread); setting
     ``stop`` ends every video after its current frame (status "stopped"; everything written
     stays and the next run resumes). ``say`` prints messages (default: stderr).

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="a running Dask scheduler (tcp://HOST:8786) instead of a local cluster")
     parser.add_argument("--workers", type=int, default=None,
-                        help="local cluster: worker processes (default: one per GPU, else 1)")
+                        help="local cluster: worker processes (default: one per GPU, else 2)")
     parser.add_argument("--threads-per-worker", type=int, default=None,
                         help="local cluster: videos a worker tracks at once (default: its GPU count, else 1)")
     parser.add_argument("--gpus-per-worker", type=int, default=None, metavar="K",
