@@ -20,8 +20,8 @@ from ..errors import InputError, MissingExtraError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["CPU_WORKERS", "LocalLayout", "connect", "has_gpu_workers", "local_layout", "require_distributed",
-           "usable_cpus", "workers_info"]
+__all__ = ["CPU_WORKERS", "GPU_DEVICES", "LocalLayout", "connect", "has_gpu_workers", "local_layout",
+           "require_distributed", "usable_cpus", "workers_info"]
 
 CPU_WORKERS = 2
 """Workers of a CPU-only local cluster (fewer on a one-core machine), each with its share of the cores.
@@ -33,6 +33,7 @@ processes scale without the synchronisation of torch's thread pool. More workers
 """
 
 GPU_DEVICES = ("auto", "cuda", "gpu")
+"""Device settings that let each video run on a GPU of its worker (any other device is used as given)."""
 
 
 def require_distributed() -> None:

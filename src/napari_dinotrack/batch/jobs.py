@@ -22,6 +22,7 @@ from ..runsettings import RunSettings
 from ..tracking.config import TrackerConfig
 
 if TYPE_CHECKING:
+    from ..io.paths import ResultLayout
     from .models import ModelCache
 
 __all__ = ["CURRENT", "FAILED", "NO_SEED", "STATUSES", "STOPPED", "TRACKED", "VideoJob", "VideoResult",
@@ -137,7 +138,7 @@ def _track(job: VideoJob, models: ModelCache, device: str | None, progress: Prog
     result.mean_score = mean_predicted_score(layout)
 
 
-def mean_predicted_score(layout) -> float | None:
+def mean_predicted_score(layout: ResultLayout) -> float | None:
     """Mean score of the visible tracked keypoints in a result folder's table (manual frames left out)."""
     from ..io.labelme import manual_frames
     from ..io.tables import read_tracks_csv

@@ -55,6 +55,14 @@ class BatchProgress:
                 self._ensure_bar().write(_result_line(result), file=sys.stderr)
             self._show(force=True)
 
+    def write(self, text: str) -> None:
+        """Print a message on stderr above the bar (even when quiet: messages are not progress)."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.write(text, file=sys.stderr)
+            else:
+                print(text, file=sys.stderr, flush=True)
+
     def close(self) -> None:
         with self._lock:
             if self._bar is not None:

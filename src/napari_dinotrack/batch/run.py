@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -47,15 +46,14 @@ def track_many(
     worker per GPU, else :data:`~.cluster.CPU_WORKERS`). ``on_frames(video, done,
     total)`` and ``on_result(result)`` report progress (from a background thread); setting
     ``stop`` ends every video after its current frame (status "stopped"; everything written
-    stays and the next run resumes). ``say`` prints messages (default: stderr).
+    stays and the next run resumes). ``say`` prints messages (default: stderr, above the progress bar).
     """
-    from .cluster import connect, has_gpu_workers, local_layout, require_distributed
+    from .cluster import GPU_DEVICES, connect, has_gpu_workers, local_layout, require_distributed
 
     require_distributed()
     if scheduler is not None and (workers, threads_per_worker, gpus_per_worker) != (None, None, None):
         raise InputError("--workers, --threads-per-worker and --gpus-per-worker lay out a local cluster; "
                          "with --scheduler the workers bring their own (dask worker --nthreads/--resources)")
-    say = say or _stderr
     settings = settings or RunSettings()
     config = config or TrackerConfig()
     paths = [str(Path(v).expanduser()) for v in videos]
@@ -72,23 +70,27 @@ def track_many(
             jobs[i] = VideoJob(video, settings, config)
 
     progress = BatchProgress(len(paths), quiet)
-    for result in results.values():
-        progress.finished(result)
-        if on_result is not None:
-            on_result(result)
-    if jobs:
-        say(f"Tracking {len(jobs)} video(s) on " + (layout.describe() if layout else f"the cluster at {scheduler}"))
-        with connect(scheduler, layout, say) as client:
-            say(f"Dask dashboard: {client.dashboard_link}")
-            results.update(_run(client, jobs, has_gpu_workers(client), progress, on_frames, on_result, stop))
-    progress.close()
+    say = say or progress.write
+    try:
+        for result in results.values():
+            progress.finished(result)
+            if on_result is not None:
+                on_result(result)
+        if jobs:
+            say(f"Tracking {len(jobs)} video(s) on " + (layout.describe() if layout else f"the cluster at {scheduler}"))
+            with connect(scheduler, layout, say) as client:
+                say(f"Dask dashboard: {client.dashboard_link}")
+                wants_gpu = settings.device in GPU_DEVICES and has_gpu_workers(client)
+                results.update(_run(client, jobs, wants_gpu, progress, on_frames, on_result, stop))
+    finally:
+        progress.close()
     summary = BatchSummary([results[i] for i in range(len(paths))])
     if summary_csv is not None:
         summary.write_csv(summary_csv)
     return summary
 
 
-def _run(client, jobs: dict[int, VideoJob], use_gpu_resource: bool, progress: BatchProgress,
+def _run(client, jobs: dict[int, VideoJob], wants_gpu: bool, progress: BatchProgress,
          on_frames: Callable[[str, int, int], None] | None, on_result: Callable[[VideoResult], None] | None,
          stop: threading.Event | None) -> dict[int, VideoResult]:
     from distributed import Event, as_completed
@@ -106,7 +108,6 @@ def _run(client, jobs: dict[int, VideoJob], use_gpu_resource: bool, progress: Ba
             on_frames(msg["video"], msg["done"], msg["total"])
 
     client.subscribe_topic(topic, frames_event)
-    wants_gpu = use_gpu_resource and next(iter(jobs.values())).settings.device in ("auto", "cuda", "gpu")
     futures = {}
     for i, job in jobs.items():
         # the key names the video on the dashboard; tasks declare a GPU when the cluster has them
@@ -219,7 +220,3 @@ def _folder_clashes(paths: list[str]) -> list[tuple[str, str | None]]:
         out.append((video, owner.get(folder)))
         owner.setdefault(folder, video)
     return out
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

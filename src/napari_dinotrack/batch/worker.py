@@ -22,6 +22,7 @@ from distributed import Event, get_worker
 from distributed.comm.addressing import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .cluster import GPU_DEVICES
 from .jobs import VideoJob, VideoResult, track_video
 from .models import ModelCache
 
@@ -29,7 +30,6 @@ __all__ = ["PLUGIN_NAME", "BatchWorkerPlugin", "run_job"]
 
 PLUGIN_NAME = "napari-dinotrack-batch"
 REPORT_INTERVAL_S = 0.5  # progress events per running video at most this often
-GPU_DEVICE_NAMES = ("auto", "cuda", "gpu")  # device settings that let a worker pick its own GPU
 
 
 class BatchWorkerPlugin(WorkerPlugin):
@@ -89,7 +89,7 @@ def run_job(job: VideoJob, topic: str, stop_event: str) -> VideoResult:
     worker = get_worker()
     plugin = worker.plugins[PLUGIN_NAME]
     report = _ProgressEvents(worker, topic, job.video, Event(stop_event))
-    wants_gpu = job.settings.device in GPU_DEVICE_NAMES
+    wants_gpu = job.settings.device in GPU_DEVICES
     with plugin.gpu(wants_gpu) as device:
         result = track_video(job, plugin.models, device=device if wants_gpu else None, progress=report,
                              should_stop=report.should_stop)
