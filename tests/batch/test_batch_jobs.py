@@ -97,3 +97,20 @@ def test_without_distributed_the_message_names_the_extra(make_videos, tmp_path, 
     assert main(["batch", str(video), "--model", "pixel:"]) == 2
     err = capsys.readouterr().err
     assert 'pip install "napari-dinotrack[batch]"' in err and "Traceback" not in err
+
+
+def test_time_left_counts_started_and_waiting_videos(monkeypatch):
+    from napari_dinotrack.batch import progress as progress_module
+
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    bar = progress_module.BatchProgress(4, quiet=True)
+    bar.start()
+    assert bar.seconds_left() is None  # nothing known yet
+    clock[0] = 10.0
+    bar.frames("a.mp4", 50, 100)
+    # 5 frames/s; a has 50 frames left, the 3 videos not started are assumed as long as a
+    assert bar.fps == 5.0 and bar.seconds_left() == (50 + 3 * 100) / 5
+    clock[0] = 20.0
+    bar.finished(VideoResult("a.mp4", TRACKED, frames=100, seconds=20.0))
+    assert bar.frames_done == 100 and bar.seconds_left() == 3 * 100 / 5

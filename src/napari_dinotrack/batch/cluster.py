@@ -103,7 +103,7 @@ def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[st
             host = next(iter(workers_info(client).values()))["host"]
             plugin = BatchWorkerPlugin(
                 torch_threads={host: layout.torch_threads},
-                first_gpu={str(i): i * layout.gpus_per_worker for i in range(layout.workers)})
+                first_gpu={str(i): i * layout.gpus_per_worker for i in range(layout.workers)}, ignore_interrupt=True)
         else:
             try:
                 client = stack.enter_context(Client(scheduler, timeout="10s"))

@@ -24,7 +24,7 @@ class BatchProgress:
     def __init__(self, n_videos: int, quiet: bool = False) -> None:
         self.n_videos = n_videos
         self.quiet = quiet
-        self.started: float | None = None  # the first frame: frames/s measures tracking, not cluster start-up
+        self.started: float | None = None  # set by start(): frames/s measures tracking, not cluster start-up
         self._frames: dict[str, tuple[int, int]] = {}  # video -> (done, total) of its current run
         self._finished = 0
         self._lock = threading.Lock()
@@ -35,6 +35,11 @@ class BatchProgress:
             self._ensure_bar()
 
     # ------------------------------------------------------------------ inputs
+    def start(self) -> None:
+        """The videos have been handed to the cluster: the frame rate counts from now."""
+        with self._lock:
+            self.started = time.monotonic()
+
     def frames(self, video: str, done: int, total: int) -> None:
         """A running video has tracked ``done`` of its ``total`` frames."""
         with self._lock:

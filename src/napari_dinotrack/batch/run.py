@@ -115,6 +115,7 @@ def _run(client, jobs: dict[int, VideoJob], wants_gpu: bool, progress: BatchProg
         future = client.submit(run_job, job, topic, stop_event.name, key=key, pure=False,
                                resources={"GPU": 1} if wants_gpu else None)
         futures[future] = i
+    progress.start()
     results: dict[int, VideoResult] = {}
     watcher = _StopWatcher(stop, stop_event)
     try:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -37,18 +39,24 @@ class BatchWorkerPlugin(WorkerPlugin):
 
     ``torch_threads`` maps a host name to torch's CPU threads per worker on that host (its cores
     divided among its workers); ``first_gpu`` maps a worker name to the first GPU it owns when
-    several workers share a machine's GPUs (a local cluster). A worker with the resource
+    several workers share a machine's GPUs (a local cluster). ``ignore_interrupt`` is for the
+    workers of a local cluster: Ctrl-C reaches the whole process group, and the batch, not each
+    worker, decides how to stop (it ends the videos and closes the cluster). A worker with the resource
     ``GPU=K`` gets K slots on its GPUs ``first, first+1, …`` (wrapping around, so asking for more
     slots than GPUs shares them); without CUDA the slots only limit how many videos run at once.
     """
 
-    def __init__(self, torch_threads: dict[str, int] | None = None, first_gpu: dict[str, int] | None = None):
+    def __init__(self, torch_threads: dict[str, int] | None = None, first_gpu: dict[str, int] | None = None,
+                 ignore_interrupt: bool = False):
         self.torch_threads = dict(torch_threads or {})
         self.first_gpu = dict(first_gpu or {})
+        self.ignore_interrupt = ignore_interrupt
 
     def setup(self, worker) -> None:
         # the batch's own bar reports progress; download/loading bars of several workers would garble it
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if self.ignore_interrupt and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.models = ModelCache()
         self.gpu_slots: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.n_gpu_slots = int(worker.state.total_resources.get("GPU", 0))
