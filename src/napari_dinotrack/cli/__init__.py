@@ -23,7 +23,7 @@ from ..errors import UserError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("models", "track", "eval", "settings", "sample", "export", "imports", "render")
+COMMANDS = ("models", "track", "batch", "eval", "settings", "sample", "export", "imports", "render")
 """Sub-command modules of this package, in the order ``--help`` lists them."""
 
 

@@ -12,7 +12,6 @@ from .progress import FrameProgress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    defaults = RunSettings()
     parser = sub.add_parser(
         "track",
         help="track the labelled keypoints of a video",
@@ -21,6 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Run it again to resume after a stop, or after correcting a frame to re-track from there.",
     )
     parser.add_argument("video", help="the video file (mp4, avi, mov, mkv)")
+    parser.add_argument("--start-frame", type=int, default=None,
+                        help="re-track from the keypoints on this frame (default: resume where results are stale)")
+    parser.add_argument("--end-frame", type=int, default=None, help="last frame to track (default: the last)")
+    parser.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
+    add_run_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The backbone and tracker options shared by the commands that track (defaults from RunSettings)."""
+    defaults = RunSettings()
     parser.add_argument("--model", default=defaults.model,
                         help="backbone: catalog name, Hugging Face id or local save_pretrained folder "
                         "(default %(default)s; see `napari-dinotrack models`)")
@@ -29,17 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=defaults.device, help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
                         help="backbone precision (default %(default)s)")
-    parser.add_argument("--start-frame", type=int, default=None,
-                        help="re-track from the keypoints on this frame (default: resume where results are stale)")
-    parser.add_argument("--end-frame", type=int, default=None, help="last frame to track (default: the last)")
-    parser.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
     parser.add_argument("--config", default=None, help="tracker settings JSON (see `napari-dinotrack settings`)")
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="named tracker settings")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                         help="change one tracker setting, e.g. --set min_similarity=0.3 (repeatable)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per backbone batch")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def tracker_config(args: argparse.Namespace):  # -> TrackerConfig
@@ -67,10 +72,14 @@ def tracker_config(args: argparse.Namespace):  # -> TrackerConfig
     return config.replace(**changes) if changes else config
 
 
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The backbone, working resolution, device and precision a command asked for."""
+    return RunSettings(model=args.model, short_side=args.short_side, device=args.device, precision=args.precision)
+
+
 def run(args: argparse.Namespace) -> int:
     config = tracker_config(args)
-    settings = RunSettings(model=args.model, short_side=args.short_side, device=args.device,
-                           precision=args.precision)
+    settings = run_settings(args)
     from ..pipeline import DinoKeypointVideoProcessor
 
     if args.quiet:

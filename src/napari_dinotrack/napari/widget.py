@@ -27,6 +27,7 @@ from qtpy.QtWidgets import QWidget
 
 from ..errors import UserError
 from .backbones import LOCAL_FOLDER, BackboneCache, BackboneChoice, describe_source
+from .batch_panel import FolderBatchPanel
 from .convert import empty_features, parse_names
 from .exchange_tools import ExchangeTools
 from .heatmap import HeatmapController
@@ -85,6 +86,7 @@ class DinoTrackerWidget(QWidget):
         self.track_panel = TrackPanel()
         self.display_panel = DisplayPanel()
         self.exchange = ExchangeTools(self)
+        self.batch_panel = FolderBatchPanel(self.backbone_panel, self.config_panel, self.video_context)
         self.collapsibles = stack_collapsible(self, [
             ("Layers", self.layers_panel, True),
             ("Backbone", self.backbone_panel, True),
@@ -93,6 +95,7 @@ class DinoTrackerWidget(QWidget):
             ("Track", self.track_panel, True),
             ("Display: trajectories & heatmap", self.display_panel, True),
             ("Export · import · clean-up · render", self.exchange.panel, False),
+            ("Track a folder in the background", self.batch_panel, False),
         ])
         self.setMinimumWidth(360)
 
