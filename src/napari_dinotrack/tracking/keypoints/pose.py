@@ -146,8 +146,9 @@ def apply_similarity(xy: torch.Tensor, instance_of: torch.Tensor, angle: torch.T
 
 def local_motion(parts: torch.Tensor, part_instance: torch.Tensor, spots: torch.Tensor, spots_to: torch.Tensor,
                  spot_instance: torch.Tensor, weights: torch.Tensor, sigma: torch.Tensor, tolerance: float,
-                 iterations: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the spots around each part take it: (K, 2) new positions and (K,) support weight.
+                 iterations: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where the spots around each part take it: (K, 2) new positions, (K,) support weight, and
+    (K,) the share of the nearby spots that could be followed (low under an occluder).
 
     A weighted fit per part (shift and turn), with the spots of its own animal weighted by a
     Gaussian of their distance (``sigma`` (K,) working px): a turning head carries its nose and
@@ -157,9 +158,11 @@ def local_motion(parts: torch.Tensor, part_instance: torch.Tensor, spots: torch.
     it counts only as far as the spots spread around the part. Parts without support stay put.
     """
     if spots.shape[0] == 0:
-        return parts.clone(), torch.zeros(parts.shape[0], device=parts.device)
+        zeros = torch.zeros(parts.shape[0], device=parts.device)
+        return parts.clone(), zeros, zeros
     d2 = ((parts[:, None] - spots[None]) ** 2).sum(-1)
-    prior = torch.exp(-0.5 * d2 / sigma[:, None] ** 2) * weights[None] * (part_instance[:, None] == spot_instance[None])
+    near = torch.exp(-0.5 * d2 / sigma[:, None] ** 2) * (part_instance[:, None] == spot_instance[None])
+    prior = near * weights[None]
     w = prior
     for step in range(iterations + 1):
         support = w.sum(dim=1)
@@ -178,4 +181,5 @@ def local_motion(parts: torch.Tensor, part_instance: torch.Tensor, spots: torch.
             residual = (predicted - spots_to[None]).norm(dim=-1)
             w = prior / (1.0 + (residual / tolerance) ** 2)
     moved = dst_mean + torch.einsum("kij,kj->ki", rot, parts - src_mean)
-    return torch.where((support > 0)[:, None], moved, parts), prior.sum(dim=1)
+    followed = prior.sum(dim=1) / near.sum(dim=1).clamp(min=1e-6)
+    return torch.where((support > 0)[:, None], moved, parts), prior.sum(dim=1), followed

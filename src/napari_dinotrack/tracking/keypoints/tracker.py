@@ -62,8 +62,9 @@ MAX_SEARCH_GROWTH = 4.0  # a lost animal's search window grows up to this many t
 MAX_SPOTS = 128  # support spots per animal for the optical flow
 FLOW_TOLERANCE_PX = 1.5  # video px: flows further than this from their animal's motion are outliers
 MIN_FLOW_SUPPORT = 3.0  # inlier flow weight an animal needs for its flow pose to count
-SPOT_REACH = 0.25
-OWN_FLOW_AGREEMENT_PX = 0.75  # video px: a part's own flow this close to its spots' verdict is used as is  # spots within this share of the animal's extent move a part with them
+SPOT_REACH = 0.25  # spots within this share of the animal's extent move a part with them
+HEALTHY_FLOW_SHARE = 0.6  # a part whose nearby spots were this often followed is in plain view
+OWN_FLOW_AGREEMENT_PX = 0.75  # video px: a part's own flow this close to its spots' verdict is used as is
 
 
 @dataclass
@@ -95,6 +96,7 @@ class _Poses:
     lost: torch.Tensor  # (I,) bool: not found this frame (pose is the prediction)
     anchors: torch.Tensor  # (K, 2) where the pose (or the flow around each part) puts the parts
     from_flow: torch.Tensor  # (K,) bool: the anchor is a flow position, precise to a fraction of a pixel
+    flow_healthy: torch.Tensor  # (K,) bool: most of the fur around the part could be followed
 
 
 class KeypointTracker:
@@ -273,9 +275,10 @@ class KeypointTracker:
         pred_centre = st.centre + st.velocity
         pred_angle = st.angle + st.spin
         has_flow = torch.zeros(n, dtype=torch.bool, device=self.device)
+        healthy = torch.zeros(len(st.names), dtype=torch.bool, device=self.device)
         flow_anchors = place_parts(pred_centre, pred_angle, st.scale, st.offsets, inst)
         if flow is not None:
-            flow_centre, flow_angle, flow_anchors, has_flow = self._flow_pose(flow)
+            flow_centre, flow_angle, flow_anchors, has_flow, healthy = self._flow_pose(flow)
             pred_centre = torch.where(has_flow[:, None], flow_centre, pred_centre)
             pred_angle = torch.where(has_flow, flow_angle, pred_angle)
 
@@ -312,7 +315,7 @@ class KeypointTracker:
         anchors = place_parts(centre, angle, st.scale, st.offsets, inst)
         from_flow = (keep_flow & ~lost)[inst]
         anchors = torch.where(from_flow[:, None], flow_anchors, anchors)
-        return _Poses(centre, angle, fit, lost, anchors, from_flow)
+        return _Poses(centre, angle, fit, lost, anchors, from_flow, from_flow & healthy)
 
     def _flow_pose(self, flow: _Flow) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The poses the optical flow implies, each part's flow-borne position, and which animals had flow."""
@@ -332,14 +335,15 @@ class KeypointTracker:
         # the spots around each part move it (a head turns its nose and ears round); its own flow is
         # more precise still where it agrees with them, and wrong where it does not (a rim point whose
         # window sees the floor stays behind)
-        local, support_k = local_motion(st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance,
-                                        flow.spots_ok.float(), sigma, tolerance)
+        local, support_k, followed = local_motion(st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance,
+                                                  flow.spots_ok.float(), sigma, tolerance)
         anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
         agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= OWN_FLOW_AGREEMENT_PX * g.scale)
         anchors = torch.where(agrees[:, None], flow.parts, anchors)
         all_inst = torch.arange(n, device=self.device)
         centre = apply_similarity(st.centre, all_inst, turn, size, mean_src, mean_dst)
-        return centre, st.angle + turn, anchors, has_flow
+        healthy = (support_k >= MIN_FLOW_SUPPORT) & (followed >= HEALTHY_FLOW_SHARE)
+        return centre, st.angle + turn, anchors, has_flow, healthy | agrees
 
     def _clashes(self, centre: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
         """(I,) animals whose pose lands on another animal that matched better: they are hidden under it."""
@@ -417,8 +421,10 @@ class KeypointTracker:
         regain = torch.where(unknown, threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
         inside = ((xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] <= g.work_width - 1)
                   & (xy[:, 1] <= g.work_height - 1))
-        found = (st.trackable & inside & ~poses.lost[st.instance_of]
-                 & (similarity >= torch.where(st.visible, threshold, regain)))
+        # seen: it matches as well as usual, or the fur around it was followed and it does not look unlike itself
+        looks_right = similarity >= torch.where(st.visible, threshold, regain)
+        followed = poses.flow_healthy & st.visible & (similarity >= cfg.min_similarity)
+        found = st.trackable & inside & ~poses.lost[st.instance_of] & (looks_right | followed)
         if masks is not None and cfg.clamp_to_mask:
             xy, in_mask = self._clamp_to_masks(xy, masks)
             if cfg.reject_outside_mask:
