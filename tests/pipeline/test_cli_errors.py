@@ -223,3 +223,17 @@ def test_the_folder_of_another_video_is_refused(labelled_clip, tmp_path, capsys)
     copy.write_bytes(video.read_bytes())
     assert track(copy, "--out", str(layout.folder)) == 0
     assert "already tracked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil","x")', "+1+1", "-2", "@SUM(A1)", "nose\ntip",
+                                  "nose\rtip", "nose\u0085tip", "nose\u2028tip"])
+def test_a_seed_with_an_unsafe_name(labelled_clip, capsys, name):
+    _, video, layout = labelled_clip(n_frames=6)
+    data = json.loads(layout.frame_json(0).read_text())
+    data["shapes"][0]["label"] = name
+    layout.frame_json(0).write_text(json.dumps(data))
+    assert track(video) == 2
+    err = error_of(capsys)
+    assert layout.frame_json(0).name in err and ("formula" in err or "line break" in err)
+    assert sorted(layout.frame_files()) == [0]
+    assert not layout.tracks_csv.exists() or name not in layout.tracks_csv.read_text()
