@@ -405,17 +405,18 @@ def test_seeks_where_timestamps_go_backwards_count_from_an_earlier_frame() -> No
     assert (params, skip) == (["-ss", "0.255000"], 0)  # after the hiccup: exact again
 
 
-def test_a_protocol_looking_name_is_read_as_a_plain_file(tmp_path: Path) -> None:
-    a = write_video(tmp_path / "a.mp4", make_frames(6), fps=10.0)
-    write_video(tmp_path / "b.mp4", make_frames(9), fps=10.0)
-    tricky = tmp_path / "concat:a.mp4|b.mp4"
-    tricky.write_bytes(a.read_bytes())
+def test_a_protocol_looking_name_is_read_as_a_plain_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative name, as typed in a shell
+    write_video(Path("a.mp4"), make_frames(9), fps=10.0)
+    own = write_video(Path("own.mp4"), make_frames(6), fps=10.0)
+    tricky = Path("concat:a.mp4|a.mp4")
+    tricky.write_bytes(own.read_bytes())
     info = probe_video(tricky)
-    assert info.n_frames == 6  # not a.mp4 and b.mp4 joined by ffmpeg's concat protocol
+    assert info.n_frames == 6  # its own 6 frames, not a.mp4 read through ffmpeg's concat protocol
     with VideoReader(tricky) as reader:
         assert [frame_number(f) for _, f in reader.iter_frames()] == list(range(6))
         assert frame_number(reader.get_frame(4)) == 4
-    written = write_video(tmp_path / "file:out.mp4", make_frames(3), fps=10.0)
+    written = write_video(Path("file:out.mp4"), make_frames(3), fps=10.0)
     assert written.exists() and probe_video(written).n_frames == 3
 
 
