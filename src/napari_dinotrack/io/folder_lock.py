@@ -50,7 +50,7 @@ class LockOwner:
 
     def describe(self) -> str:
         return f"process {self.pid} on {self.host}, started {self.started}" + (
-            f" ({self.command})" if self.command else "")
+            f", command: {self.command}" if self.command else "")
 
     def alive(self) -> bool:
         """Whether the owner still runs (a process on another machine is assumed to)."""

@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,8 +58,6 @@ def identity_of(path: str | os.PathLike[str]) -> Identity | None:
 
 
 def _is_regular(mode: int) -> bool:
-    import stat
-
     return stat.S_ISREG(mode)
 
 
@@ -97,10 +96,6 @@ class SyncReport:
     dropped: list[int] = field(default_factory=list)  # frames whose JSON is gone
     rebuilt: bool = False  # the table could not be trusted and was made from all JSONs
     rewritten: bool = False  # the table file was written
-
-    @property
-    def changed(self) -> bool:
-        return self.rewritten
 
 
 @dataclass
@@ -172,7 +167,6 @@ class TracksTable:
         self.layout = layout
         self.video = video
         self._appender: TracksCsvAppender | None = None
-        self._run: tuple[int, int] | None = None
         self._appended: dict[int, Identity | None] = {}
         self._held: dict[int, tuple[Identity, str]] = {}
 
@@ -228,7 +222,6 @@ class TracksTable:
                 self._write_csv(blocks)
         self._appender = TracksCsvAppender(self.path)
         size = self.path.stat().st_size
-        self._run = (first, last)
         self._appended = {}
         self._write_raw_index(_Index(frames, None, size, (first, last), {}, time.time_ns(),
                                      self.video or index.video))
