@@ -20,6 +20,7 @@ __all__ = [
     "FolderInUseError",
     "InputError",
     "MissingExtraError",
+    "OutputError",
     "UserError",
     "VideoError",
 ]
@@ -75,5 +76,18 @@ class MissingExtraError(UserError):
         )
 
 
+class OutputError(UserError, OSError):
+    """A result file cannot be written: a read-only folder, a full disk, a folder or a locked file in the way.
+
+    It is also an :class:`OSError` (with the original ``errno``), so code that handles disk errors
+    keeps handling it; the message names the file the user knows (never a temporary file).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, hint: str, errno: int | None = None):
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {problem}. {hint}")
+        self.errno = errno
+
+
 class FolderInUseError(UserError):
-    """Another run is writing the same result folder."""
+    """Another run is writing the same result folder; the message names the folder and that run."""

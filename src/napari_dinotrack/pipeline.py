@@ -23,12 +23,16 @@ from .backbone.base import Backbone, WorkGeometry, compute_geometry
 from .backbone.catalog import DEFAULT_MODEL
 from .errors import InputError
 from .io.annotations import FrameAnnotation, Instance, Keypoint
-from .io.labelme import load_annotations
+from .io.atomic import remove_stale_temp_files
+from .io.folder_lock import FolderLock
+from .io.labelme import load_annotations, no_keypoints_reason
 from .io.mask_store import MaskStore, polygon_to_mask
 from .io.paths import ResultLayout
 from .io.results import ResultWriter
+from .io.table_index import TracksTable, VideoRecord, check_folder_belongs
 from .io.video import VideoReader, probe_video
 from .runplan import RunPlan, plan_run
+from .runsettings import RunSettings
 from .tracking.config import TrackerConfig
 from .tracking.keypoints.flow import to_gray
 from .tracking.keypoints.tracker import KeypointTracker, TrackOutput
@@ -92,10 +96,10 @@ class DinoKeypointVideoProcessor:
         self.video_path = Path(video_path)
         self.info = probe_video(self.video_path)
         self.layout = ResultLayout(self.video_path, result_folder)
+        self.video_record = VideoRecord.of(self.video_path, self.info.n_frames, self.info.width, self.info.height)
+        check_folder_belongs(self.layout, self.video_record)
         self.config = runtime_config if runtime_config is not None else TrackerConfig()
-        if int(short_side) < 16:
-            raise InputError(f"short side must be at least 16 pixels, got {short_side}")
-        self.short_side = int(short_side)
+        self.short_side = RunSettings(short_side=int(short_side)).short_side
         self.device = device
         self.precision = precision
         self.model_name = model_name
@@ -117,6 +121,12 @@ class DinoKeypointVideoProcessor:
     def stop(self) -> None:
         """Ask a running ``iter_results``/``process_video`` to finish after the current frame (thread-safe)."""
         self._stop.set()
+
+    def sync_results(self) -> None:
+        """Make the result folder's table equal to its JSONs now (as every run does when it starts)."""
+        if self.layout.folder.is_dir():
+            with FolderLock(self.layout.folder):
+                self._tidy_folder()
 
     def plan(self, start_frame: int | None = None, end_frame: int | None = None) -> RunPlan | None:
         """The frames a run would track now (None: everything is current)."""
@@ -141,9 +151,15 @@ class DinoKeypointVideoProcessor:
         The first result is the frame tracking starts from (``reseeded=True``). Closing the
         iterator early, or ``stop()``, ends the run with everything produced so far on disk.
         """
+        # one run per folder; a folder that does not exist yet has no seed, and the run says so
+        lock = FolderLock(self.layout.folder)
         try:
+            if self.layout.folder.is_dir():
+                lock.acquire()
+                self._tidy_folder()
             yield from self._run(start_frame, end_frame)
         finally:
+            lock.release()
             # a stop() asked for before the first frame still counts; the flag resets for the next run
             self.last_run_stopped = self._stop.is_set()
             self._stop.clear()
@@ -153,7 +169,7 @@ class DinoKeypointVideoProcessor:
         plan = plan_run(annotations, self.info.n_frames, start_frame, end_frame, where=str(self.layout.folder))
         if plan is None:
             return
-        self._check_sizes(annotations, plan)
+        self._check_seeds(annotations, plan)
         backbone = self.backbone
         geometry = compute_geometry(self.info.height, self.info.width, self.short_side, backbone.patch_size)
         tracker = KeypointTracker(self.config, geometry, backbone.device)
@@ -161,7 +177,7 @@ class DinoKeypointVideoProcessor:
             self._learn_templates(tracker, reader, backbone, geometry, plan, annotations)
             self.layout.ensure_folder()
             self.config.save(self.layout.config_json)
-            with ResultWriter(self.layout, [annotations[f] for f in plan.keep]) as writer:
+            with ResultWriter(self.layout, plan.first, plan.last) as writer:
                 yield from self._track(plan, annotations, reader, backbone, geometry, tracker, writer)
 
     # ------------------------------------------------------------------ the loop
@@ -223,10 +239,19 @@ class DinoKeypointVideoProcessor:
     def _load_annotations(self) -> dict[int, FrameAnnotation]:
         return load_annotations(self.layout) if self.layout.folder.is_dir() else {}
 
-    def _check_sizes(self, annotations: dict[int, FrameAnnotation], plan: RunPlan) -> None:
+    def _tidy_folder(self) -> None:
+        """What a killed run may have left: its temporary files, and a table behind the JSONs."""
+        remove_stale_temp_files(self.layout.folder, self.layout.writes)
+        if self.layout.masks_dir.is_dir() and not self.layout.masks_dir.is_symlink():
+            remove_stale_temp_files(self.layout.masks_dir, MaskStore.writes)
+        TracksTable(self.layout, self.video_record).sync()
+
+    def _check_seeds(self, annotations: dict[int, FrameAnnotation], plan: RunPlan) -> None:
         size = (self.info.height, self.info.width)
         for f in (plan.init_frame, *plan.manual):
             ann = annotations[f]
+            if ann.is_manual and not any(inst.keypoints for inst in ann.instances):
+                raise InputError(f"{self.layout.frame_json(f)}: {no_keypoints_reason(ann)}")
             if (ann.image_height, ann.image_width) != size:
                 raise InputError(
                     f"{self.layout.frame_json(f)}: labelled for a {ann.image_width}x{ann.image_height} image, "

@@ -73,6 +73,9 @@ def plan_run(
     if start_frame is not None:
         if not 0 <= start_frame < n_frames:
             raise InputError(f"start frame {start_frame} is outside the video (0..{n_frames - 1})")
+        if last < start_frame:
+            raise InputError(f"end frame {last} is before start frame {start_frame}: give an end frame after "
+                             "the start frame (or leave it out to track to the end)")
         if start_frame not in lineage.annotations:
             raise InputError(
                 f"{where}: frame {start_frame} has no keypoints to start from. Label it and save it as "

@@ -141,6 +141,8 @@ def load_settings_file(model: type[Model], path: str | Path) -> Model:
         raise ConfigError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); fix or delete it") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a settings file") from None
+    except ValueError as exc:  # e.g. a number with more digits than Python converts
+        raise ConfigError(f"{path}: not usable JSON ({exc}); fix or delete it") from None
     return validate_settings(model, data, where=str(path))
 
 
@@ -148,5 +150,5 @@ def parse_value(text: str) -> Any:
     """A command-line value: JSON when it parses (numbers, true/false, null), else the text itself."""
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON (or a number with more digits than Python converts)
         return text

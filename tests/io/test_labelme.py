@@ -425,3 +425,59 @@ def test_atomic_write_failure_removes_temp(tmp_path: Path,
     assert path.read_text(encoding="utf-8") == "new ✓"
     assert os.stat(path).st_mode & 0o777 == 0o640
     assert os.listdir(tmp_path) == ["f.txt"]
+
+
+# ---------------------------------------------------------------------------- unsafe names
+
+SEPARATORS = ["\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS)
+@pytest.mark.parametrize("where", ["label", "display_label", "instance_label", "polygon"])
+def test_names_with_line_breaks_are_refused(tmp_path: Path, sep: str, where: str) -> None:
+    bad = f"nose{sep}tip"
+    assert len(bad.splitlines()) == 2  # every separator str.splitlines knows
+    if where == "polygon":
+        shapes = [polygon(bad, SQUARE), point("nose", 10, 10)]
+    elif where == "label":
+        shapes = [point(bad, 10, 10)]
+    else:
+        shapes = [point("nose", 10, 10, **{where: bad})]
+    path = labelme_file(tmp_path / "v_000000000.json", shapes)
+    with pytest.raises(AnnotationError) as info:
+        read_frame(path)
+    assert "line break" in str(info.value) and path.name in str(info.value) and "shape #" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\")", "+1", "-nose", "@SUM(A1)", "\tnose"])
+@pytest.mark.parametrize("where", ["label", "instance_label"])
+def test_names_that_spreadsheets_run_as_formulas_are_refused(tmp_path: Path, name: str, where: str) -> None:
+    shapes = [point(name, 10, 10)] if where == "label" else [point("nose", 10, 10, instance_label=name)]
+    path = labelme_file(tmp_path / "v_000000000.json", shapes)
+    with pytest.raises(AnnotationError, match="formula"):
+        read_frame(path)
+
+
+def test_names_with_those_characters_inside_are_fine(tmp_path: Path) -> None:
+    path = labelme_file(tmp_path / "v_000000000.json", [point("left-ear", 1, 2, instance_label="m=1@home"),
+                                                        point("a+b", 3, 4, instance_label="m=1@home")])
+    ann = read_frame(path)
+    assert ann.keypoint_names() == [("m=1@home", "left-ear"), ("m=1@home", "a+b")]
+
+
+@pytest.mark.parametrize("name", ["=cmd", "a\nb", "x\u2028y"])
+def test_unsafe_names_are_not_written_either(tmp_path: Path, name: str) -> None:
+    ann = FrameAnnotation(0, 10, 10, [Instance("mouse", [Keypoint(name, 1.0, 1.0)])])
+    with pytest.raises(ValueError, match="keypoint"):
+        write_frame(tmp_path / "v_000000000.json", ann)
+    assert not (tmp_path / "v_000000000.json").exists()
+
+
+def test_deeply_nested_json_is_an_annotation_error(tmp_path: Path) -> None:
+    path = tmp_path / "v_000000000.json"
+    path.write_text('{"shapes": [' + "[" * 200_000 + "]" * 200_000 + "]}")
+    with pytest.raises(AnnotationError, match="nested too deeply"):
+        read_frame(path)
+    path.write_text('{"imageHeight": ' + "9" * 5000 + "}")
+    with pytest.raises(AnnotationError, match=path.name):
+        read_frame(path)

@@ -107,3 +107,36 @@ def test_appender_refuses_foreign_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"t\.csv"):
         TracksCsvAppender(path)
     assert path.read_text() == "something,else\n"
+
+
+def test_names_from_code_cannot_become_formulas_or_broken_rows(tmp_path: Path) -> None:
+    ann = FrameAnnotation(frame=2, image_height=10, image_width=10, instances=[
+        Instance("=cmd|' /C calc'!A0", [Keypoint("@SUM(1)", 1.0, 2.0), Keypoint("tail\nbase", 3.0, 4.0),
+                                        Keypoint("left\u2028ear", 5.0, 6.0), Keypoint("-1", 7.0, 8.0)])])
+    path = tmp_path / "t.csv"
+    write_tracks_csv(path, [ann])
+    lines = path.read_text().split("\n")
+    assert len(lines) == 1 + 4 + 1 and lines[-1] == ""  # one line per row, nothing split
+    rows = read_tracks_csv(path)
+    assert [r["instance"] for r in rows] == ["'=cmd|' /C calc'!A0"] * 4
+    assert [r["keypoint"] for r in rows] == ["'@SUM(1)", "tail base", "left ear", "'-1"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for line in lines[1:-1] for cell in line.split(",")[1:3])
+
+
+@pytest.mark.parametrize("text", [
+    "frame,instance\n1,a\n",
+    ",".join(COLUMNS) + "\nx,a,b,1,2,1,0.5\n",
+    ",".join(COLUMNS) + "\n-1,a,b,1,2,1,0.5\n",
+    ",".join(COLUMNS) + "\n1,a,b,nan,2,1,0.5\n",
+    ",".join(COLUMNS) + "\n1,a,b,1,2,yes,0.5\n",
+    ",".join(COLUMNS) + "\n1,a,b,1,2,1\n",
+    ",".join(COLUMNS) + '\n1,"a,b,1,2,1,0.5\n',
+    "\xff\xfe".encode("latin-1").decode("latin-1"),
+])
+def test_malformed_tables_are_input_errors_naming_the_file(tmp_path: Path, text: str) -> None:
+    from napari_dinotrack.errors import InputError
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("latin-1") if text.startswith("\xff") else text.encode())
+    with pytest.raises(InputError, match=r"t\.csv"):
+        read_tracks_csv(path)

@@ -368,3 +368,63 @@ def test_real_video_openfield() -> None:
         assert len(seq) == len(wanted)
         for i in reversed(wanted):
             np.testing.assert_array_equal(reader.get_frame(i), seq[i])
+
+
+# --------------------------------------------------------------------------- variable frame rate
+
+
+@pytest.mark.parametrize(("suffix", "style"), [(".mp4", "jitter"), (".mkv", "jitter"), (".avi", "jitter"),
+                                               (".mp4", "collisions")])
+def test_variable_frame_rate_every_frame_by_every_access(tmp_path: Path, vfr_video, suffix: str,
+                                                         style: str) -> None:
+    path = vfr_video(make_frames(40), tmp_path / f"vfr{suffix}", style=style)
+    info = probe_video(path)
+    assert info.n_frames == 40
+    gaps = np.diff(info.timestamps) * 30
+    assert gaps.max() > 3 and gaps.min() < 0.8  # really irregular, and pauses
+    with VideoReader(path, chunk_size=1, cache_chunks=1) as reader:
+        sequential = [frame_number(f) for _, f in reader.iter_frames()]
+        assert sequential == list(range(40))
+        assert [frame_number(reader.get_frame(i)) for i in range(40)] == sequential
+        assert [frame_number(next(iter(reader.iter_frames(i)))[1]) for i in range(40)] == sequential
+        assert [i for i, f in reader.iter_frames(17, 23)] == list(range(17, 23))
+        assert [frame_number(f) for _, f in reader.iter_frames(17, 23)] == list(range(17, 23))
+    with VideoReader(path, chunk_size=3) as reader:
+        stack = lazy_video(reader).compute()
+        assert [frame_number(f) for f in stack] == sequential
+        assert [frame_number(f) for f in lazy_video(reader, chunk_size=5)[11:29].compute()] == list(range(11, 29))
+
+
+def test_seeks_where_timestamps_go_backwards_count_from_an_earlier_frame() -> None:
+    pts = np.array([0, 10, 20, 5, 30, 40, 50])  # frame 3 was stamped before frame 2
+    info = VideoInfo(Path("x.mp4"), len(pts), 10.0, 8, 8, pts=pts, time_base=0.01)
+    assert video_mod._seek(info, 5, 7) == (["-ss", "0.355000"], 0)  # plain midpoint seek
+    params, skip = video_mod._seek(info, 3, 5)  # frame 3 (pts 5) would be dropped by any seek past 5
+    assert skip > 0 and (params == [] or float(params[1]) / 0.01 <= 5)
+    params, skip = video_mod._seek(info, 4, 5)
+    assert (params, skip) == (["-ss", "0.255000"], 0)  # after the hiccup: exact again
+
+
+def test_a_protocol_looking_name_is_read_as_a_plain_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative name, as typed in a shell
+    write_video(Path("a.mp4"), make_frames(9), fps=10.0)
+    own = write_video(Path("own.mp4"), make_frames(6), fps=10.0)
+    tricky = Path("concat:a.mp4|a.mp4")
+    tricky.write_bytes(own.read_bytes())
+    info = probe_video(tricky)
+    assert info.n_frames == 6  # its own 6 frames, not a.mp4 read through ffmpeg's concat protocol
+    with VideoReader(tricky) as reader:
+        assert [frame_number(f) for _, f in reader.iter_frames()] == list(range(6))
+        assert frame_number(reader.get_frame(4)) == 4
+    written = write_video(Path("file:out.mp4"), make_frames(3), fps=10.0)
+    assert written.exists() and probe_video(written).n_frames == 3
+
+
+def test_error_messages_do_not_start_with_ffmpegs_banner(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_bytes(b"\x00" * 100)
+    with pytest.raises(VideoError) as info:
+        probe_video(fake)
+    message = str(info.value)
+    assert "ffmpeg version" not in message and "configuration:" not in message and "@ 0x" not in message
+    assert "notes.mp4" in message and "Invalid data" in message

@@ -182,3 +182,22 @@ def test_no_viewer_layers_is_a_clear_message(make_napari_viewer_proxy, monkeypat
     assert widget.track() is None and "Open a video" in errors[-1]
     np.testing.assert_equal(widget.current_frame(), 0)
     widget.shutdown()
+
+
+def test_names_that_would_break_the_table_are_not_used(make_napari_viewer_proxy, open_tracker, tmp_path: Path):
+    from napari_dinotrack.synthetic import make_clip
+
+    video = make_clip(n_frames=4, height=64, width=80).write(tmp_path / "names.mp4")
+    widget = open_tracker(make_napari_viewer_proxy(), video)
+    widget.seed_panel.names.value = "nose, =HYPERLINK(1), @sum, tail\u2028base"
+    widget.seed_panel.instance.value = "+mouse"
+    status = widget.seed_panel.status.value
+    assert "'=HYPERLINK(1)'" in status and "'@sum'" in status and "'+mouse'" in status and "formula" in status
+    widget.seed_panel.instance.value = "mo\u2028use"
+    assert "line break (U+2028)" in widget.seed_panel.status.value
+    widget.add_instance_keypoints()
+    assert list(widget.points_layer.features["keypoint"]) == ["nose", "tail", "base"]  # U+2028 separates names
+    assert set(widget.points_layer.features["instance"]) == {"animal1"}
+    path = widget.save_current_frame()
+    assert [k.name for k in read_frame(path, 0).instances[0].keypoints] == ["nose", "tail", "base"]
+    widget.shutdown()

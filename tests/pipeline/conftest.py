@@ -42,3 +42,22 @@ def tiny_dinov3(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           patch_size=16, num_register_tokens=4)
     DINOv3ViTModel(cfg).save_pretrained(folder)
     return folder
+
+
+def expected_table(layout: ResultLayout) -> str:
+    """The tracks table the frame JSONs of a result folder call for, byte for byte."""
+    from napari_dinotrack.io.labelme import read_frame
+    from napari_dinotrack.io.tables import HEADER_LINE, csv_block
+
+    blocks = [csv_block(read_frame(path, frame)) for frame, path in layout.frame_files().items()]
+    return HEADER_LINE + "\n" + "".join(blocks)
+
+
+@pytest.fixture
+def table_matches_jsons():
+    """Assert that the folder's tracks table says exactly what its JSONs say."""
+
+    def check(layout: ResultLayout) -> None:
+        assert layout.tracks_csv.read_text(encoding="utf-8") == expected_table(layout)
+
+    return check

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import BackboneUnavailableError
 from .base import WorkGeometry, register_backbone
 from .preprocess import to_working_tensor
 
@@ -42,8 +43,17 @@ class PixelBackbone:
         return F.normalize(torch.cat([feats, bias], dim=1), dim=1)
 
 
+MAX_PATCH = 256
+
+
 def _make_pixel(argument: str = "", device: str | torch.device | None = None, **_: object):
-    return PixelBackbone(int(argument) if argument else 16, device=device)
+    text = argument.strip()
+    patch = int(text) if text.isascii() and text.isdigit() else None
+    if text and (patch is None or not 4 <= patch <= MAX_PATCH or patch % 4):
+        raise BackboneUnavailableError(
+            f"pixel:{argument}: the number after 'pixel:' is the patch size in pixels and must be a multiple of 4 "
+            f"from 4 to {MAX_PATCH}, e.g. pixel:8 or pixel:16 (or plain pixel: for 16).", model=f"pixel:{argument}")
+    return PixelBackbone(patch or 16, device=device)
 
 
 register_backbone("pixel", _make_pixel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--frames must be at least 2 (a labelled frame and one to track), got {args.frames}")
     if args.animals < 1:
         raise InputError(f"--animals must be at least 1, got {args.animals}")
+    folder = Path(args.folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{folder} is a file; give the folder to write the sample into (it is created if needed)")
     video = write_sample(args.folder, n_frames=args.frames, n_instances=args.animals)
     print(f"Wrote {video} and its labelled frame 0; track it with:\n"
           f"  napari-dinotrack track {video} --model pixel:   (no weights needed)")

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     )
     plan = processor.plan(args.start_frame, args.end_frame)
     if plan is None:
+        processor.sync_results()  # the table still catches up with the JSONs
         print(f"All frames of {processor.video_path.name} are already tracked (results in "
               f"{processor.layout.folder}); use --start-frame N to track again from frame N.")
         return 0

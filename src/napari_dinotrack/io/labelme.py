@@ -19,7 +19,9 @@ Reading (:func:`read_frame`)
   4. otherwise the instance ``"animal"`` (all points without instance information together).
 
 * Keypoint name = ``display_label`` if present, else ``label``, exactly as written (a label like
-  ``mouse1:nose`` stays ``mouse1:nose``). ``visible`` defaults to True; ``score`` defaults to 1.0
+  ``mouse1:nose`` stays ``mouse1:nose``). Keypoint and instance names must fit on one line and
+  must not start with ``=``, ``+``, ``-`` or ``@`` (:mod:`.names`); such a file raises
+  :class:`AnnotationError` naming the shape. ``visible`` defaults to True; ``score`` defaults to 1.0
   and falls back to Annolid's ``quality``.
 * ``Instance.group_id`` is the first group_id found among the instance's shapes (polygon first).
 * Instances are ordered by their first shape in the file; keypoints in file order.
@@ -44,7 +46,7 @@ Per instance, in order: its polygon (if any), then one ``point`` shape per keypo
 ``Instance.group_id``, or the instance's index in the frame when that is None. Output is
 deterministic (fixed key order, ``indent=2``, no timestamps) and written atomically.
 ``Instance.mask`` is *not* written here (masks are stored separately, see
-``ResultLayout.masks_dir``). Non-finite coordinates, duplicate names and empty names raise
+``ResultLayout.masks_dir``). Non-finite coordinates, duplicate, empty or unsafe names raise
 ``ValueError``: keep the last known position for an invisible keypoint (Annolid convention).
 """
 
@@ -67,6 +69,7 @@ import numpy as np
 from ..errors import AnnotationError
 from .annotations import FrameAnnotation, Instance, Keypoint, Source
 from .atomic import atomic_write_bytes, atomic_write_text
+from .names import name_problem
 from .paths import ResultLayout
 
 __all__ = [
@@ -79,6 +82,7 @@ __all__ = [
     "frame_to_json",
     "load_annotations",
     "manual_frames",
+    "no_keypoints_reason",
     "read_frame",
     "shapes_digest",
     "write_frame",
@@ -126,6 +130,10 @@ def _load_json(path: Path) -> dict[str, Any]:
         raise AnnotationError(
             path, f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
             "it may be truncated") from exc
+    except RecursionError:
+        raise AnnotationError(path, "is nested too deeply to be a LabelMe file") from None
+    except ValueError as exc:  # e.g. a number with more digits than Python converts
+        raise AnnotationError(path, f"is not usable JSON ({exc})") from None
     if not isinstance(data, dict):
         raise AnnotationError(path, f"top level must be a JSON object, got {_tname(data)}")
     return data
@@ -251,6 +259,7 @@ class _FrameBuilder:
         label = _label(self.path, shape, where)
         gid = _group_id(self.path, shape, where)
         name = _instance_label(self.path, shape, where) or label
+        _check_name(self.path, name, f"{where}: instance name")
         pts = shape.get("points")
         if not isinstance(pts, list) or len(pts) < 3:
             raise AnnotationError(self.path, f"{where} ({name!r}) needs a list of at least 3 "
@@ -270,6 +279,7 @@ class _FrameBuilder:
         label = _label(self.path, shape, where)
         display = shape.get("display_label")
         kp_name = display if isinstance(display, str) and display else label
+        _check_name(self.path, kp_name, f"{where}: keypoint name")
         where = f"point shape #{index} ({kp_name!r})"
         pts = shape.get("points")
         if not isinstance(pts, list) or len(pts) != 1:
@@ -290,6 +300,7 @@ class _FrameBuilder:
             inside = [inst.name for inst in self.by_name.values() if inst.polygon is not None
                       and _contains(inst.polygon, x, y)]
             name = inside[0] if len(inside) == 1 else DEFAULT_INSTANCE
+        _check_name(self.path, name, f"{where}: instance name")
 
         visible = shape.get("visible", True)
         if isinstance(visible, int) and visible in (0, 1):  # bool is an int too
@@ -336,6 +347,13 @@ def _extra(shape: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 def _contains(polygon: np.ndarray, x: float, y: float) -> bool:
     contour = np.asarray(polygon, np.float32).reshape(-1, 1, 2)
     return cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0
+
+
+def _check_name(path: Path, name: str, where: str) -> None:
+    problem = name_problem(name)
+    if problem is not None:
+        raise AnnotationError(path, f"{where}: {problem}",
+                              "Rename it (e.g. in LabelMe or a text editor) and save the file again.")
 
 
 def _label(path: Path, shape: dict[str, Any], where: str) -> str:
@@ -424,6 +442,8 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
     for index, inst in enumerate(ann.instances):
         if not isinstance(inst.name, str) or not inst.name:
             raise ValueError(f"frame {ann.frame}: instance #{index} has no name")
+        if name_problem(inst.name):
+            raise ValueError(f"frame {ann.frame}: instance {name_problem(inst.name)}")
         if inst.name in seen_instances:
             raise ValueError(f"frame {ann.frame}: two instances named {inst.name!r}")
         seen_instances.add(inst.name)
@@ -452,6 +472,8 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
             where = f"frame {ann.frame}, instance {inst.name!r}, keypoint {kp.name!r}"
             if not isinstance(kp.name, str) or not kp.name:
                 raise ValueError(f"frame {ann.frame}, instance {inst.name!r}: unnamed keypoint")
+            if name_problem(kp.name):
+                raise ValueError(f"frame {ann.frame}, instance {inst.name!r}: keypoint {name_problem(kp.name)}")
             if kp.name in seen_kps:
                 raise ValueError(f"{where}: duplicate keypoint name")
             seen_kps.add(kp.name)
@@ -598,6 +620,27 @@ def load_annotations(layout: ResultLayout, frames: Iterable[int] | None = None
         wanted = {int(f) for f in frames}
         files = {f: p for f, p in files.items() if f in wanted}
     return {frame: read_frame(path, frame) for frame, path in files.items()}
+
+
+def no_keypoints_reason(ann: FrameAnnotation) -> str:
+    """Why a labelled frame has no keypoints to track from, in the user's terms, with the fix."""
+    kinds = [s.get("shape_type") if isinstance(s, dict) else None for s in ann.other_shapes]
+    misspelt = sorted({k for k in kinds if isinstance(k, str) and k != "point" and k.strip().lower() == "point"})
+    outlines = sum(inst.polygon is not None for inst in ann.instances)
+    if misspelt:
+        found = f"its shapes have shape_type {misspelt[0]!r}, but keypoints are 'point' shapes (lower case)"
+    elif kinds or outlines:
+        counts: dict[str, int] = {}
+        for k in kinds:
+            counts[str(k)] = counts.get(str(k), 0) + 1
+        if outlines:
+            counts["polygon"] = outlines
+        listed = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        found = f"it has no keypoints ('point' shapes), only {listed}"
+    else:
+        found = "it has no shapes at all, so no keypoints"
+    return (f"{found}; a seed frame needs at least one keypoint. Add point shapes for the body parts (napari: "
+            "Seed tools -> Add keypoints, then 'Save frame as manual seed'; or in LabelMe), or delete the file")
 
 
 def manual_frames(layout: ResultLayout) -> list[int]:

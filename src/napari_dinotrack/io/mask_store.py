@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from ..errors import OutputError
+from .atomic import atomic_write_bytes, atomic_write_text, output_error
 
 if TYPE_CHECKING:
     import dask.array
@@ -87,6 +88,23 @@ class MaskStore:
         self.folder = Path(folder)
         self._names: list[str] = []  # label k + 1 -> name, as last read from the folder
 
+    @staticmethod
+    def writes(name: str) -> bool:
+        """Whether ``name`` is a file a mask store writes (tells its files from others')."""
+        return name == MaskStore.INDEX_FILE or _FRAME_FILE.match(name) is not None
+
+    def _make_folder(self) -> None:
+        """Create the folder; never write through a link someone put in its place."""
+        if self.folder.is_symlink():
+            raise OutputError(self.folder, "is a symbolic link, and masks are only written into a real folder",
+                              "Remove the link (what it points to is left alone) and run again.")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise OutputError(self.folder, "is a file, not a folder", "Move that file away and run again.") from None
+        except OSError as exc:
+            raise output_error(self.folder, exc) from None
+
     # --- instance table -----------------------------------------------------------------
     def _load_names(self) -> list[str]:
         path = self.folder / self.INDEX_FILE
@@ -134,7 +152,7 @@ class MaskStore:
             raise ValueError(f"expected ({len(names)}, H, W) masks, got shape {masks.shape}")
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate instance names: {names}")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self._make_folder()
         table = self._register(list(names))
         if len(table) > np.iinfo(np.uint16).max:
             raise ValueError(f"too many instances for a 16-bit label image: {len(table)}")

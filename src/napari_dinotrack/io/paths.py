@@ -6,6 +6,8 @@ Layout (Annolid-compatible), for a video ``/data/mouse.mp4``::
         mouse_000000042.json                one LabelMe file per labelled/tracked frame
         mouse_000000042.png                 present only for Annolid "manual" frames
         mouse_tracks.csv                    tidy keypoint table
+        .mouse_tracks.index.json            what the table holds, and which video the folder belongs to
+        .napari-dinotrack.lock              present while (or after) a run writes the folder
         mouse_masks/                        per-frame masks
         mouse_tracker_config.json           settings of the last run
 
@@ -23,9 +25,12 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["FRAME_DIGITS", "ResultLayout"]
+from ..errors import OutputError
+
+__all__ = ["FRAME_DIGITS", "LOCK_NAME", "ResultLayout"]
 
 FRAME_DIGITS = 9
+LOCK_NAME = ".napari-dinotrack.lock"
 _ANY_FRAME_JSON = re.compile(r"^(?P<prefix>.+)_(?P<frame>\d{9})\.json$")
 
 
@@ -95,6 +100,16 @@ class ResultLayout:
         return self.folder / f"{self.stem}_tracks.csv"
 
     @property
+    def tracks_index(self) -> Path:
+        """Which JSON versions the table holds, and the video: ``<folder>/.<stem>_tracks.index.json``."""
+        return self.folder / f".{self.stem}_tracks.index.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Lock of the run writing this folder: ``<folder>/.napari-dinotrack.lock``."""
+        return self.folder / LOCK_NAME
+
+    @property
     def masks_dir(self) -> Path:
         """Folder for per-frame masks: ``<folder>/<stem>_masks/``."""
         return self.folder / f"{self.stem}_masks"
@@ -104,9 +119,24 @@ class ResultLayout:
         """Tracker settings of the last run: ``<folder>/<stem>_tracker_config.json``."""
         return self.folder / f"{self.stem}_tracker_config.json"
 
+    def writes(self, name: str) -> bool:
+        """Whether ``name`` is a file this layout writes in :attr:`folder` (tells our files from others')."""
+        own = {self.tracks_csv.name, self.tracks_index.name, self.config_json.name}
+        return name in own or self.frame_of(name) is not None
+
     def ensure_folder(self) -> Path:
-        """Create the result folder (and parents) if needed; return it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Create the result folder (and parents) if needed; return it.
+
+        Raises :class:`~napari_dinotrack.errors.OutputError` naming the folder when it cannot be made.
+        """
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise OutputError(self.folder, "is a file, not a folder", "Move that file away or choose another "
+                              "result folder (--out).") from None
+        except OSError as exc:
+            raise OutputError(self.folder, f"cannot be created ({exc.strerror or exc})",
+                              "Choose a result folder you may write to (--out).", exc.errno) from None
         return self.folder
 
 

@@ -1,37 +1,43 @@
 """ResultWriter: writes each tracked frame (LabelMe JSON, CSV rows, masks) on its own thread.
 
 The tracking loop hands frames over a bounded queue and never waits on the disk unless the disk
-falls a whole queue behind. Each frame is written JSON first, then its CSV rows, so a crash
-loses at most the frames still in the queue, and the run plan finds those stale next time.
+falls a whole queue behind. Each frame is written JSON first, then its table rows, so a crash
+loses at most the frames still in the queue, and the run plan finds those stale next time. The
+table is brought back in line with the JSONs when the writer closes, however the run ended
+(finished, stopped, failed); after a kill, at the next run's start (:mod:`.table_index`).
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from pathlib import Path
 
 import numpy as np
 
 from .annotations import FrameAnnotation
-from .atomic import atomic_write_text
 from .labelme import write_prediction
 from .mask_store import MaskStore, mask_to_polygon
 from .paths import ResultLayout
-from .tables import TracksCsvAppender, write_tracks_csv
+from .table_index import TracksTable, identity_of
+
+logger = logging.getLogger(__name__)
 
 _DONE = object()
 
 
 class ResultWriter:
-    """Background writer for one run. Use as a context manager or call ``close()``."""
+    """Background writer for a run that (re)tracks frames ``first``..``last``.
 
-    def __init__(self, layout: ResultLayout, kept: list[FrameAnnotation], max_pending: int = 64):
+    Their old rows leave the table when the writer opens and come back, from whatever JSON each
+    frame has, when it closes. Use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, layout: ResultLayout, first: int, last: int, max_pending: int = 64):
         layout.ensure_folder()
         self.layout = layout
-        # the table restarts from the results that stay valid, so re-tracked frames never appear twice
-        write_tracks_csv(layout.tracks_csv, kept)
-        self._csv = TracksCsvAppender(layout.tracks_csv)
+        self._table = TracksTable(layout)
+        self._table.begin_run(first, last)
         self._masks = MaskStore(layout.masks_dir)
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
@@ -60,14 +66,18 @@ class ResultWriter:
     def _write(self, ann: FrameAnnotation, masks: np.ndarray | None, write_json: bool, write_rows: bool) -> None:
         if masks is not None:
             self._masks.write(ann.frame, masks, [inst.name for inst in ann.instances])
+        written = False
         if write_json:
             if masks is not None:
                 for inst, mask in zip(ann.instances, masks, strict=True):
                     outline = mask_to_polygon(mask)
                     inst.polygon = outline if len(outline) >= 3 else None
-            write_prediction(self.layout, ann)
+            written = write_prediction(self.layout, ann)
         if write_rows:
-            self._csv.append(ann)
+            if written:
+                self._table.append(ann, identity_of(self.layout.frame_json(ann.frame)))
+            else:  # the frame's file is the user's: the table follows that file
+                self._table.append_existing(ann.frame)
         self.frames_written += 1
 
     def _raise_if_failed(self) -> None:
@@ -75,26 +85,27 @@ class ResultWriter:
             raise self._error
 
     def close(self) -> None:
-        """Flush everything queued, then leave the table sorted by frame."""
+        """Flush everything queued, then make the table equal to the JSONs (sorted by frame)."""
         if self._thread.is_alive():
             self._queue.put(_DONE)
             self._thread.join()
-        self._csv.close()
-        _sort_table(self.layout.tracks_csv)
+        try:
+            self._table.end_run()
+        except Exception:
+            self._table.abandon_run()
+            if self._error is None:
+                raise
+            logger.warning("the tracks table could not be tidied; the next run repairs it", exc_info=True)
         self._raise_if_failed()
 
     def __enter__(self) -> ResultWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _sort_table(path: Path) -> None:
-    """Order the table by frame (stable, so instance/keypoint order within a frame is kept)."""
-    header, *lines = path.read_text(encoding="utf-8").splitlines()
-    frames = [int(line.split(",", 1)[0]) for line in lines]
-    if frames == sorted(frames):
-        return
-    order = sorted(range(len(lines)), key=frames.__getitem__)
-    atomic_write_text(path, "\n".join([header, *(lines[i] for i in order)]) + "\n")
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None or issubclass(exc_type, GeneratorExit):  # finished, stopped or closed early
+            self.close()
+            return
+        try:  # the run's own error matters more than one met while tidying up after it
+            self.close()
+        except Exception:
+            logger.warning("closing the result writer after an error failed", exc_info=True)

@@ -6,7 +6,10 @@ Columns, exactly: ``frame,instance,keypoint,x,y,visible,score``.
   (or its coordinates are not finite); ``visible``: ``1``/``0``; ``score``: 4 decimals (empty if
   not finite).
 * Rows are ordered by frame, then instance order, then keypoint order as in the annotation.
-* Lines end with ``\\n``; UTF-8.
+* Lines end with ``\\n``; UTF-8; one line per row.
+* Names never start a spreadsheet formula or break a line: names with line breaks or a leading
+  ``=``, ``+``, ``-``, ``@`` are refused when a seed is read (:func:`~.names.name_problem`); should
+  one come from code, its cell gets a leading ``'`` and its line breaks become spaces.
 
 :class:`TracksCsvAppender` writes rows live during tracking (flushed per frame);
 :func:`read_tracks_csv` drops a truncated last line left by a crash mid-write.
@@ -23,13 +26,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..errors import InputError
 from .annotations import FrameAnnotation
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, output_error
+from .names import FORMULA_STARTS, LINE_BREAKS
 
-__all__ = ["COLUMNS", "TracksCsvAppender", "read_tracks_csv", "rows_for", "write_tracks_csv"]
+__all__ = ["COLUMNS", "HEADER_LINE", "TracksCsvAppender", "csv_block", "read_tracks_csv", "rows_for",
+           "write_tracks_csv"]
 
 COLUMNS: tuple[str, ...] = ("frame", "instance", "keypoint", "x", "y", "visible", "score")
-_HEADER_LINE = ",".join(COLUMNS)
+HEADER_LINE = ",".join(COLUMNS)
+_SPACES = str.maketrans(dict.fromkeys(LINE_BREAKS, " "))
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -40,18 +47,30 @@ def _fmt(value: float, digits: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
+def _name_cell(name: str) -> str:
+    """A name as a cell no spreadsheet runs as a formula and no line reader splits."""
+    text = str(name).translate(_SPACES)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def rows_for(ann: FrameAnnotation) -> list[tuple[int, str, str, str, str, int, str]]:
     """CSV rows of one frame, cells already formatted as written (x/y/score text, visible 1/0)."""
     rows = []
     frame = int(ann.frame)
     for inst in ann.instances:
+        instance = _name_cell(inst.name)
         for kp in inst.keypoints:
             shown = bool(kp.visible) and math.isfinite(kp.x) and math.isfinite(kp.y)
             x = _fmt(kp.x, 3) if shown else ""
             y = _fmt(kp.y, 3) if shown else ""
-            rows.append((frame, inst.name, kp.name, x, y, 1 if kp.visible else 0,
+            rows.append((frame, instance, _name_cell(kp.name), x, y, 1 if kp.visible else 0,
                          _fmt(kp.score, 4)))
     return rows
+
+
+def csv_block(ann: FrameAnnotation) -> str:
+    """The table lines of one frame, exactly as written (each ends with a newline)."""
+    return _csv_text(rows_for(ann))
 
 
 def _csv_text(rows: Iterable[Iterable[Any]]) -> str:
@@ -82,34 +101,50 @@ class TracksCsvAppender:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _drop_partial_last_line(self.path)
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size:
-            with open(self.path, encoding="utf-8", newline="") as fh:
-                first = fh.readline().rstrip("\r\n")
-            if first != _HEADER_LINE:
-                raise ValueError(
-                    f"{self.path}: not a tracks table (header {first!r}, expected "
-                    f"{_HEADER_LINE!r}). Move it away or choose another file.")
-        self._fh: io.TextIOWrapper | None = open(  # noqa: SIM115 - closed in close()
-            self.path, "a", encoding="utf-8", newline="")
-        if not size:
-            self._fh.write(_HEADER_LINE + "\n")
-            self._fh.flush()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _drop_partial_last_line(self.path)
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size:
+                with open(self.path, encoding="utf-8", newline="", errors="replace") as fh:
+                    first = fh.readline().rstrip("\r\n")
+                if first != HEADER_LINE:
+                    raise InputError(
+                        f"{self.path}: not a tracks table (header {first!r}, expected "
+                        f"{HEADER_LINE!r}). Move it away or choose another file.")
+            self._fh: io.TextIOWrapper | None = open(  # noqa: SIM115 - closed in close()
+                self.path, "a", encoding="utf-8", newline="")
+            if not size:
+                self._write(HEADER_LINE + "\n")
+        except OSError as exc:
+            raise output_error(self.path, exc) from None
 
     def append(self, ann: FrameAnnotation) -> None:
         """Write the rows of one frame and flush them to the OS."""
+        self.write_text(csv_block(ann))
+
+    def write_text(self, text: str) -> None:
+        """Append lines already formatted as table rows, and flush them."""
         if self._fh is None:
             raise ValueError(f"{self.path}: appender is closed")
-        self._fh.write(_csv_text(rows_for(ann)))
+        try:
+            self._write(text)
+        except OSError as exc:
+            raise output_error(self.path, exc) from None
+
+    def _write(self, text: str) -> None:
+        assert self._fh is not None
+        self._fh.write(text)
         self._fh.flush()
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Close the file (idempotent); a failure to flush the last rows is an OutputError."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError as exc:
+                raise output_error(self.path, exc) from None
 
     @property
     def closed(self) -> bool:
@@ -152,38 +187,61 @@ def read_tracks_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Keys are :data:`COLUMNS`: ``frame`` int, ``instance``/``keypoint`` str, ``x``/``y`` float or
     None (not visible), ``visible`` bool, ``score`` float or None. A last line without its
-    newline (crash mid-write) is dropped; any other malformed row raises ``ValueError`` naming
-    the file and line.
+    newline (crash mid-write) is dropped; anything else that is not a table row raises
+    :class:`~napari_dinotrack.errors.InputError` naming the file and line.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a tracks table") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a tracks table (not UTF-8 text: {exc.reason})") from None
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # rfind -1 -> "" (only a partial header)
-    lines = text.splitlines()
+    lines = text.split("\n")[:-1]
     if not lines:
         return []
-    if lines[0].rstrip("\r") != _HEADER_LINE:
-        raise ValueError(f"{path}: not a tracks table (header {lines[0]!r}, expected "
-                         f"{_HEADER_LINE!r})")
+    if lines[0].rstrip("\r") != HEADER_LINE:
+        raise InputError(f"{path}: not a tracks table (header {lines[0][:200]!r}, expected {HEADER_LINE!r})")
     out = []
-    for lineno, row in enumerate(csv.reader(lines[1:]), start=2):
-        if not row:
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip("\r"):
             continue
         try:
-            if len(row) != len(COLUMNS):
-                raise ValueError(f"expected {len(COLUMNS)} fields, got {len(row)}")
-            frame, instance, keypoint, x, y, visible, score = row
-            if visible not in ("0", "1"):
-                raise ValueError(f"visible must be 0 or 1, got {visible!r}")
-            out.append({
-                "frame": int(frame),
-                "instance": instance,
-                "keypoint": keypoint,
-                "x": float(x) if x else None,
-                "y": float(y) if y else None,
-                "visible": visible == "1",
-                "score": float(score) if score else None,
-            })
-        except ValueError as exc:
-            raise ValueError(f"{path}, line {lineno}: {exc}") from exc
+            out.append(_parse_row(line))
+        except (ValueError, csv.Error) as exc:
+            raise InputError(f"{path}, line {lineno}: not a table row ({exc})") from None
     return out
+
+
+def _parse_row(line: str) -> dict[str, Any]:
+    rows = list(csv.reader([line.rstrip("\r")]))
+    row = rows[0] if len(rows) == 1 else []
+    if len(row) != len(COLUMNS):
+        raise ValueError(f"expected {len(COLUMNS)} fields, got {len(row)}")
+    frame, instance, keypoint, x, y, visible, score = row
+    if not frame.isascii() or not frame.isdigit():
+        raise ValueError(f"frame must be a whole number >= 0, got {frame!r}")
+    if visible not in ("0", "1"):
+        raise ValueError(f"visible must be 0 or 1, got {visible!r}")
+    return {
+        "frame": int(frame),
+        "instance": instance,
+        "keypoint": keypoint,
+        "x": _number(x, "x"),
+        "y": _number(y, "y"),
+        "visible": visible == "1",
+        "score": _number(score, "score"),
+    }
+
+
+def _number(text: str, what: str) -> float | None:
+    if not text:
+        return None
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {text!r}")
+    return value

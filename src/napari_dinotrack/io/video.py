@@ -10,6 +10,14 @@ Everything goes through the ffmpeg binary shipped with ``imageio-ffmpeg``:
 
 Frames are always ``uint8`` RGB ``(H, W, 3)``, whatever the pixel format of the file. Frame
 ``i`` is the ``i``-th frame the decoder outputs, which is what annotation files index.
+
+Seeking uses each frame's presentation timestamp, read once when the video is probed, so it is
+exact on variable-frame-rate videos too (phone and screen recordings, dropped-frame captures):
+a seek aims midway between frame ``i - 1`` and frame ``i``. Where timestamps go backwards, it
+starts from an earlier frame that can be reached and counts frames from there.
+
+File names always reach ffmpeg as ``file:<absolute path>``, so a name such as
+``concat:a.mp4|b.mp4`` is read as the plain file it is, never through an ffmpeg protocol.
 """
 
 from __future__ import annotations
@@ -17,13 +25,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import queue
 import re
+import subprocess
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask.array as da
@@ -61,6 +71,14 @@ class VideoInfo:
     fps: float
     width: int
     height: int
+    #: presentation time of every frame, in units of :attr:`time_base` seconds (None: the file gave none)
+    pts: np.ndarray | None = field(default=None, compare=False, repr=False)
+    time_base: float = 0.0
+
+    @property
+    def timestamps(self) -> np.ndarray | None:
+        """Presentation time of every frame in seconds from the start of the video."""
+        return None if self.pts is None else self.pts * self.time_base
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -93,9 +111,23 @@ def _output_params(extra: list[str] | None = None) -> list[str]:
     return ["-map", "0:v:0", *_PASSTHROUGH, *(extra or [])]
 
 
+def _ffmpeg_input(path: Path) -> str:
+    """The name ffmpeg reads ``path`` by: always the file protocol, never one a name could pick."""
+    return "file:" + os.path.abspath(path)
+
+
+_BANNER = re.compile(r"^(ffmpeg version|built with|configuration:|lib[a-z]+\s+\d|Copyright)")
+_LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
+
+
 def _short(err: BaseException, max_lines: int = 6) -> str:
-    # ffmpeg errors carry the whole stderr; the last lines say what went wrong.
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    # ffmpeg errors carry the whole stderr; the last lines say what went wrong. The version
+    # banner and the "[in#0 @ 0x...]" prefixes say nothing to a user.
+    lines = []
+    for ln in str(err).splitlines():
+        ln = _LOG_PREFIX.sub("", ln.strip())
+        if ln and not _BANNER.match(ln) and not ln.startswith(("===", "Could not load meta information")):
+            lines.append(ln)
     return " | ".join(lines[-max_lines:]) if lines else type(err).__name__
 
 
@@ -107,13 +139,45 @@ def _check_file(path: Path) -> None:
 
 
 def _seek_params(start: int, fps: float) -> list[str]:
-    # ffmpeg keeps the frames whose timestamp is >= the seek time. Aiming a quarter frame
-    # early absorbs rounding of the time string, of container time bases (ms in mkv) and of a
-    # nominal fps (29.97); not half a frame, which coarse time bases (avi: 1/fps) round
-    # either way.
+    # Without timestamps: ffmpeg keeps the frames whose timestamp is >= the seek time. Aiming
+    # a quarter frame early absorbs rounding of the time string, of container time bases (ms in
+    # mkv) and of a nominal fps (29.97); not half a frame, which coarse time bases (avi: 1/fps)
+    # round either way.
     if start <= 0:
         return []
     return ["-ss", f"{(start - 0.25) / fps:.6f}"]
+
+
+def _seek(info: VideoInfo, start: int, stop: int) -> tuple[list[str], int]:
+    """Input options that make ffmpeg's first output frame ``start - skip``, and ``skip``.
+
+    ffmpeg decodes from the keyframe before the seek time, shifts timestamps by the seek time
+    rounded to the stream's time base, and drops the frames that end up before zero. In time
+    base units, a frame is kept when its pts is at least ``round(seek / time_base)``; so the
+    seek aims at ``(latest earlier pts + pts of start) / 2 + 0.5``, the middle of the values that
+    round into the right range, with room for the microsecond rounding of ``-ss``. Where
+    timestamps go backwards (a damaged file), an earlier frame that such a seek does land on is
+    chosen, and the frames up to ``start`` are skipped.
+    """
+    pts = info.pts
+    if pts is None:
+        return _seek_params(start, info.fps), 0
+    if start <= 0:
+        return [], 0
+    tb = info.time_base
+    margin = 0.5e-6 / tb + 1e-9  # -ss is read in whole microseconds
+    latest_before = np.maximum.accumulate(pts[:start])  # [k - 1]: the latest pts of frames 0..k-1
+    earliest_after = int(pts[start:stop].min())
+    for k in range(start, 0, -1):
+        earliest_after = min(earliest_after, int(pts[k]))
+        before, here = int(latest_before[k - 1]), int(pts[k])
+        if here - before <= 2 * margin:
+            continue
+        aim = (before + here) / 2 + 0.5
+        # kept: pts >= round(aim +- margin); frames 0..k-1 must fall below, k and all after it above
+        if aim - margin > 0 and aim - margin >= before + 0.5 and earliest_after >= math.floor(aim + margin + 0.5):
+            return ["-ss", f"{aim * tb:.6f}"], start - k
+    return [], start
 
 
 # --------------------------------------------------------------------------- probing
@@ -146,7 +210,8 @@ def probe_video(path: str | Path) -> VideoInfo:
         return cached
 
     try:
-        gen = imageio_ffmpeg.read_frames(str(path), output_params=_output_params())
+        gen = imageio_ffmpeg.read_frames(_ffmpeg_input(path), input_params=["-hide_banner"],
+                                         output_params=_output_params())
         try:
             meta = next(gen)
         finally:
@@ -157,30 +222,69 @@ def probe_video(path: str | Path) -> VideoInfo:
             f"video file ({', '.join(VIDEO_SUFFIXES)})? {_REENCODE_HINT}"
         ) from err
 
-    try:
-        n_frames, secs = imageio_ffmpeg.count_frames_and_secs(str(path))
-    except RuntimeError as err:
-        raise VideoError(
-            f"Cannot count the frames of {path}: ffmpeg says '{_short(err)}'. "
-            f"The file may be truncated or corrupt. {_REENCODE_HINT}"
-        ) from err
+    pts, time_base = _frame_pts(path)
+    n_frames = len(pts)
     if not n_frames:
         raise VideoError(f"{path} contains no decodable video frames. {_REENCODE_HINT}")
+    frame_pts = None if any(p is None for p in pts) else np.array(pts, dtype=np.int64)
+    if frame_pts is None or time_base <= 0:
+        frame_pts = None  # some frames carry no timestamp: seek by the frame rate
+        secs = 0.0
+    else:
+        secs = float(frame_pts.max() - frame_pts.min()) * time_base
 
     fps = float(meta.get("fps") or 0.0)
     if not math.isfinite(fps) or fps <= 0:
         # Some containers carry no frame rate; seeking needs one, so derive it.
-        fps = n_frames / secs if secs else 0.0
+        fps = (n_frames - 1) / secs if secs > 0 else 0.0
     if not math.isfinite(fps) or fps <= 0:
         raise VideoError(
             f"{path} reports no frame rate, so frames cannot be located. {_REENCODE_HINT}"
         )
 
     width, height = (int(v) for v in meta["size"])
-    info = VideoInfo(path=path, n_frames=int(n_frames), fps=fps, width=width, height=height)
+    info = VideoInfo(path=path, n_frames=int(n_frames), fps=fps, width=width, height=height, pts=frame_pts,
+                     time_base=time_base if frame_pts is not None else 0.0)
     with _probe_lock:
         _probe_cache[key] = info
     return info
+
+
+_SHOWINFO = re.compile(rb"\sn:\s*(\d+)\s+pts:\s*(-?\d+|NOPTS)\s")
+_TIME_BASE = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
+
+
+def _frame_pts(path: Path) -> tuple[list[int | None], float]:
+    """Presentation timestamp of every frame the decoder outputs, in order, and their time base (s).
+
+    One decoding pass without pixel conversion; the list's length is the exact frame count. A
+    frame without a timestamp is None.
+    """
+    out = _run_showinfo(path, "showinfo=checksum=0")
+    if out is None:  # an ffmpeg older than the checksum option
+        out = _run_showinfo(path, "showinfo")
+    assert out is not None
+    tb = _TIME_BASE.search(out)
+    time_base = int(tb.group(1)) / int(tb.group(2)) if tb and int(tb.group(2)) else 0.0
+    found = _SHOWINFO.findall(out)
+    if [int(n) for n, _ in found] != list(range(len(found))):
+        raise VideoError(f"Cannot read the frame times of {path}; ffmpeg's report is not understood. {_REENCODE_HINT}")
+    return [None if p == b"NOPTS" else int(p) for _, p in found], time_base
+
+
+def _run_showinfo(path: Path, filter_: str) -> bytes | None:
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path),
+           "-map", "0:v:0", "-vf", filter_, *_output_params()[2:], "-f", "null", "-"]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        if b"checksum" in proc.stderr and "checksum" in filter_:
+            return None
+        raise VideoError(
+            f"Cannot count the frames of {path}: ffmpeg says "
+            f"'{_short(RuntimeError(proc.stderr.decode('utf-8', 'replace')))}'. "
+            f"The file may be truncated or corrupt. {_REENCODE_HINT}"
+        )
+    return proc.stderr
 
 
 def _forget_probe(path: Path) -> None:
@@ -347,7 +451,8 @@ class VideoReader:
     def _run_ffmpeg(self, input_params: list[str], extra_output: list[str], count: int) -> list:
         frames = []
         gen = imageio_ffmpeg.read_frames(
-            str(self.path), input_params=input_params, output_params=_output_params(extra_output)
+            _ffmpeg_input(self.path), input_params=["-hide_banner", *input_params],
+            output_params=_output_params(extra_output)
         )
         try:
             meta = next(gen)
@@ -373,8 +478,8 @@ class VideoReader:
 
     def _decode_range(self, start: int, stop: int) -> np.ndarray:
         count = stop - start
-        input_params = _seek_params(start, self.info.fps)
-        frames = self._run_ffmpeg(input_params, ["-frames:v", str(count)], count)
+        input_params, skip = _seek(self.info, start, stop)
+        frames = self._run_ffmpeg(input_params, ["-frames:v", str(count + skip)], count + skip)[skip:]
         if len(frames) < count:
             # Timestamps that do not follow the nominal fps (variable frame rate, broken
             # index) can defeat time seeking; select by decode index instead: slow (decodes
@@ -527,13 +632,13 @@ class VideoReader:
         h, w = self.info.height, self.info.width
         nbytes = h * w * 3
         count = stop - start
-        input_params = _seek_params(start, self.info.fps)
+        input_params, skip = _seek(self.info, start, stop)
         produced = 0
         try:
             gen = imageio_ffmpeg.read_frames(
-                str(self.path),
-                input_params=input_params,
-                output_params=_output_params(["-frames:v", str(count)]),
+                _ffmpeg_input(self.path),
+                input_params=["-hide_banner", *input_params],
+                output_params=_output_params(["-frames:v", str(count + skip)]),
             )
             try:
                 meta = next(gen)
@@ -545,6 +650,9 @@ class VideoReader:
                 for raw in gen:
                     if stop_event.is_set():
                         return
+                    if skip:  # frames before ``start`` that the seek could not avoid
+                        skip -= 1
+                        continue
                     if len(raw) != nbytes:
                         raise VideoError(
                             f"{self.path}: a decoded frame has {len(raw)} bytes, expected "
@@ -649,7 +757,7 @@ def write_video(
         raise ValueError(f"chroma must be '444' or '420', got {chroma!r}")
     try:
         writer = imageio_ffmpeg.write_frames(
-            str(path),
+            _ffmpeg_input(path),
             (w, h),
             fps=fps,
             codec="libx264",

@@ -39,6 +39,7 @@ __all__ = [
     "points_to_tracks",
     "replace_frames",
     "row_frames",
+    "usable_names",
 ]
 
 #: Columns of the keypoints layer's features table, in order.
@@ -54,6 +55,20 @@ def parse_names(text: str) -> list[str]:
             if name and name not in out:
                 out.append(name)
     return out
+
+
+def usable_names(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``names`` that can be keypoint or instance names, and why each of the others cannot."""
+    from ..io.names import name_problem
+
+    usable, problems = [], []
+    for name in names:
+        problem = name_problem(name)
+        if problem is None:
+            usable.append(name)
+        else:
+            problems.append(problem)
+    return usable, problems
 
 
 def features_table(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import QWidget
 from ..errors import UserError
 from .backbones import LOCAL_FOLDER, BackboneCache, BackboneChoice, describe_source
 from .batch_panel import FolderBatchPanel
-from .convert import empty_features, parse_names
+from .convert import empty_features, parse_names, usable_names
 from .exchange_tools import ExchangeTools
 from .heatmap import HeatmapController
 from .keypoint_edits import KeypointEditor
@@ -313,15 +313,24 @@ class DinoTrackerWidget(QWidget):
 
     # ---------------------------------------------------------------- seed tools
     def _keypoint_names(self) -> list[str]:
-        return parse_names(self.seed_panel.names.value) or ["point"]
+        return usable_names(parse_names(self.seed_panel.names.value))[0] or ["point"]
 
     def _instance_name(self) -> str:
-        return self.seed_panel.instance.value.strip() or "animal1"
+        names = usable_names([self.seed_panel.instance.value.strip()])[0]
+        return names[0] if names else "animal1"
+
+    def _name_problems(self) -> list[str]:
+        """Why typed keypoint or instance names are not used (they would break or inject into the CSV)."""
+        instance = self.seed_panel.instance.value.strip()
+        return usable_names(parse_names(self.seed_panel.names.value) + ([instance] if instance else []))[1]
 
     def _seed_status(self, text: str) -> None:
         self.seed_panel.status.value = text
 
     def _on_names_changed(self, *_: Any) -> None:
+        problems = self._name_problems()
+        if problems:
+            self._seed_status("⚠ Not used: " + "; ".join(problems))
         self.keypoints_style.keypoint_names = self._keypoint_names()
         self.edits.update_defaults()
         self._settings_changed()
