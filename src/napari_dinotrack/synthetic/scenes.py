@@ -471,8 +471,13 @@ def make_scene(family: str, seed: int, **fixed: Any) -> Scene:
                 u, v = _body_coords(xw, yw, cx, cy, hd, length)
                 torso, head_m, ears, tail = _shape(u, v, head, animal.tail_wag[t])
                 body = torso | head_m
-                tu = (u * length + tex_size / 2).astype(np.float32)
-                tv = (v * length + tex_size / 2).astype(np.float32)
+                # the fur is fixed to the body part it grows on: the head's turns with the head
+                hu, hv = _head_coords(u, v, head)
+                on_head = head_m & ~torso | ears
+                fu = np.where(on_head, hu, u)
+                fv = np.where(on_head, hv, v)
+                tu = (fu * length + tex_size / 2).astype(np.float32)
+                tv = (fv * length + tex_size / 2).astype(np.float32)
                 coat = cv2.remap(fur, tu, tv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
                 img[body] = coat[body]
                 img[tail & ~body] = tail_colour

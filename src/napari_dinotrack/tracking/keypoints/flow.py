@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 LK_WINDOW = 15
-LK_LEVELS = 2
+LK_LEVELS = 3  # a pyramid of 4 levels follows steps of about 50 px with a 15 px window
 FB_TOLERANCE_PX = 1.0  # forward-backward disagreement above this means the flow lost the point
 # below this texture (smallest eigenvalue of the window's gradient matrix, OpenCV's per-pixel
 # normalisation) a window cannot be followed: flat fur "tracks" with zero motion however it moves
@@ -27,8 +27,9 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, max_jump_px: float) -> FlowResult:
-    """Follow ``points`` (K, 2) from ``prev_gray`` to ``gray``.
+def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, max_jump_px: float,
+                 guess: np.ndarray | None = None) -> FlowResult:
+    """Follow ``points`` (K, 2) from ``prev_gray`` to ``gray``, starting the search at ``guess`` if given.
 
     A point counts as tracked when its window has texture, both directions converge, they
     agree within FB_TOLERANCE_PX, and the step is at most ``max_jump_px``.
@@ -41,7 +42,12 @@ def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, ma
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
     params = {"winSize": (LK_WINDOW, LK_WINDOW), "maxLevel": LK_LEVELS, "criteria": criteria,
               "minEigThreshold": MIN_TEXTURE}
-    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **params)
+    if guess is not None:
+        start = np.ascontiguousarray(guess, dtype=np.float32).reshape(-1, 1, 2).copy()
+        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, start, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+                                               **params)
+    else:
+        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **params)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, fwd, None, **params)
     fwd = fwd.reshape(-1, 2)
     fb_error = np.linalg.norm(back.reshape(-1, 2) - pts.reshape(-1, 2), axis=1)

@@ -38,6 +38,8 @@ class TrackState:
     lost_for: torch.Tensor  # (I,) frames the animal as a whole has not been found
     usual_fit: torch.Tensor  # (I,) usual appearance score of the whole animal; NaN until known
     extent: torch.Tensor  # (I,) typical distance of the parts from the centre (>= one patch)
+    body_look: torch.Tensor  # (I, C) each animal's fur on the seed frame
+    floor_look: torch.Tensor  # (C,) the floor's
     sym_pairs: torch.Tensor  # (P, 2) left/right keypoint pairs
     prev_gray: np.ndarray | None
     prev_features: torch.Tensor | None

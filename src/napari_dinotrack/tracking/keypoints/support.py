@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["support_points"]
+__all__ = ["body_and_floor_looks", "support_points"]
 
 HULL_SHRINK = 0.85  # draw the hull of the parts towards their centre: its rim is often floor
+BODY_SHRINK = 0.6  # ... and further still where it must be fur
 
 
 def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: int, spacing: float,
@@ -65,3 +66,40 @@ def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: 
     if not points:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
     return np.concatenate(points), np.concatenate(owners)
+
+
+def body_and_floor_looks(features, positions, instance_of, n_instances: int, patch: int):
+    """The mean look (unit vectors) of each animal's body (I, C) and of the floor (C,) on a seed frame.
+
+    ``features`` (C, h, w) on the run's device, ``positions`` (K, 2) working px of the seed's
+    visible parts. The body is the patches inside the hull of an animal's parts drawn well
+    inwards (plus the parts' own patches); the floor is every patch at least two patches away
+    from all animals. Spots whose look is nearer the floor's than their animal's are not fur.
+    """
+    import cv2
+    import torch
+    import torch.nn.functional as F
+
+    c, h, w = features.shape
+    pos = positions.detach().cpu().numpy() / patch  # grid units
+    inst = instance_of.detach().cpu().numpy()
+    body = np.zeros((n_instances, h, w), np.uint8)
+    near = np.zeros((h, w), np.uint8)
+    for i in range(n_instances):
+        own = pos[inst == i]
+        if len(own) == 0:
+            continue
+        centre = own.mean(axis=0)
+        for shrink, target in ((BODY_SHRINK, body[i]), (1.0, near)):
+            drawn = np.round((centre + shrink * (own - centre)) * 16).astype(np.int32)  # 4 fractional bits
+            if len(drawn) >= 3:
+                cv2.fillConvexPoly(target, cv2.convexHull(drawn.reshape(-1, 1, 2)), 1, shift=4)
+            for p in drawn:
+                cv2.circle(target, (int(p[0]), int(p[1])), 8, 1, -1, shift=4)
+    near = cv2.dilate(near, np.ones((5, 5), np.uint8))
+    flat = features.reshape(c, -1)
+    body_t = torch.from_numpy(body.reshape(n_instances, -1)).to(features.device).float()
+    floor_t = torch.from_numpy((near == 0).reshape(-1)).to(features.device).float()
+    body_look = F.normalize(body_t @ flat.T, dim=1, eps=1e-6)
+    floor_look = F.normalize(flat @ floor_t, dim=0, eps=1e-6)
+    return body_look, floor_look

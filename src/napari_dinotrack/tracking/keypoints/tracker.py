@@ -46,7 +46,7 @@ from .pose import (
 )
 from .sampling import sample_features
 from .state import TrackState
-from .support import support_points
+from .support import body_and_floor_looks, support_points
 
 __all__ = ["KeypointTracker", "TrackOutput"]
 
@@ -190,6 +190,9 @@ class KeypointTracker:
 
         self._instance_host = instance_of.cpu().numpy()
         self._prev_masks = None
+        body_look, floor_look = body_and_floor_looks(features, pos[visible] if bool(visible.any()) else pos,
+                                                     instance_of[visible] if bool(visible.any()) else instance_of,
+                                                     n_inst, p)
         pairs = symmetric_pairs(names) if self.config.symmetry else []
         zeros_i = torch.zeros(n_inst, device=dev)
         self._state = TrackState(
@@ -203,6 +206,7 @@ class KeypointTracker:
             centre=centre, angle=zeros_i.clone(), scale=torch.ones(n_inst, device=dev),
             velocity=torch.zeros(n_inst, 2, device=dev), spin=zeros_i.clone(), lost_for=zeros_i.clone(),
             usual_fit=torch.full((n_inst,), float("nan"), device=dev), extent=extent,
+            body_look=body_look, floor_look=floor_look,
             sym_pairs=torch.tensor(pairs, device=dev, dtype=torch.long).reshape(-1, 2),
             prev_gray=gray, prev_features=features,
         )
@@ -260,13 +264,21 @@ class KeypointTracker:
             return None
         spots, owners = support_points(st.pos_native, self._instance_host, st.n_instances, g.patch_px / 3,
                                        MAX_SPOTS, gray.shape[:2], self._prev_masks)
-        flow = track_points(st.prev_gray, gray, np.concatenate([st.pos_native, spots]),
-                            cfg.max_speed_px * MAX_SEARCH_GROWTH)
+        start = np.concatenate([st.pos_native, spots])
+        # the search starts where each animal's recent motion leads: a running animal stays in reach
+        step = (st.velocity / g.scale).cpu().numpy()
+        guess = start + step[np.concatenate([self._instance_host, owners])]
+        flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_SEARCH_GROWTH, guess)
         xy = torch.from_numpy(flow.points).to(self.device) * g.scale
         ok = torch.from_numpy(flow.ok).to(self.device)
         k = len(st.names)
-        return _Flow(xy[:k], ok[:k] & st.visible, torch.from_numpy(spots).to(self.device) * g.scale, xy[k:], ok[k:],
-                     torch.from_numpy(owners).to(self.device))
+        spots_work = torch.from_numpy(spots).to(self.device) * g.scale
+        owners_t = torch.from_numpy(owners).to(self.device)
+        # only spots that look like their animal's fur rather than the floor: a spot on the rim whose
+        # window sees the floor would hold the animal back
+        look = sample_features(st.prev_features, spots_work, self._padded)
+        fur = (look * (st.body_look[owners_t] - st.floor_look[None])).sum(dim=1) > 0
+        return _Flow(xy[:k], ok[:k] & st.visible, spots_work, xy[k:], ok[k:] & fur, owners_t)
 
     # --- 2. where each animal is
     def _find_animals(self, maps: torch.Tensor, flow: _Flow | None) -> _Poses:
@@ -274,11 +286,11 @@ class KeypointTracker:
         n, inst, _p = st.n_instances, st.instance_of, g.patch_size
         pred_centre = st.centre + st.velocity
         pred_angle = st.angle + st.spin
-        has_flow = torch.zeros(n, dtype=torch.bool, device=self.device)
+        has_flow = strong = torch.zeros(n, dtype=torch.bool, device=self.device)
         healthy = torch.zeros(len(st.names), dtype=torch.bool, device=self.device)
         flow_anchors = place_parts(pred_centre, pred_angle, st.scale, st.offsets, inst)
         if flow is not None:
-            flow_centre, flow_angle, flow_anchors, has_flow, healthy = self._flow_pose(flow)
+            flow_centre, flow_angle, flow_anchors, has_flow, strong, healthy = self._flow_pose(flow)
             pred_centre = torch.where(has_flow[:, None], flow_centre, pred_centre)
             pred_angle = torch.where(has_flow, flow_angle, pred_angle)
 
@@ -299,7 +311,9 @@ class KeypointTracker:
         # over) while another pose clearly does; comparisons with NaN (usual level unknown) are False
         slipped = flow_fit < cfg.occlusion_ratio * st.usual_fit
         clearly = (fit >= 0.5 * (1.0 + cfg.occlusion_ratio) * st.usual_fit) & (fit > flow_fit + cfg.flow_trust)
-        keep_flow = has_flow & ~(slipped & clearly)
+        # (appearance drifts as an animal turns away from its templates; a flow that follows most of its fur
+        # is not overruled by it)
+        keep_flow = has_flow & (strong | ~(slipped & clearly))
         centre = torch.where(keep_flow[:, None], pred_centre, centre)
         angle = torch.where(keep_flow, pred_angle, angle)
         fit = torch.where(keep_flow, flow_fit, fit)
@@ -307,7 +321,8 @@ class KeypointTracker:
 
         usual = torch.where(torch.isnan(st.usual_fit), fit, st.usual_fit)
         threshold = torch.maximum(torch.full_like(usual, cfg.min_similarity), cfg.occlusion_ratio * usual)
-        lost = (fit < threshold) | self._clashes(centre, scored)
+        # an animal whose fur the flow followed is not lost, however its parts look now
+        lost = (~keep_flow & (fit < threshold)) | self._clashes(centre, scored)
         if cfg.redetect_after > 0:
             centre, angle, fit, lost = self._redetect(maps, centre, angle, fit, lost, usual)
         centre = torch.where(lost[:, None], st.centre + st.velocity * LOST_SPEED_DECAY, centre)
@@ -330,6 +345,10 @@ class KeypointTracker:
         size = size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
         support = torch.zeros(n, device=self.device).index_add_(0, owners, weight)
         has_flow = support >= MIN_FLOW_SUPPORT
+        tried = torch.zeros(n, device=self.device).index_add_(0, flow.spot_instance, torch.ones_like(flow.spots_ok,
+                                                                                                        dtype=torch.float))
+        followed_spots = torch.zeros(n, device=self.device).index_add_(0, flow.spot_instance, flow.spots_ok.float())
+        strong = has_flow & (followed_spots >= HEALTHY_FLOW_SHARE * tried)
         rigid = apply_similarity(st.pos, inst, turn, size, mean_src, mean_dst)
         sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(g.patch_size))[inst]
         # the spots around each part move it (a head turns its nose and ears round); its own flow is
@@ -343,7 +362,7 @@ class KeypointTracker:
         all_inst = torch.arange(n, device=self.device)
         centre = apply_similarity(st.centre, all_inst, turn, size, mean_src, mean_dst)
         healthy = (support_k >= MIN_FLOW_SUPPORT) & (followed >= HEALTHY_FLOW_SHARE)
-        return centre, st.angle + turn, anchors, has_flow, healthy | agrees
+        return centre, st.angle + turn, anchors, has_flow, strong, healthy | agrees
 
     def _clashes(self, centre: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
         """(I,) animals whose pose lands on another animal that matched better: they are hidden under it."""
@@ -392,15 +411,15 @@ class KeypointTracker:
         st, cfg, p = self.state, self.config, self.geometry.patch_size
         lattice = poses.anchors[:, None] + self._local_offsets[None]  # (K, L, 2); the anchor itself first
         local = self._match(sample_features(feats, lattice, self._padded))  # (K, L)
-        _best, best_at = local.max(dim=1)
+        _, best_at = local.max(dim=1)
         at_anchor = local[:, 0]
         rows = torch.arange(len(best_at), device=self.device)
         near = (lattice - lattice[rows, best_at][:, None]).norm(dim=-1) <= 0.5 * p
         weights = torch.softmax((local / cfg.subpixel_temperature).masked_fill(~near, NEG), dim=1)
         peak = (weights[..., None] * lattice).sum(dim=1)
         at_peak = self._match(sample_features(feats, peak, self._padded)[:, None])[:, 0]
-        # a part carried by the flow stays there: its appearance peak nearby is no better evidence, for
-        # a rim part's patch holds floor that stays behind when the animal moves on
+        # a part carried by the flow stays there: its appearance peak nearby is no better evidence, for a
+        # rim part's patch holds floor that stays behind when the animal moves on
         move = ~poses.from_flow & ~poses.lost[st.instance_of]
         return torch.where(move[:, None], peak, poses.anchors), torch.where(move, at_peak, at_anchor)
 
@@ -423,7 +442,7 @@ class KeypointTracker:
                   & (xy[:, 1] <= g.work_height - 1))
         # seen: it matches as well as usual, or the fur around it was followed and it does not look unlike itself
         looks_right = similarity >= torch.where(st.visible, threshold, regain)
-        followed = poses.flow_healthy & st.visible & (similarity >= cfg.min_similarity)
+        followed = poses.flow_healthy & st.visible & (similarity >= 0.0)
         found = st.trackable & inside & ~poses.lost[st.instance_of] & (looks_right | followed)
         if masks is not None and cfg.clamp_to_mask:
             xy, in_mask = self._clamp_to_masks(xy, masks)
