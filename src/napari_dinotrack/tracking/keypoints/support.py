@@ -23,42 +23,26 @@ def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: 
     """Lattice spots (S, 2) inside each animal and the animal (S,) of each.
 
     ``positions`` (K, 2) video px of the parts; ``masks`` (I, H, W) bool where known (an animal
-    without a mask pixel falls back to its hull). At most ``max_per_instance`` spots an animal,
-    evenly thinned.
+    without a mask pixel falls back to its hull). Where two animals' regions overlap nobody can
+    tell whose fur a spot is on (the one on top hides the other), so no spot is placed there.
+    At most ``max_per_instance`` spots an animal, evenly thinned.
     """
-    import cv2
-
-    h, w = shape
+    regions = [_region(positions[instance_of == i], spacing, shape, None if masks is None else masks[i])
+               for i in range(n_instances)]
     points, owners = [], []
-    for i in range(n_instances):
-        own = positions[instance_of == i]
-        own = own[np.isfinite(own).all(axis=1)]
-        if len(own) == 0:
+    step = max(1, round(spacing))
+    for i, region in enumerate(regions):
+        if region is None:
             continue
-        lo = np.floor(own.min(axis=0) - spacing).clip(0, [w - 1, h - 1]).astype(int)
-        hi = np.ceil(own.max(axis=0) + spacing).clip(0, [w - 1, h - 1]).astype(int)
-        if masks is not None and masks[i].any():
-            ys, xs = np.nonzero(masks[i])
-            lo = np.array([xs.min(), ys.min()])
-            hi = np.array([xs.max(), ys.max()])
-            region = masks[i][lo[1]: hi[1] + 1, lo[0]: hi[0] + 1]
-        else:
-            region = np.zeros((hi[1] - lo[1] + 1, hi[0] - lo[0] + 1), np.uint8)
-            centre = own.mean(axis=0)
-            drawn = (centre + HULL_SHRINK * (own - centre) - lo).astype(np.float32)
-            if len(drawn) >= 3:
-                hull = cv2.convexHull(drawn.reshape(-1, 1, 2))
-                cv2.fillConvexPoly(region, np.round(hull).astype(np.int32), 1)
-            thick = max(1, round(spacing))
-            for a in range(len(drawn)):  # thin animals and one- or two-part animals still get spots
-                for b in range(a + 1, len(drawn)):
-                    cv2.line(region, tuple(np.round(drawn[a]).astype(int)), tuple(np.round(drawn[b]).astype(int)),
-                             1, thick)
-            region = region.astype(bool)
-        step = max(1, round(spacing))
-        ys, xs = np.mgrid[step // 2: region.shape[0]: step, step // 2: region.shape[1]: step]
-        inside = region[ys, xs]
-        spots = np.stack([xs[inside] + lo[0], ys[inside] + lo[1]], axis=1).astype(np.float32)
+        lo, inside = region
+        ys, xs = np.mgrid[step // 2: inside.shape[0]: step, step // 2: inside.shape[1]: step]
+        keep = inside[ys, xs]
+        spots = np.stack([xs[keep] + lo[0], ys[keep] + lo[1]], axis=1).astype(np.float32)
+        shared = np.zeros(len(spots), bool)
+        for j, other in enumerate(regions):
+            if j != i and other is not None:
+                shared |= _inside(spots, *other)
+        spots = spots[~shared]
         if len(spots) > max_per_instance:
             spots = spots[np.linspace(0, len(spots) - 1, max_per_instance).round().astype(int)]
         points.append(spots)
@@ -66,6 +50,42 @@ def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: 
     if not points:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
     return np.concatenate(points), np.concatenate(owners)
+
+
+def _region(own: np.ndarray, spacing: float, shape: tuple[int, int],
+            mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """One animal's region: its mask, else the hull of its parts drawn inwards; (top-left x/y, bool array)."""
+    import cv2
+
+    h, w = shape
+    own = own[np.isfinite(own).all(axis=1)]
+    if mask is not None and mask.any():
+        ys, xs = np.nonzero(mask)
+        lo = np.array([xs.min(), ys.min()])
+        return lo, mask[lo[1]: ys.max() + 1, lo[0]: xs.max() + 1]
+    if len(own) == 0:
+        return None
+    lo = np.floor(own.min(axis=0) - spacing).clip(0, [w - 1, h - 1]).astype(int)
+    hi = np.ceil(own.max(axis=0) + spacing).clip(0, [w - 1, h - 1]).astype(int)
+    region = np.zeros((hi[1] - lo[1] + 1, hi[0] - lo[0] + 1), np.uint8)
+    centre = own.mean(axis=0)
+    drawn = (centre + HULL_SHRINK * (own - centre) - lo).astype(np.float32)
+    if len(drawn) >= 3:
+        cv2.fillConvexPoly(region, np.round(cv2.convexHull(drawn.reshape(-1, 1, 2))).astype(np.int32), 1)
+    thick = max(1, round(spacing))
+    for a in range(len(drawn)):  # thin animals and one- or two-part animals still get spots
+        for b in range(a + 1, len(drawn)):
+            cv2.line(region, tuple(np.round(drawn[a]).astype(int)), tuple(np.round(drawn[b]).astype(int)), 1, thick)
+    return lo, region.astype(bool)
+
+
+def _inside(points: np.ndarray, lo: np.ndarray, region: np.ndarray) -> np.ndarray:
+    x = np.round(points[:, 0]).astype(int) - lo[0]
+    y = np.round(points[:, 1]).astype(int) - lo[1]
+    ok = (x >= 0) & (y >= 0) & (x < region.shape[1]) & (y < region.shape[0])
+    out = np.zeros(len(points), bool)
+    out[ok] = region[y[ok], x[ok]]
+    return out
 
 
 def body_and_floor_looks(features, positions, instance_of, n_instances: int, patch: int):
