@@ -113,17 +113,40 @@ def test_tracks_one_per_keypoint_hidden_left_out(annotations):
 
 def test_style_colours_by_name_and_hollow_when_hidden(annotations):
     style = KeypointsStyle(keypoint_names=["nose", "leftear", "rightear", "tail_base"])
+    annotations[3].instances[1].keypoints[2].score = 0.1  # a doubtful prediction... on a manual frame
+    annotations[1].instances[1].keypoints[2].score = 0.1  # ...and on a predicted one
     _, feats = annotations_to_points(annotations)
     face, border = style.colors(feats)
     assert face.shape == border.shape == (len(feats), 4)
     names = feats["keypoint"].to_numpy()
-    assert np.allclose(border[names == "nose"], border[names == "nose"][0])
-    assert not np.allclose(border[names == "nose"][0], border[names == "leftear"][0])
+    predicted = (feats["source"] == "prediction").to_numpy()
+    nose = (names == "nose") & predicted
+    assert np.allclose(border[nose], border[nose][0]) and np.allclose(face[nose & feats["visible"]], border[nose][0])
+    assert not np.allclose(border[nose][0], border[(names == "leftear") & predicted][0])
+    assert np.allclose(border[~predicted], 1.0)  # manual points: white border around their colour
     hidden = ~feats["visible"].to_numpy()
     assert hidden.sum() == 1 and face[hidden, 3] == 0 and border[hidden, 3] == 1
+    low = (feats["score"] < 0.5).to_numpy() & predicted
+    assert low.sum() == 1 and 0 < face[low, 3] < 1
+    symbols = style.symbols(feats)
+    assert set(symbols[~predicted]) == {"diamond"} and list(symbols[low]) == ["x"]
+    assert set(symbols[predicted & ~low]) == {"disc"}
     kwargs = style.as_kwargs(feats)
-    assert kwargs["text"]["string"] == "keypoint" and kwargs["face_color"].shape == (len(feats), 4)
+    assert kwargs["text"]["string"] == "{instance}:{keypoint}" and kwargs["face_color"].shape == (len(feats), 4)
     assert TracksStyle(tail_length=7).as_kwargs()["tail_length"] == 7
+
+
+def test_colour_by_animal_keeps_each_name_its_colour(annotations):
+    style = KeypointsStyle(keypoint_names=["nose", "leftear", "rightear", "tail_base"], colour_by="instance")
+    _, feats = annotations_to_points(annotations)
+    _, border = style.colors(feats[feats["source"] == "prediction"].reset_index(drop=True))
+    inst = feats.loc[feats["source"] == "prediction", "instance"].to_numpy()
+    assert np.allclose(border[inst == "animal1"], border[inst == "animal1"][0])
+    assert not np.allclose(border[inst == "animal1"][0], border[inst == "animal2"][0])
+    first = style.colour_index(["animal2", "animal1"], ["nose", "nose"])
+    assert list(style.colour_index(["animal1", "animal2"], ["x", "y"])) == list(first[::-1])  # stable colours
+    values, colormap = style.track_colours(["animal1", "animal2"], ["nose", "nose"])
+    np.testing.assert_allclose(colormap.map(values), [border[inst == "animal1"][0], border[inst == "animal2"][0]])
 
 
 def test_layer_data_tuple_and_keypoint_order(annotations):

@@ -29,7 +29,7 @@ def test_dock_from_manifest(make_napari_viewer_proxy):
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-dinotrack", "DINO Keypoint Tracker")
     assert type(widget).__name__ == "DinoTrackerWidget"
     assert list(widget.collapsibles) == ["Layers", "Backbone", "Motion prior & mask", "Seed tools", "Track",
-                                         "Display: trajectories & heatmap"]
+                                         "Proofread", "Display: trajectories & heatmap"]
     widget.shutdown()
 
 

@@ -1,22 +1,28 @@
 """Showing a tracking run's results in the layers while it goes: keypoints, masks and trajectories.
 
 The worker yields batches of results; they are queued here and pushed to the layers on the GUI
-thread at most every ``REFRESH_MS``. When refreshing gets expensive (a long video, many
-points) the interval grows so that refreshing never takes more than about a quarter of the GUI
-thread's time, and the trajectories (the costliest layer to rebuild) are rebuilt more rarely
-still: the viewer stays responsive while tracking.
+thread at most every ``REFRESH_MS``. Refreshes are incremental: the keypoints layer gets the new
+frames' rows appended (or changed in place when a frame is re-tracked) instead of being
+replaced, so a refresh costs about the same on frame 10 as on frame 10 000. When refreshing still
+gets expensive the interval grows so that refreshing never takes more than about a quarter of the
+GUI thread's time, and the trajectories (a Tracks layer can only be rebuilt whole) are rebuilt at
+most every ``TRACKS_REFRESH_S`` while tracking, and once at the end: the viewer stays responsive.
+
+If the keypoints layer is deleted mid-run it comes back with every frame: those already on disk
+are read from the result folder, the few still on their way there from the last results.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QObject, QTimer
 
-from .convert import points_to_tracks, replace_frames
+from .convert import annotations_to_points, plan_rows_update, points_to_tracks
 from .reader import META_KEY
 from .viewer_layers import adding_quietly, find_flagged
 
@@ -26,21 +32,29 @@ if TYPE_CHECKING:
     import napari
 
     from ..io.annotations import FrameAnnotation
+    from ..io.paths import ResultLayout
     from ..pipeline import FrameResult
     from .keypoint_edits import KeypointEditor
-    from .layer_styles import TracksStyle
+    from .layer_styles import KeypointsStyle, TracksStyle
     from .masks_layer import MasksLayerController
     from .panels import DisplayPanel
     from .video_context import VideoContext
 
-__all__ = ["REFRESH_MS", "TRACKS_REFRESH_S", "LiveDisplay"]
+__all__ = ["RECENT_RESULTS", "REFRESH_MS", "TRACKS_REFRESH_S", "LiveDisplay"]
 
 logger = logging.getLogger(__name__)
 
 #: shortest time between two live layer refreshes while tracking
 REFRESH_MS = 100
 #: trajectories are rebuilt at most this often while tracking
-TRACKS_REFRESH_S = 0.5
+TRACKS_REFRESH_S = 2.0
+#: results kept to rebuild a deleted keypoints layer (more than the result writer's queue holds)
+RECENT_RESULTS = 256
+
+
+def _new_stats() -> dict[str, float]:
+    return {"count": 0, "max_ms": 0.0, "total_ms": 0.0, "rows_appended": 0, "rows_changed": 0,
+            "full_rebuilds": 0, "tracks_rebuilds": 0}
 
 
 class LiveDisplay:
@@ -54,12 +68,18 @@ class LiveDisplay:
         ensure_points_layer: the keypoints layer, created if there is none.
         panel: the display panel (trajectories on/off, tail length).
         tracks_style: the look of the trajectories layer.
+        keypoints_style: the points' colours, which the trajectories take.
         parent: owns the refresh timer.
+
+    ``refresh_stats`` counts the last run's refreshes (``count``, ``max_ms``, ``total_ms``), the
+    keypoint rows they appended or changed in place, how often the whole keypoints layer had to be
+    replaced (``full_rebuilds``) and how often the trajectories were rebuilt (``tracks_rebuilds``).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, editor: KeypointEditor, masks: MasksLayerController, *,
                  points_layer: Callable[[], Points | None], ensure_points_layer: Callable[[], Points],
-                 panel: DisplayPanel, tracks_style: TracksStyle, parent: QObject | None = None) -> None:
+                 panel: DisplayPanel, tracks_style: TracksStyle, keypoints_style: KeypointsStyle,
+                 parent: QObject | None = None) -> None:
         self.viewer = viewer
         self.editor = editor
         self.masks = masks
@@ -67,10 +87,12 @@ class LiveDisplay:
         self._ensure_points_layer = ensure_points_layer
         self.panel = panel
         self.tracks_style = tracks_style
+        self.keypoints_style = keypoints_style
         self.running = False
-        self.refresh_stats: dict[str, float] = {"count": 0, "max_ms": 0.0, "total_ms": 0.0}
+        self.refresh_stats: dict[str, float] = _new_stats()
         self._ctx: VideoContext | None = None
         self._pending: list[FrameResult] = []
+        self._recent: deque[FrameAnnotation] = deque(maxlen=RECENT_RESULTS)
         self._refresh_timer = QTimer(parent)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._apply_pending)
@@ -86,8 +108,9 @@ class LiveDisplay:
             self.update_trajectories()  # creating a layer stalls the GUI once: do it now, not mid-run
         self._ctx = ctx
         self._pending = []
+        self._recent.clear()
         self.running = True
-        self.refresh_stats = {"count": 0, "max_ms": 0.0, "total_ms": 0.0}
+        self.refresh_stats = _new_stats()
 
     def add(self, batch: list[FrameResult]) -> None:
         """Queue results; they are shown at the next refresh."""
@@ -125,7 +148,7 @@ class LiveDisplay:
                 had_layer = self.tracks_layer() is not None
                 self.update_trajectories()
                 if had_layer:  # rebuilding long trajectories is costly: do it more rarely then
-                    self._tracks_interval_s = max(TRACKS_REFRESH_S, 8 * (time.perf_counter() - t_tracks))
+                    self._tracks_interval_s = max(TRACKS_REFRESH_S, 10 * (time.perf_counter() - t_tracks))
         except Exception as exc:  # a display problem must not kill the run
             logger.exception("live update failed")
             from napari.utils.notifications import show_warning
@@ -142,12 +165,47 @@ class LiveDisplay:
         st["max_ms"] = max(st["max_ms"], dt_ms)
 
     def _show_annotations(self, annotations: list[FrameAnnotation]) -> None:
-        """Replace the rows of these frames in the keypoints layer (frames the user is editing are kept)."""
-        anns = [a for a in annotations if a.frame not in self.editor.dirty]
+        """Show these frames in the keypoints layer (frames the user is editing are kept)."""
+        self._recent.extend(annotations)
+        protected = self.editor.protected_frames()
+        anns = [a for a in annotations if a.frame not in protected]
         if not anns:
             return
+        layer = self._points_layer()
+        if layer is None:
+            self._recreate_points_layer()
+            return
+        update = plan_rows_update(layer.data, layer.features, anns)
+        self.editor.apply_rows(layer, update)
+        st = self.refresh_stats
+        st["rows_changed"] += len(update.changed)
+        st["rows_appended"] += len(update.added_data)
+        st["full_rebuilds"] += int(update.full)
+
+    def _recreate_points_layer(self) -> None:
+        """A new keypoints layer with every frame: the result folder's, then the latest results."""
+        from ..io.labelme import load_annotations
+
+        annotations: dict[int, FrameAnnotation] = {}
+        if self._ctx is not None and self._ctx.layout.folder.is_dir():
+            annotations = load_annotations(self._ctx.layout)
+        annotations.update((a.frame, a) for a in self._recent)
         layer = self._ensure_points_layer()
-        self.editor.set_rows(layer, *replace_frames(layer.data, layer.features, anns))
+        self.editor.set_rows(layer, *annotations_to_points(annotations))
+        self.refresh_stats["full_rebuilds"] += 1
+
+    def reload_frames(self, layout: ResultLayout, frames: Iterable[int]) -> None:
+        """Show these frames as they are now in the result folder (e.g. after an identity swap)."""
+        from ..io.labelme import load_annotations
+
+        frames = list(frames)
+        annotations = load_annotations(layout, frames)
+        layer = self._points_layer()
+        if layer is not None and annotations:
+            self.editor.apply_rows(layer, plan_rows_update(layer.data, layer.features, annotations.values()))
+        self.masks.forget(frames)
+        if self.panel.trajectories.value:
+            self.update_trajectories()
 
     # ---------------------------------------------------------------- trajectories
     def tracks_layer(self) -> Tracks | None:
@@ -166,6 +224,8 @@ class LiveDisplay:
         data, feats = points_to_tracks(points.data, points.features)
         if len(data) == 0:
             return layer
+        values, colormap = self.keypoints_style.track_colours(feats["instance"], feats["keypoint"])
+        feats["colour"] = values
         tail_length = int(self.panel.tail_length.value)
         if layer is None:
             style = self.tracks_style
@@ -173,11 +233,16 @@ class LiveDisplay:
             style.name = points.name.replace(" keypoints", "") + " trajectories"
             with adding_quietly(self.viewer, self._points_layer):
                 layer = self.viewer.add_tracks(data, features=feats, metadata={META_KEY: {"trajectories": True}},
+                                               color_by="colour", colormaps_dict={"colour": colormap},
                                                **style.as_kwargs())
         else:
+            layer.color_by = "track_id"  # new data resets the features (and so a colouring by one of them)
             layer.data = data
             layer.features = feats
+            layer.colormaps_dict = {"colour": colormap}
+            layer.color_by = "colour"
             layer.tail_length = tail_length
+        self.refresh_stats["tracks_rebuilds"] += 1
         return layer
 
     def show_trajectories(self, on: bool) -> None:

@@ -55,6 +55,12 @@ class LiveLabels:
             while len(self._frames) > self.max_frames:
                 self._frames.popitem(last=False)
 
+    def forget(self, frames: Iterable[int]) -> None:
+        """Drop these frames from memory (their files changed); painted frames are kept."""
+        with self._lock:
+            for t in frames:
+                self._frames.pop(int(t), None)
+
     def frames_in_memory(self) -> list[int]:
         """Frames currently served from memory (painted ones included)."""
         with self._lock:

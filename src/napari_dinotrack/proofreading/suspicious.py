@@ -107,8 +107,8 @@ class KeypointTable:
     """One row per keypoint per frame, as parallel columns (all the same length)."""
 
     frame: np.ndarray  # int
-    instance: np.ndarray  # str (object)
-    keypoint: np.ndarray  # str (object)
+    instance: np.ndarray  # str
+    keypoint: np.ndarray  # str
     x: np.ndarray
     y: np.ndarray
     visible: np.ndarray  # bool
@@ -122,21 +122,20 @@ class KeypointTable:
                      score: Iterable[float] | None = None, manual: Iterable[bool] | None = None,
                      disagreement: Iterable[float] | None = None) -> KeypointTable:
         """A table from columns; missing ones default to visible, score 1, predicted, no disagreement."""
-        frames = np.asarray(list(frame) if not isinstance(frame, np.ndarray) else frame).astype(int)
+        frames = _array(frame).astype(int)
         n = len(frames)
 
         def col(values: Iterable | None, default: float | bool, dtype: type) -> np.ndarray:
             if values is None:
                 return np.full(n, default, dtype)
-            arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
+            arr = _array(values)
             if dtype is float:
                 arr = np.nan_to_num(arr.astype(float), nan=float(default))
             return arr.astype(dtype)
 
-        return cls(frames, np.asarray(list(instance), dtype=object).astype(str).astype(object),
-                   np.asarray(list(keypoint), dtype=object).astype(str).astype(object),
-                   col(x, np.nan, float), col(y, np.nan, float), col(visible, True, bool),
-                   col(score, 1.0, float), col(manual, False, bool), col(disagreement, 0.0, float))
+        return cls(frames, _array(instance).astype(str), _array(keypoint).astype(str), col(x, np.nan, float),
+                   col(y, np.nan, float), col(visible, True, bool), col(score, 1.0, float), col(manual, False, bool),
+                   col(disagreement, 0.0, float))
 
     @classmethod
     def from_annotations(cls, annotations: Mapping[int, FrameAnnotation] | Iterable[FrameAnnotation]
@@ -175,7 +174,7 @@ class KeypointTable:
         """Every keypoint's series by (instance, keypoint), in order of first appearance."""
         if not len(self):
             return {}
-        keys = np.char.add(np.char.add(self.instance.astype(str), "\x1f"), self.keypoint.astype(str))
+        keys = np.char.add(np.char.add(self.instance, "\x1f"), self.keypoint)
         _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
         order = np.lexsort((self.frame, codes))
         groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
@@ -191,6 +190,10 @@ class KeypointTable:
             step[seen[1:]] = np.hypot(np.diff(x[seen]), np.diff(y[seen])) / gaps
         return KeypointSeries(frame, x, y, visible, self.score[rows], self.manual[rows], self.disagreement[rows],
                               step)
+
+
+def _array(values: Iterable) -> np.ndarray:
+    return values if isinstance(values, np.ndarray) else np.asarray(list(values))
 
 
 def _disagreement(value: object) -> float:
