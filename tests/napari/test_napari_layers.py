@@ -232,5 +232,5 @@ def test_live_labels_can_be_painted_pointwise_like_napari():
     live[3] = np.ones((5, 6))
     live[0:2, 0, 0] = 7
     assert live[3].sum() == 30 and live[0, 0, 0] == 7 and live[1, 0, 0] == 7
-    live.clear_edited([1])
-    assert live.edited_frames() == [0, 2, 3] and live[1].max() == 0
+    live.clear_edited([1])  # saved: no longer an edit, still shown
+    assert live.edited_frames() == [0, 2, 3] and live[1].max() == 7 and live.base[1].max() == 7

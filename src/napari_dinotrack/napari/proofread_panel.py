@@ -46,16 +46,10 @@ class ProofreadPanel(Container):
                                   tooltip="Colour points and trajectories by body part or by animal.")
         self.legend = wrapped(Label(value=LEGEND))
         header = Label(value="<b>Swap identities</b>")
-        self.first = compact(ComboBox(choices=[], nullable=True, tooltip="One animal."), 6)
-        self.second = compact(ComboBox(choices=[], nullable=True, tooltip="The other animal."), 6)
-        pair = Container(widgets=[self.first, Label(value="↔"), self.second], layout="horizontal", labels=False,
-                         label="animals")
-        pair.margins = (0, 0, 0, 0)
-        self.start = SpinBox(value=0, min=0, max=0, tooltip="First frame of the swap.")
-        self.end = SpinBox(value=0, min=0, max=0, tooltip="Last frame of the swap (inclusive).")
-        span = Container(widgets=[self.start, Label(value="–"), self.end], layout="horizontal", labels=False,
-                         label="frames")
-        span.margins = (0, 0, 0, 0)
+        self.first = compact(ComboBox(label="swap", choices=[], nullable=True, tooltip="One animal."))
+        self.second = compact(ComboBox(label="with", choices=[], nullable=True, tooltip="The other animal."))
+        self.start = SpinBox(label="from frame", value=0, min=0, max=0, tooltip="First frame of the swap.")
+        self.end = SpinBox(label="to frame", value=0, min=0, max=0, tooltip="Last frame of the swap (inclusive).")
         self.include_manual = CheckBox(text="also manual frames", value=False,
                                        tooltip="Also swap the two animals on your own labelled frames in the range "
                                                "(off: they are kept as labelled).")
@@ -64,8 +58,8 @@ class ProofreadPanel(Container):
                                                                "to undo.")
         self.status = status_label()
         super().__init__(widgets=[nav, self.count, self.here, self.min_score, self.jump_factor, self.keypoint,
-                                  self.colour_by, self.legend, header, pair, span, self.include_manual, self.swap,
-                                  self.status], labels=True)
+                                  self.colour_by, self.legend, header, self.first, self.second, self.start, self.end,
+                                  self.include_manual, self.swap, self.status], labels=True)
         # the plot is a plain Qt widget: it goes right below its keypoint chooser
         layout = self.native.layout()
         layout.insertWidget(layout.indexOf(self.keypoint.native.parentWidget()) + 1, self.plot)
