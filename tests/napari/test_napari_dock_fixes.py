@@ -277,7 +277,8 @@ def test_results_of_another_model_are_flagged_and_retracked(make_napari_viewer_p
     widget.track()
     wait_run(widget)
     status = widget.track_panel.status.value
-    assert "up to date" not in status and "7 tracked frames (1–7) were made with dinov2-small at short side 448" in status
+    assert "up to date" not in status
+    assert "7 tracked frames (1–7) were made with dinov2-small at short side 448" in status
     retrack = widget.track_panel.retrack
     assert not retrack.native.isHidden()
     retrack.clicked.emit()

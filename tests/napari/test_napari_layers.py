@@ -234,3 +234,37 @@ def test_live_labels_can_be_painted_pointwise_like_napari():
     assert live[3].sum() == 30 and live[0, 0, 0] == 7 and live[1, 0, 0] == 7
     live.clear_edited([1])  # saved: no longer an edit, still shown
     assert live.edited_frames() == [0, 2, 3] and live[1].max() == 7 and live.base[1].max() == 7
+
+
+def test_rows_update_appends_new_frames_and_changes_known_ones_in_place(annotations):
+    from napari_dinotrack.napari.convert import plan_rows_update
+
+    data, feats = annotations_to_points({t: annotations[t] for t in (0, 1, 2)})
+    moved = annotations[1]
+    moved.instances[0].keypoints[0].x += 5.0
+    update = plan_rows_update(data, feats, [moved, annotations[3], annotations[4]])
+    assert not update.full and len(update.changed) == 8 and len(update.added_data) == 16
+    assert set(np.round(data[update.changed, 0])) == {1}  # the rows of frame 1, found in place
+    assert update.changed_data[0, 2] == pytest.approx(data[update.changed[0], 2] + 5.0)
+    assert list(update.added_features.columns) == list(FEATURE_COLUMNS)
+    # a frame whose keypoints changed (one animal fewer) needs the whole layer replaced
+    fewer = annotations[2]
+    fewer.instances = fewer.instances[:1]
+    full = plan_rows_update(data, feats, [fewer])
+    assert full.full and len(full.full_data) == len(data) - 4
+    assert plan_rows_update(data, feats, []).is_empty
+
+
+def test_score_plot_columns_keep_dips_and_spikes():
+    from napari_dinotrack.napari.score_plot import frame_at, per_column
+
+    assert frame_at(0, 101, 0, 200) == 0 and frame_at(100, 101, 0, 200) == 200 and frame_at(50, 101, 0, 200) == 100
+    frames = np.arange(1000)
+    score = np.full(1000, 0.9)
+    score[501] = 0.1
+    xs, ys = per_column(frames, score, 0, 999, 100)
+    assert len(xs) == 100 and ys.min() == pytest.approx(0.1)  # the dip survives the reduction
+    speed = np.full(1000, np.nan)
+    speed[10] = 3.0
+    xs, ys = per_column(frames, speed, 0, 999, 100, np.fmax)
+    assert list(ys) == [3.0] and list(xs) == [1.0]

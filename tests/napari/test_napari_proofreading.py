@@ -56,7 +56,7 @@ def test_next_and_previous_suspicious_frame(make_napari_viewer_proxy, open_track
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, proofread_clip)
     panel = widget.proofread_panel
-    assert panel.count.value == "4 suspicious frames (2 jump, 1 low score, 1 lost)."
+    assert panel.count.value == "4 suspicious frames (2 jumps, 1 low score, 1 lost point)."
     assert widget.proofreader.next_suspicious() == 7 and widget.current_frame() == 7
     assert panel.here.value.startswith("Frame 7: animal1 nose: jump of")
     panel.next.clicked.emit()

@@ -22,9 +22,10 @@ import numpy as np
 from ..errors import UserError
 from .convert import labels_to_masks, masks_to_labels
 from .live_labels import LiveLabels
+from .panels import PROBLEM_SIGN
 from .reader import META_KEY
 from .video_context import VideoContext
-from .viewer_layers import adding_quietly
+from .viewer_layers import adding_quietly, fits_video, layers_of_type
 
 if TYPE_CHECKING:
     from napari.layers import Labels
@@ -136,6 +137,20 @@ class MasksLayerController:
         if not mapping:
             return ""
         return "Paint with: " + ", ".join(f"{v} = {n}" for v, n in mapping.items())
+
+    def status_line(self, image: Any) -> str:
+        """The mapping, preceded by a warning about Labels layers that do not fit the video ``image``."""
+        import napari.layers
+
+        misfits = [lyr for lyr in layers_of_type(self.viewer, napari.layers.Labels)
+                   if image is not None and not fits_video(lyr, image)]
+        line = self.describe_labels()
+        if misfits:
+            size = "×".join(str(n) for n in image.data.shape[:3])
+            names = ", ".join(f"'{lyr.name}'" for lyr in misfits)
+            line = (f"{PROBLEM_SIGN} {names} is not the video's size ({size} frames×rows×columns, no offset) and "
+                    f"cannot hold its masks: use 'New masks layer'. {line}")
+        return line
 
     def _label_value(self, name: str) -> int:
         if name not in self.label_values:

@@ -65,10 +65,11 @@ class ProofreadPanel(Container):
         layout.insertWidget(layout.indexOf(self.keypoint.native.parentWidget()) + 1, self.plot)
 
     def set_frame_range(self, n_frames: int) -> None:
-        """Limit the swap's frame boxes to the video."""
+        """Limit the swap's frame boxes to the video; the swap runs to its end unless changed."""
         last = max(int(n_frames) - 1, 0)
         for box in (self.start, self.end):
             box.max = last
+        self.end.value = last
 
     def settings(self) -> SuspicionSettings:
         """The suspicion settings shown in the panel (the rest at their defaults)."""

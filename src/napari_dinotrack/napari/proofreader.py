@@ -2,14 +2,17 @@
 
 The suspicious frames are computed by the engine (:mod:`napari_dinotrack.proofreading.suspicious`)
 from the keypoints layer's rows, so they follow the user's corrections and a running track
-without reading the result folder again; the layer's changes are collected and the list is
-recomputed at most every :data:`RECHECK_MS`. Identity swaps are written to the result folder by
+without reading the result folder again. The layer's changes are collected and the list is
+recomputed at most every :data:`RECHECK_MS`, or more rarely when a recheck gets expensive (a
+long video), so that rechecking never takes more than a tenth of the GUI thread's time.
+Identity swaps are written to the result folder by
 :func:`~napari_dinotrack.proofreading.identity.swap_identities` and then shown in the layers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ __all__ = ["RECHECK_MS", "Proofreader"]
 #: the suspicious frames are recomputed at most this often while the keypoints change
 RECHECK_MS = 400
 _SHOWN_REASONS = 4
+_NOUNS = {"lost": "lost point", "low score": "low score", "jump": "jump", "disagreement": "disagreement"}
 
 
 class Proofreader:
@@ -120,6 +124,7 @@ class Proofreader:
     def recheck(self) -> None:
         """Recompute the suspicious frames from the keypoints layer and show them."""
         self._timer.stop()
+        started = time.perf_counter()
         layer = self.layer
         if layer is None or not len(layer.data) or "keypoint" not in layer.features:
             self.table = KeypointTable.from_columns([], [], [], [], [])
@@ -136,6 +141,7 @@ class Proofreader:
         self._update_choices()
         self._update_plot()
         self._show_here(self._current_frame())
+        self._timer.setInterval(int(max(RECHECK_MS, 10_000 * (time.perf_counter() - started))))
 
     def _on_thresholds(self, *_: Any) -> None:
         self.style.min_score = float(self.panel.min_score.value)
@@ -152,7 +158,7 @@ class Proofreader:
         kinds: dict[str, int] = {}
         for s in found:
             kinds[s.reason] = kinds.get(s.reason, 0) + 1
-        detail = ", ".join(f"{n} {reason}" for reason, n in kinds.items())
+        detail = ", ".join(f"{n} {_NOUNS[reason]}{'s' if n > 1 else ''}" for reason, n in kinds.items())
         noun = "frame" if len(self.frames) == 1 else "frames"
         self.panel.count.value = f"{len(self.frames)} suspicious {noun} ({detail})."
 

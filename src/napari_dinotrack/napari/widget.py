@@ -424,18 +424,7 @@ class DinoTrackerWidget(QWidget):
 
     def _show_mask_names(self, *_: Any) -> None:
         """Say which label value paints which animal, or why a Labels layer is not offered."""
-        import napari.layers
-
-        image = self.image_layer
-        misfits = [lyr for lyr in layers_of_type(self.viewer, napari.layers.Labels)
-                   if image is not None and not fits_video(lyr, image)]
-        line = self.masks.describe_labels()
-        if misfits:
-            size = "×".join(str(n) for n in image.data.shape[:3])
-            names = ", ".join(f"'{lyr.name}'" for lyr in misfits)
-            line = (f"{PROBLEM_SIGN} {names} is not the video's size ({size} frames×rows×columns, no offset) and "
-                    "cannot hold its masks: use 'New masks layer'. " + line)
-        self.layers_panel.mask_names.value = line
+        self.layers_panel.mask_names.value = self.masks.status_line(self.image_layer)
 
     def _mask_warning(self, message: str) -> None:
         from napari.utils.notifications import show_warning
