@@ -4,7 +4,8 @@ The suspicious frames are computed by the engine (:mod:`napari_dinotrack.proofre
 from the keypoints layer's rows, so they follow the user's corrections and a running track
 without reading the result folder again. The layer's changes are collected and the list is
 recomputed at most every :data:`RECHECK_MS`, or more rarely when a recheck gets expensive (a
-long video), so that rechecking never takes more than a tenth of the GUI thread's time.
+long video), so that rechecking never takes more than a tenth of the GUI thread's time; while a
+run is going it waits for the run to end (the viewer stays responsive while tracking).
 Identity swaps are written to the result folder by
 :func:`~napari_dinotrack.proofreading.identity.swap_identities` and then shown in the layers.
 """
@@ -52,6 +53,7 @@ class Proofreader:
         restyle: recolours the keypoints and trajectories after the colouring changed.
         video_context: where the results are (raises UserError when no video is chosen).
         current_frame: the frame on screen.
+        busy: whether a run is going (the list is then rechecked once it has ended).
         before_swap: called before an identity swap; returns why it cannot happen now (or None)
             after saving what the user has not saved yet.
         after_swap: shows the swapped frames (re-read from the result folder) in the layers.
@@ -60,7 +62,7 @@ class Proofreader:
 
     def __init__(self, viewer: napari.viewer.Viewer, panel: ProofreadPanel, style: KeypointsStyle, *,
                  restyle: Callable[[], None], video_context: Callable[[], VideoContext],
-                 current_frame: Callable[[], int], before_swap: Callable[[], str | None],
+                 current_frame: Callable[[], int], busy: Callable[[], bool], before_swap: Callable[[], str | None],
                  after_swap: Callable[[SwapReport], None], parent: QObject | None = None) -> None:
         self.viewer = viewer
         self.panel = panel
@@ -68,6 +70,7 @@ class Proofreader:
         self._restyle = restyle
         self._video_context = video_context
         self._current_frame = current_frame
+        self._busy = busy
         self._before_swap = before_swap
         self._after_swap = after_swap
         self.layer: Points | None = None
@@ -77,7 +80,7 @@ class Proofreader:
         self._timer = QTimer(parent)
         self._timer.setSingleShot(True)
         self._timer.setInterval(RECHECK_MS)
-        self._timer.timeout.connect(self.recheck)
+        self._timer.timeout.connect(self._scheduled_recheck)
         p = panel
         p.next.clicked.connect(self.next_suspicious)
         p.previous.clicked.connect(self.previous_suspicious)
@@ -121,6 +124,12 @@ class Proofreader:
             self._timer.start()
 
     # ---------------------------------------------------------------- finding problems
+    def _scheduled_recheck(self) -> None:
+        if self._busy():
+            self._timer.start()  # again later: the run is still adding frames
+        else:
+            self.recheck()
+
     def recheck(self) -> None:
         """Recompute the suspicious frames from the keypoints layer and show them."""
         self._timer.stop()

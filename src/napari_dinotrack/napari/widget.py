@@ -117,8 +117,8 @@ class DinoTrackerWidget(QWidget):
             tracks_style=self.tracks_style, keypoints_style=self.keypoints_style, parent=self)
         self.proofreader = Proofreader(
             self.viewer, self.proofread_panel, self.keypoints_style, restyle=self.restyle,
-            video_context=self.video_context, current_frame=self.current_frame, before_swap=self._before_swap,
-            after_swap=self._after_swap, parent=self)
+            video_context=self.video_context, current_frame=self.current_frame, busy=lambda: self.is_running,
+            before_swap=self._before_swap, after_swap=self._after_swap, parent=self)
         self._settings_timer = QTimer(self)
         self._settings_timer.setSingleShot(True)
         self._settings_timer.setInterval(SETTINGS_DEBOUNCE_MS)
