@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.annotations import FrameAnnotation, Instance, Keypoint
-from ..proofreading.suspicious import DISAGREEMENT_KEY, KeypointTable
+from ..proofreading.suspicious import KeypointTable, disagreement_px
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -103,15 +103,9 @@ def frame_rows(ann: FrameAnnotation) -> tuple[np.ndarray, dict[str, list[Any]]]:
             cols["visible"].append(bool(kp.visible))
             cols["score"].append(float(kp.score))
             cols["source"].append(ann.source)
-            cols["disagreement"].append(_finite(kp.extra.get(DISAGREEMENT_KEY)))
+            cols["disagreement"].append(disagreement_px(kp))
     data = np.asarray(coords, dtype=float).reshape(-1, 3)
     return data, cols
-
-
-def _finite(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        return 0.0
-    return float(value)
 
 
 def annotations_to_points(

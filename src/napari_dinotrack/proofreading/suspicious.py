@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..io.annotations import FrameAnnotation
+from ..io.annotations import FrameAnnotation, Keypoint
 from ..schema import Settings, setting
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Suspicion",
     "SuspicionSettings",
     "by_frame",
+    "disagreement_px",
     "find_suspicious",
     "step_to",
 ]
@@ -155,7 +156,7 @@ class KeypointTable:
                     cols["visible"].append(bool(kp.visible))
                     cols["score"].append(float(kp.score))
                     cols["manual"].append(ann.is_manual)
-                    cols["disagreement"].append(_disagreement(kp.extra.get(DISAGREEMENT_KEY)))
+                    cols["disagreement"].append(disagreement_px(kp))
         return cls.from_columns(**cols)
 
     def __len__(self) -> int:
@@ -163,7 +164,13 @@ class KeypointTable:
 
     def tracks(self) -> list[tuple[str, str]]:
         """The (instance, keypoint) pairs, in order of first appearance."""
-        return list(self.all_series())
+        if not len(self):
+            return []
+        _, first = np.unique(self._keys(), return_index=True)
+        return [(str(self.instance[r]), str(self.keypoint[r])) for r in np.sort(first)]
+
+    def _keys(self) -> np.ndarray:
+        return np.char.add(np.char.add(self.instance, "\x1f"), self.keypoint)
 
     def series(self, instance: str, keypoint: str) -> KeypointSeries:
         """The rows of one keypoint, sorted by frame, with its per-frame steps."""
@@ -174,8 +181,7 @@ class KeypointTable:
         """Every keypoint's series by (instance, keypoint), in order of first appearance."""
         if not len(self):
             return {}
-        keys = np.char.add(np.char.add(self.instance, "\x1f"), self.keypoint)
-        _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
+        _, first, codes = np.unique(self._keys(), return_index=True, return_inverse=True)
         order = np.lexsort((self.frame, codes))
         groups = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
         groups.sort(key=lambda rows: first[codes[rows[0]]])
@@ -196,7 +202,9 @@ def _array(values: Iterable) -> np.ndarray:
     return values if isinstance(values, np.ndarray) else np.asarray(list(values))
 
 
-def _disagreement(value: object) -> float:
+def disagreement_px(keypoint: Keypoint) -> float:
+    """How far apart two-way tracking's passes ended for this keypoint, px (0 when not recorded)."""
+    value = keypoint.extra.get(DISAGREEMENT_KEY)
     if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
         return 0.0
     return float(value)
