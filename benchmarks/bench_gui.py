@@ -141,20 +141,61 @@ def dock_run(viewer, widget, seed: Path, folder: Path, n_frames: int) -> dict:
     ticks.stop()
     summary = widget.last_summary
     assert "error" not in summary and summary["frames"] == n_frames - 1, summary
-    gaps = np.asarray(ticks.gaps)
     stats = widget.refresh_stats
     return {
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
-        "ticks": len(gaps),
-        "gap_p50_ms": float(np.percentile(gaps, 50)),
-        "gap_p95_ms": float(np.percentile(gaps, 95)),
-        "gap_max_ms": float(gaps.max()),
+        **gap_stats(ticks.gaps),
         "refreshes": int(stats["count"]),
         "refresh_max_ms": float(stats["max_ms"]),
         "refresh_mean_ms": float(stats["total_ms"] / max(stats["count"], 1)),
         "points_rows": len(widget.points_layer.data),
+        "full_rebuilds": int(stats["full_rebuilds"]),
+        "tracks_rebuilds": int(stats["tracks_rebuilds"]),
     }
+
+
+def gap_stats(gaps: list[float]) -> dict:
+    arr = np.asarray(gaps) if gaps else np.zeros(1)
+    return {"ticks": len(gaps), "gap_p50_ms": float(np.percentile(arr, 50)),
+            "gap_p95_ms": float(np.percentile(arr, 95)), "gap_max_ms": float(arr.max())}
+
+
+def reference_gaps(video: Path, seed: Path, folder: Path, short_side: int, idle_s: float = 5.0) -> dict:
+    """The timer's gaps with the viewer idle, and while the engine tracks in a thread showing nothing.
+
+    They tell the display's own cost from what the machine (other programs, the tracking itself)
+    does to the GUI thread anyway.
+    """
+    import threading
+
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    from napari_dinotrack.backbone.loader import load_backbone
+    from napari_dinotrack.pipeline import DinoKeypointVideoProcessor
+
+    ticks = Ticks()
+    loop = QEventLoop()
+    ticks.start()
+    QTimer.singleShot(int(idle_s * 1000), loop.quit)
+    loop.exec()
+    ticks.stop()
+    idle = gap_stats(ticks.gaps)
+
+    fresh_folder(seed, folder)
+    processor = DinoKeypointVideoProcessor(video, folder, model_name=load_backbone("pixel:"), short_side=short_side)
+    thread = threading.Thread(target=processor.process_video)
+    poll = QTimer()
+    poll.setInterval(50)
+    poll.timeout.connect(lambda: None if thread.is_alive() else loop.quit())
+    ticks.start()
+    thread.start()
+    poll.start()
+    loop.exec()
+    poll.stop()
+    ticks.stop()
+    thread.join()
+    return {"idle": idle, "engine_thread_no_display": gap_stats(ticks.gaps)}
 
 
 def main() -> None:
@@ -188,13 +229,16 @@ def main() -> None:
         widget.backbone_panel.set_model("pixel:")
         widget.backbone_panel.short_side.value = short_side
         widget.display_panel.trajectories.value = True
-        cli, engine, dock = [], [], []
+        cli, engine, dock, reference = [], [], [], []
         for i in range(args.repeats):
+            reference.append(reference_gaps(video, seed, tmp / f"reference{i}", short_side))
             cli.append(cli_seconds(video, seed, tmp / f"cli{i}", short_side))
             engine.append(engine_seconds(video, seed, tmp / f"engine{i}", short_side, n_frames))
             dock.append(dock_run(viewer, widget, seed, tmp / f"dock{i}", n_frames))
             print(f"run {i}: cli {cli[-1][0]:.2f} s, engine {engine[-1][0]:.2f} s, dock {dock[-1]['seconds']:.2f} s, "
-                  f"gaps p95 {dock[-1]['gap_p95_ms']:.0f} ms max {dock[-1]['gap_max_ms']:.0f} ms, "
+                  f"gaps p95 {dock[-1]['gap_p95_ms']:.0f} ms max {dock[-1]['gap_max_ms']:.0f} ms "
+                  f"(idle p95 {reference[-1]['idle']['gap_p95_ms']:.0f}, engine without display p95 "
+                  f"{reference[-1]['engine_thread_no_display']['gap_p95_ms']:.0f}), "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)
         widget.shutdown()
         viewer.close()
@@ -212,6 +256,7 @@ def main() -> None:
     report["gap_p95_ms"] = min(d["gap_p95_ms"] for d in dock)
     report["gap_max_ms"] = min(d["gap_max_ms"] for d in dock)
     report["dock_runs"] = dock
+    report["reference_gaps"] = reference
     report["cli_runs_s"] = [{"seconds": w, "cpu_seconds": c} for w, c in cli]
     report["engine_runs_s"] = [{"seconds": w, "cpu_seconds": c} for w, c in engine]
     report["load_average_after"] = os.getloadavg()[0]

@@ -38,7 +38,7 @@ def paced_engine(monkeypatch):
 
     def paced(self, *args, **kwargs):
         for result in real_iter(self, *args, **kwargs):
-            time.sleep(0.06)
+            time.sleep(0.12)  # 16 frames in about two seconds: frames off screen are shown every second
             yield result
 
     monkeypatch.setattr(DinoKeypointVideoProcessor, "iter_results", paced)

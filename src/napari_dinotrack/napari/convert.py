@@ -361,8 +361,8 @@ def points_to_tracks(data: np.ndarray, features: pd.DataFrame | None,
         tracks = tracks[np.lexsort((tracks[:, 1], tracks[:, 0]))]
     tids = tracks[:, 0].astype(int)
     feats = {
-        "instance": np.asarray([uniques[t][0] for t in tids], dtype=object),
-        "keypoint": np.asarray([uniques[t][1] for t in tids], dtype=object),
+        "instance": np.asarray([u[0] for u in uniques], dtype=object)[tids],
+        "keypoint": np.asarray([u[1] for u in uniques], dtype=object)[tids],
     }
     return tracks, feats
 

@@ -9,6 +9,7 @@ Kept apart from the widget so the look can be changed, and tested, without a vie
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -170,13 +171,18 @@ class KeypointsStyle:
     def track_colours(self, instances: Sequence[str] | np.ndarray, keypoints: Sequence[str] | np.ndarray
                       ) -> tuple[np.ndarray, Any]:
         """Per-vertex values and the napari colormap that draw each trajectory in its point's colour."""
-        from napari.utils.colormaps import Colormap
-
         n = len(self.palette)
         values = (self.colour_index(instances, keypoints) + 0.5) / n
-        colormap = Colormap(colors=np.array([_hex_to_rgba(c) for c in self.palette]),
-                            controls=np.linspace(0.0, 1.0, n + 1), interpolation="zero", name="dinotrack keypoints")
-        return values, colormap
+        return values, _palette_colormap(self.palette)
+
+
+@functools.cache
+def _palette_colormap(palette: tuple[str, ...]) -> Any:
+    """A napari colormap giving palette colour ``i`` to the values in ``[i / n, (i + 1) / n)``; one per palette."""
+    from napari.utils.colormaps import Colormap
+
+    return Colormap(colors=np.array([_hex_to_rgba(c) for c in palette]),
+                    controls=np.linspace(0.0, 1.0, len(palette) + 1), interpolation="zero", name="dinotrack keypoints")
 
 
 def _hex_to_rgba(colour: str) -> np.ndarray:

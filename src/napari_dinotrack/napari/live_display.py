@@ -1,12 +1,15 @@
 """Showing a tracking run's results in the layers while it goes: keypoints, masks and trajectories.
 
-The worker yields batches of results; they are queued here and pushed to the layers on the GUI
-thread at most every ``REFRESH_MS``. Refreshes are incremental: the keypoints layer gets the new
-frames' rows appended (or changed in place when a frame is re-tracked) instead of being
-replaced, so a refresh costs about the same on frame 10 as on frame 10 000. When refreshing still
-gets expensive the interval grows so that refreshing never takes more than about a quarter of the
-GUI thread's time, and the trajectories (a Tracks layer can only be rebuilt whole) are rebuilt at
-most every ``TRACKS_REFRESH_S`` while tracking, and once at the end: the viewer stays responsive.
+The worker yields batches of results; they are queued here and handled on the GUI thread at most
+every ``REFRESH_MS`` (the interval grows when handling them gets expensive, so that it never takes
+more than about a quarter of the GUI thread's time). What is on screen is shown at once: the
+frame on screen as soon as its result arrives, any frame as soon as the user moves to it. The
+other frames are added to the keypoints layer together, at most every ``SHOW_ALL_S``, because
+each layer update costs the GUI thread about the same whatever it adds. Updates are incremental:
+new frames' rows are appended (or changed in place when a frame is re-tracked) instead of the
+layer being replaced, so an update costs about the same on frame 10 as on frame 10 000. The
+trajectories (a Tracks layer can only be rebuilt whole) are rebuilt at most every
+``TRACKS_REFRESH_S`` while tracking, in a turn of the event loop of their own, and once at the end.
 
 If the keypoints layer is deleted mid-run it comes back with every frame: those already on disk
 are read from the result folder, the few still on their way there from the last results.
@@ -14,8 +17,10 @@ are read from the result folder, the few still on their way there from the last 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -40,12 +45,14 @@ if TYPE_CHECKING:
     from .panels import DisplayPanel
     from .video_context import VideoContext
 
-__all__ = ["RECENT_RESULTS", "REFRESH_MS", "TRACKS_REFRESH_S", "LiveDisplay"]
+__all__ = ["RECENT_RESULTS", "REFRESH_MS", "SHOW_ALL_S", "TRACKS_REFRESH_S", "LiveDisplay"]
 
 logger = logging.getLogger(__name__)
 
 #: shortest time between two live layer refreshes while tracking
 REFRESH_MS = 100
+#: frames other than the one on screen reach the keypoints layer at most this often while tracking
+SHOW_ALL_S = 1.0
 #: trajectories are rebuilt at most this often while tracking
 TRACKS_REFRESH_S = 2.0
 #: results kept to rebuild a deleted keypoints layer (more than the result writer's queue holds)
@@ -53,7 +60,7 @@ RECENT_RESULTS = 256
 
 
 def _new_stats() -> dict[str, float]:
-    return {"count": 0, "max_ms": 0.0, "total_ms": 0.0, "rows_appended": 0, "rows_changed": 0,
+    return {"count": 0, "max_ms": 0.0, "total_ms": 0.0, "points_updates": 0, "rows_appended": 0, "rows_changed": 0,
             "full_rebuilds": 0, "tracks_rebuilds": 0}
 
 
@@ -72,8 +79,9 @@ class LiveDisplay:
         parent: owns the refresh timer.
 
     ``refresh_stats`` counts the last run's refreshes (``count``, ``max_ms``, ``total_ms``), the
-    keypoint rows they appended or changed in place, how often the whole keypoints layer had to be
-    replaced (``full_rebuilds``) and how often the trajectories were rebuilt (``tracks_rebuilds``).
+    keypoints layer updates (``points_updates``) and the rows they appended or changed in place,
+    how often the whole keypoints layer had to be replaced (``full_rebuilds``) and how often the
+    trajectories were rebuilt (``tracks_rebuilds``).
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, editor: KeypointEditor, masks: MasksLayerController, *,
@@ -93,6 +101,11 @@ class LiveDisplay:
         self._ctx: VideoContext | None = None
         self._pending: list[FrameResult] = []
         self._recent: deque[FrameAnnotation] = deque(maxlen=RECENT_RESULTS)
+        self._unshown: dict[int, FrameAnnotation] = {}  # arrived, not in the keypoints layer yet
+        self._last_shown = 0.0
+        self._tracks_timer = QTimer(parent)
+        self._tracks_timer.setSingleShot(True)
+        self._tracks_timer.timeout.connect(self._rebuild_tracks_if_due)
         self._refresh_timer = QTimer(parent)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.timeout.connect(self._apply_pending)
@@ -100,14 +113,31 @@ class LiveDisplay:
         self._last_refresh = 0.0
         self._last_tracks_refresh = 0.0
         self._tracks_interval_s = TRACKS_REFRESH_S
+        viewer.dims.events.current_step.connect(self._on_frame_changed)
+
+    def close(self) -> None:
+        """Let go of the viewer (the dock is closing)."""
+        self._refresh_timer.stop()
+        self._tracks_timer.stop()
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):
+            self.viewer.dims.events.current_step.disconnect(self._on_frame_changed)
+
+    def _current_frame(self) -> int:
+        step = self.viewer.dims.current_step
+        return int(step[0]) if len(step) >= 3 else 0
+
+    def _on_frame_changed(self, *_: Any) -> None:
+        """The user moved to another frame: whatever arrived so far is shown now."""
+        if self._unshown:
+            self._show_unshown()
 
     # ---------------------------------------------------------------- a run
     def start(self, ctx: VideoContext) -> None:
         """A run on ``ctx`` begins."""
-        if self.panel.trajectories.value and self.tracks_layer() is None:
-            self.update_trajectories()  # creating a layer stalls the GUI once: do it now, not mid-run
+        self.prepare_trajectories()
         self._ctx = ctx
         self._pending = []
+        self._unshown = {}
         self._recent.clear()
         self.running = True
         self.refresh_stats = _new_stats()
@@ -122,6 +152,7 @@ class LiveDisplay:
     def finish(self) -> None:
         """The run ended: show what is still queued, and the full trajectories."""
         self._refresh_timer.stop()
+        self._tracks_timer.stop()
         self.running = False
         self._apply_pending()
         if self.panel.trajectories.value:
@@ -129,9 +160,9 @@ class LiveDisplay:
         self.masks.run_finished()
 
     def _apply_pending(self) -> None:
-        """Push the queued results to the layers (GUI thread, throttled)."""
+        """Handle the queued results (GUI thread, throttled): see the module docstring."""
         results, self._pending = self._pending, []
-        if not results:
+        if not results and not self._unshown:
             return
         t0 = time.perf_counter()
         n_layers = len(self.viewer.layers)
@@ -139,21 +170,17 @@ class LiveDisplay:
         for r in results:
             latest[r.frame] = r
         try:
-            self._show_annotations([r.annotation for r in latest.values()])
+            self._recent.extend(r.annotation for r in latest.values())
+            self._unshown.update((frame, r.annotation) for frame, r in latest.items())
             if self._ctx is not None:
                 self.masks.show(list(latest.values()), self._ctx)
-            if self.panel.trajectories.value and (
-                    time.monotonic() - self._last_tracks_refresh >= self._tracks_interval_s or not self.running):
-                t_tracks = time.perf_counter()
-                had_layer = self.tracks_layer() is not None
-                self.update_trajectories()
-                if had_layer:  # rebuilding long trajectories is costly: do it more rarely then
-                    self._tracks_interval_s = max(TRACKS_REFRESH_S, 10 * (time.perf_counter() - t_tracks))
+            due = time.monotonic() - self._last_shown >= SHOW_ALL_S
+            if not self.running or due or self._current_frame() in latest:
+                self._show_unshown()
+                if self.panel.trajectories.value and self.running and not self._tracks_timer.isActive():
+                    self._tracks_timer.start(0)  # a turn of the event loop of its own
         except Exception as exc:  # a display problem must not kill the run
-            logger.exception("live update failed")
-            from napari.utils.notifications import show_warning
-
-            show_warning(f"Could not display the latest results: {exc}")
+            self._display_failed(exc)
         dt_ms = (time.perf_counter() - t0) * 1000
         self._last_refresh = time.monotonic()
         if len(self.viewer.layers) == n_layers:  # creating a layer is a one-off cost: do not adapt to it
@@ -164,9 +191,34 @@ class LiveDisplay:
         st["total_ms"] += dt_ms
         st["max_ms"] = max(st["max_ms"], dt_ms)
 
+    def _display_failed(self, exc: Exception) -> None:
+        logger.exception("live update failed")
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"Could not display the latest results: {exc}")
+
+    def _show_unshown(self) -> None:
+        annotations, self._unshown = list(self._unshown.values()), {}
+        self._last_shown = time.monotonic()
+        try:
+            self._show_annotations(annotations)
+        except Exception as exc:  # a display problem must not kill the run
+            self._display_failed(exc)
+
+    def _rebuild_tracks_if_due(self) -> None:
+        if time.monotonic() - self._last_tracks_refresh < self._tracks_interval_s:
+            return
+        started = time.perf_counter()
+        had_layer = self.tracks_layer() is not None
+        try:
+            self.update_trajectories()
+        except Exception as exc:
+            self._display_failed(exc)
+        if had_layer:  # rebuilding long trajectories is costly: do it more rarely then
+            self._tracks_interval_s = max(TRACKS_REFRESH_S, 10 * (time.perf_counter() - started))
+
     def _show_annotations(self, annotations: list[FrameAnnotation]) -> None:
         """Show these frames in the keypoints layer (frames the user is editing are kept)."""
-        self._recent.extend(annotations)
         protected = self.editor.protected_frames()
         anns = [a for a in annotations if a.frame not in protected]
         if not anns:
@@ -178,6 +230,7 @@ class LiveDisplay:
         update = plan_rows_update(layer.data, layer.features, anns)
         self.editor.apply_rows(layer, update)
         st = self.refresh_stats
+        st["points_updates"] += 1
         st["rows_changed"] += len(update.changed)
         st["rows_appended"] += len(update.added_data)
         st["full_rebuilds"] += int(update.full)
@@ -236,14 +289,26 @@ class LiveDisplay:
                                                color_by="colour", colormaps_dict={"colour": colormap},
                                                **style.as_kwargs())
         else:
-            layer.color_by = "track_id"  # new data resets the features (and so a colouring by one of them)
-            layer.data = data
+            with warnings.catch_warnings():  # new data resets the features, so napari drops "colour" for now
+                warnings.filterwarnings("ignore", message="Previous color_by key")
+                layer.data = data
             layer.features = feats
-            layer.colormaps_dict = {"colour": colormap}
+            if layer.colormaps_dict.get("colour") is not colormap:
+                layer.colormaps_dict = {"colour": colormap}
             layer.color_by = "colour"
-            layer.tail_length = tail_length
+            if layer.tail_length != tail_length:
+                layer.tail_length = tail_length
         self.refresh_stats["tracks_rebuilds"] += 1
         return layer
+
+    def prepare_trajectories(self) -> None:
+        """Create the trajectories layer now if it will be wanted, so that no run pays for it.
+
+        Adding a layer (and drawing it the first time) stalls the GUI for a moment.
+        """
+        points = self._points_layer()
+        if self.panel.trajectories.value and self.tracks_layer() is None and points is not None and len(points.data):
+            self.update_trajectories()
 
     def show_trajectories(self, on: bool) -> None:
         """Show (rebuilt) or hide the trajectories layer."""

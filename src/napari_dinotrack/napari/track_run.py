@@ -37,7 +37,7 @@ __all__ = ["ACTIVE_RUNS", "PROGRESS_MS", "RunHolder", "TrackRun", "check_frame_r
 logger = logging.getLogger(__name__)
 
 #: the progress bar and line are redrawn at most this often (a progress bar repaints itself at once)
-PROGRESS_MS = 250
+PROGRESS_MS = 1000
 
 #: result folder -> the run of this session writing it
 ACTIVE_RUNS: dict[Path, TrackRun] = {}
@@ -171,7 +171,8 @@ class TrackRun:
     def _show_progress(self, r: FrameResult) -> None:
         self.frames_done = int(r.frames_done)
         total = max(1, int(r.frames_total))
-        self._panel.progress.max = total
+        if self._panel.progress.max != total:
+            self._panel.progress.max = total
         self._panel.progress.value = min(total, int(r.frames_done))
         fps = float(r.fps or 0.0)
         left = (total - r.frames_done) / fps if fps > 0 else float("nan")

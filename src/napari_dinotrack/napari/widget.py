@@ -119,6 +119,11 @@ class DinoTrackerWidget(QWidget):
             self.viewer, self.proofread_panel, self.keypoints_style, restyle=self.restyle,
             video_context=self.video_context, current_frame=self.current_frame, busy=lambda: self.is_running,
             before_swap=self._before_swap, after_swap=self._after_swap, parent=self)
+        # the trajectories layer is made right after the keypoints layer is picked (outside the event), not mid-run
+        self._prepare_tracks = QTimer(self)
+        self._prepare_tracks.setSingleShot(True)
+        self._prepare_tracks.setInterval(0)
+        self._prepare_tracks.timeout.connect(self.display.prepare_trajectories)
         self._settings_timer = QTimer(self)
         self._settings_timer.setSingleShot(True)
         self._settings_timer.setInterval(SETTINGS_DEBOUNCE_MS)
@@ -163,6 +168,7 @@ class DinoTrackerWidget(QWidget):
         lp.points.changed.connect(self.edits.attach)
         lp.points.changed.connect(self.proofreader.attach)
         lp.points.changed.connect(self._show_mask_names)
+        lp.points.changed.connect(lambda *_: self._prepare_tracks.start())
         lp.masks.changed.connect(self.masks.adopt)
         lp.new_masks.clicked.connect(self.new_masks_layer)
         bp = self.backbone_panel
@@ -615,6 +621,8 @@ class DinoTrackerWidget(QWidget):
         self._unbind_keys()
         with contextlib.suppress(Exception):
             self.proofreader.close()
+        with contextlib.suppress(Exception):
+            self.display.close()
         layers = self.viewer.layers
         for emitter in (layers.events.inserted, layers.events.removed, layers.events.moved):
             with contextlib.suppress(Exception):
