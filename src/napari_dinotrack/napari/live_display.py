@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 #: shortest time between two live layer refreshes while tracking
 REFRESH_MS = 100
 #: frames other than the one on screen reach the keypoints layer at most this often while tracking
-SHOW_ALL_S = 1.0
+SHOW_ALL_S = 2.0
 #: trajectories are rebuilt at most this often while tracking
 TRACKS_REFRESH_S = 2.0
 #: results kept to rebuild a deleted keypoints layer (more than the result writer's queue holds)
