@@ -113,17 +113,40 @@ def test_tracks_one_per_keypoint_hidden_left_out(annotations):
 
 def test_style_colours_by_name_and_hollow_when_hidden(annotations):
     style = KeypointsStyle(keypoint_names=["nose", "leftear", "rightear", "tail_base"])
+    annotations[3].instances[1].keypoints[2].score = 0.1  # a doubtful prediction... on a manual frame
+    annotations[1].instances[1].keypoints[2].score = 0.1  # ...and on a predicted one
     _, feats = annotations_to_points(annotations)
     face, border = style.colors(feats)
     assert face.shape == border.shape == (len(feats), 4)
     names = feats["keypoint"].to_numpy()
-    assert np.allclose(border[names == "nose"], border[names == "nose"][0])
-    assert not np.allclose(border[names == "nose"][0], border[names == "leftear"][0])
+    predicted = (feats["source"] == "prediction").to_numpy()
+    nose = (names == "nose") & predicted
+    assert np.allclose(border[nose], border[nose][0]) and np.allclose(face[nose & feats["visible"]], border[nose][0])
+    assert not np.allclose(border[nose][0], border[(names == "leftear") & predicted][0])
+    assert np.allclose(border[~predicted], 1.0)  # manual points: white border around their colour
     hidden = ~feats["visible"].to_numpy()
     assert hidden.sum() == 1 and face[hidden, 3] == 0 and border[hidden, 3] == 1
+    low = (feats["score"] < 0.5).to_numpy() & predicted
+    assert low.sum() == 1 and 0 < face[low, 3] < 1
+    symbols = style.symbols(feats)
+    assert set(symbols[~predicted]) == {"diamond"} and list(symbols[low]) == ["x"]
+    assert set(symbols[predicted & ~low]) == {"disc"}
     kwargs = style.as_kwargs(feats)
-    assert kwargs["text"]["string"] == "keypoint" and kwargs["face_color"].shape == (len(feats), 4)
+    assert kwargs["text"]["string"] == "{instance}:{keypoint}" and kwargs["face_color"].shape == (len(feats), 4)
     assert TracksStyle(tail_length=7).as_kwargs()["tail_length"] == 7
+
+
+def test_colour_by_animal_keeps_each_name_its_colour(annotations):
+    style = KeypointsStyle(keypoint_names=["nose", "leftear", "rightear", "tail_base"], colour_by="instance")
+    _, feats = annotations_to_points(annotations)
+    _, border = style.colors(feats[feats["source"] == "prediction"].reset_index(drop=True))
+    inst = feats.loc[feats["source"] == "prediction", "instance"].to_numpy()
+    assert np.allclose(border[inst == "animal1"], border[inst == "animal1"][0])
+    assert not np.allclose(border[inst == "animal1"][0], border[inst == "animal2"][0])
+    first = style.colour_index(["animal2", "animal1"], ["nose", "nose"])
+    assert list(style.colour_index(["animal1", "animal2"], ["x", "y"])) == list(first[::-1])  # stable colours
+    values, colormap = style.track_colours(["animal1", "animal2"], ["nose", "nose"])
+    np.testing.assert_allclose(colormap.map(values), [border[inst == "animal1"][0], border[inst == "animal2"][0]])
 
 
 def test_layer_data_tuple_and_keypoint_order(annotations):
@@ -209,5 +232,39 @@ def test_live_labels_can_be_painted_pointwise_like_napari():
     live[3] = np.ones((5, 6))
     live[0:2, 0, 0] = 7
     assert live[3].sum() == 30 and live[0, 0, 0] == 7 and live[1, 0, 0] == 7
-    live.clear_edited([1])
-    assert live.edited_frames() == [0, 2, 3] and live[1].max() == 0
+    live.clear_edited([1])  # saved: no longer an edit, still shown
+    assert live.edited_frames() == [0, 2, 3] and live[1].max() == 7 and live.base[1].max() == 7
+
+
+def test_rows_update_appends_new_frames_and_changes_known_ones_in_place(annotations):
+    from napari_dinotrack.napari.convert import plan_rows_update
+
+    data, feats = annotations_to_points({t: annotations[t] for t in (0, 1, 2)})
+    moved = annotations[1]
+    moved.instances[0].keypoints[0].x += 5.0
+    update = plan_rows_update(data, feats, [moved, annotations[3], annotations[4]])
+    assert not update.full and len(update.changed) == 8 and len(update.added_data) == 16
+    assert set(np.round(data[update.changed, 0])) == {1}  # the rows of frame 1, found in place
+    assert update.changed_data[0, 2] == pytest.approx(data[update.changed[0], 2] + 5.0)
+    assert list(update.added_features.columns) == list(FEATURE_COLUMNS)
+    # a frame whose keypoints changed (one animal fewer) needs the whole layer replaced
+    fewer = annotations[2]
+    fewer.instances = fewer.instances[:1]
+    full = plan_rows_update(data, feats, [fewer])
+    assert full.full and len(full.full_data) == len(data) - 4
+    assert plan_rows_update(data, feats, []).is_empty
+
+
+def test_score_plot_columns_keep_dips_and_spikes():
+    from napari_dinotrack.napari.score_plot import frame_at, per_column
+
+    assert frame_at(0, 101, 0, 200) == 0 and frame_at(100, 101, 0, 200) == 200 and frame_at(50, 101, 0, 200) == 100
+    frames = np.arange(1000)
+    score = np.full(1000, 0.9)
+    score[501] = 0.1
+    xs, ys = per_column(frames, score, 0, 999, 100)
+    assert len(xs) == 100 and ys.min() == pytest.approx(0.1)  # the dip survives the reduction
+    speed = np.full(1000, np.nan)
+    speed[10] = 3.0
+    xs, ys = per_column(frames, speed, 0, 999, 100, np.fmax)
+    assert list(ys) == [3.0] and list(xs) == [1.0]

@@ -60,6 +60,7 @@ def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sam
     layer.events.data.connect(lambda e: seen.append((len(layer.data), widget.is_running)))
     batches: list[int] = []
 
+    viewer.dims.set_current_step(0, 8)  # the frame on screen is shown as soon as it is tracked
     worker = widget.track()
     assert worker is not None and widget.track_panel.stop.enabled and not widget.track_panel.track.enabled
     worker.yielded.connect(lambda batch: batches.append(len(batch)))

@@ -29,8 +29,8 @@ def test_dock_from_manifest(make_napari_viewer_proxy):
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-dinotrack", "DINO Keypoint Tracker")
     assert type(widget).__name__ == "DinoTrackerWidget"
     assert list(widget.collapsibles) == ["Layers", "Backbone", "Motion prior & mask", "Seed tools", "Track",
-                                         "Display: trajectories & heatmap", "Export · import · clean-up · render",
-                                         "Track a folder in the background"]
+                                         "Proofread", "Display: trajectories & heatmap",
+                                         "Export · import · clean-up · render", "Track a folder in the background"]
     widget.shutdown()
 
 

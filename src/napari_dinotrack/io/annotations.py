@@ -55,7 +55,9 @@ class FrameAnnotation:
 
     ``source`` tells a user's own labels ("manual") from tracker output ("prediction").
     Predictions remember the manual frame they descend from (``seed_frame``) and that frame's
-    content digest (``seed_digest``), which is how a later correction marks them stale.
+    content digest (``seed_digest``), which is how a later correction marks them stale. They may
+    also record the backbone (``model``) and working ``short_side`` they were made with, so that
+    results of another model can be told apart; both are None when unknown (older files).
     """
 
     frame: int
@@ -65,6 +67,8 @@ class FrameAnnotation:
     source: Source = "manual"
     seed_frame: int | None = None
     seed_digest: str | None = None
+    model: str | None = None
+    short_side: int | None = None
     other_shapes: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 

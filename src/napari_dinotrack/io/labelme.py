@@ -34,7 +34,8 @@ Reading (:func:`read_frame`)
 Manual vs prediction
 --------------------
 A file is a *prediction* only if it carries our top-level marker ``"dinotrack": {"source":
-"prediction", "seed_frame", "seed_digest", "content_digest"}``, its ``shapes`` still hash to
+"prediction", "seed_frame", "seed_digest", "content_digest"}`` (plus, when known, the ``model``
+and ``short_side`` it was made with), its ``shapes`` still hash to
 ``content_digest`` (i.e. nobody edited it since we wrote it), and no PNG with the same stem lies
 next to it (Annolid's manual PNG+JSON pair). Everything else is *manual*: files from LabelMe or
 Annolid, our predictions that a user edited, and files we cannot verify.
@@ -207,6 +208,10 @@ def read_frame(path: str | os.PathLike[str], frame: int | None = None) -> FrameA
         ann.seed_frame = seed_frame if isinstance(seed_frame, int) else None
         seed_digest = marker.get("seed_digest")
         ann.seed_digest = seed_digest if isinstance(seed_digest, str) else None
+        model = marker.get("model")
+        ann.model = model if isinstance(model, str) else None
+        short_side = marker.get("short_side")
+        ann.short_side = short_side if isinstance(short_side, int) and not isinstance(short_side, bool) else None
     return ann
 
 
@@ -521,6 +526,10 @@ def frame_to_json(ann: FrameAnnotation) -> str:
             "seed_digest": ann.seed_digest,
             "content_digest": shapes_digest(shapes),
         }
+        if ann.model is not None:
+            data[MARKER_KEY]["model"] = str(ann.model)
+        if ann.short_side is not None:
+            data[MARKER_KEY]["short_side"] = int(ann.short_side)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -585,7 +594,7 @@ def write_manual(layout: ResultLayout, ann: FrameAnnotation,
         png = layout.frame_png(ann.frame)
         atomic_write_bytes(png, _encode_png(image))
         extra.setdefault("imagePath", png.name)
-    new = dataclasses.replace(ann, source="manual", seed_frame=None, seed_digest=None,
+    new = dataclasses.replace(ann, source="manual", seed_frame=None, seed_digest=None, model=None, short_side=None,
                               extra=extra, other_shapes=other_shapes)
     return write_frame(path, new)
 

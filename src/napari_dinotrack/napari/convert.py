@@ -15,15 +15,18 @@ Video pixels are ``x`` (column) / ``y`` (row) in the annotations; napari rows ar
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..io.annotations import FrameAnnotation, Instance, Keypoint
+from ..proofreading.suspicious import KeypointTable, disagreement_px
 
 __all__ = [
     "FEATURE_COLUMNS",
+    "RowsUpdate",
     "annotations_to_points",
     "annotations_to_tracks",
     "empty_features",
@@ -35,7 +38,9 @@ __all__ = [
     "labels_to_masks",
     "masks_to_labels",
     "parse_names",
+    "plan_rows_update",
     "points_to_annotation",
+    "points_to_table",
     "points_to_tracks",
     "replace_frames",
     "row_frames",
@@ -43,8 +48,9 @@ __all__ = [
 ]
 
 #: Columns of the keypoints layer's features table, in order.
-FEATURE_COLUMNS: tuple[str, ...] = ("instance", "keypoint", "visible", "score", "source")
-_DTYPES: dict[str, Any] = {"instance": object, "keypoint": object, "visible": bool, "score": float, "source": object}
+FEATURE_COLUMNS: tuple[str, ...] = ("instance", "keypoint", "visible", "score", "source", "disagreement")
+_DTYPES: dict[str, Any] = {"instance": object, "keypoint": object, "visible": bool, "score": float, "source": object,
+                           "disagreement": float}
 
 
 def parse_names(text: str) -> list[str]:
@@ -83,7 +89,8 @@ def empty_features() -> pd.DataFrame:
 
 def feature_defaults(instance: str, keypoint: str) -> dict[str, Any]:
     """Features of a point the user adds by hand (napari's ``feature_defaults``)."""
-    return {"instance": instance, "keypoint": keypoint, "visible": True, "score": 1.0, "source": "manual"}
+    return {"instance": instance, "keypoint": keypoint, "visible": True, "score": 1.0, "source": "manual",
+            "disagreement": 0.0}
 
 
 def row_frames(data: np.ndarray) -> np.ndarray:
@@ -111,6 +118,7 @@ def frame_rows(ann: FrameAnnotation) -> tuple[np.ndarray, dict[str, list[Any]]]:
             cols["visible"].append(bool(kp.visible))
             cols["score"].append(float(kp.score))
             cols["source"].append(ann.source)
+            cols["disagreement"].append(disagreement_px(kp))
     data = np.asarray(coords, dtype=float).reshape(-1, 3)
     return data, cols
 
@@ -150,6 +158,74 @@ def replace_frames(data: np.ndarray, features: pd.DataFrame,
         features = empty_features().reindex(range(len(data)))
     kept = features.loc[keep, list(FEATURE_COLUMNS)].reset_index(drop=True)
     return np.concatenate([data[keep], new_data]), pd.concat([kept, new_feats], ignore_index=True)
+
+
+@dataclass
+class RowsUpdate:
+    """How to bring a Points layer's rows up to date with some frames' annotations.
+
+    Rows ``changed`` (indices of existing rows) get ``changed_data``/``changed_features`` in place;
+    ``added_data``/``added_features`` are appended. When ``full`` is set, a frame's keypoints
+    changed (names, order or count) and the layer must take ``full_data``/``full_features`` instead.
+    """
+
+    changed: np.ndarray
+    changed_data: np.ndarray
+    changed_features: pd.DataFrame
+    added_data: np.ndarray
+    added_features: pd.DataFrame
+    full: bool = False
+    full_data: np.ndarray | None = None
+    full_features: pd.DataFrame | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.full and not len(self.changed) and not len(self.added_data)
+
+
+def plan_rows_update(data: np.ndarray, features: pd.DataFrame,
+                     annotations: Iterable[FrameAnnotation]) -> RowsUpdate:
+    """The cheapest :class:`RowsUpdate` that makes the rows of these frames show ``annotations``.
+
+    A frame without rows is appended; a frame whose rows list the same (instance, keypoint) pairs
+    in the same order is changed in place; anything else (or a features table that does not match
+    the rows) needs a full replacement, computed with :func:`replace_frames`. Costs O(rows) numpy
+    work plus O(keypoints of these frames) Python work, whatever the layer's length.
+    """
+    anns = {a.frame: a for a in annotations}
+    data = np.asarray(data).reshape(-1, 3)
+    if len(features) != len(data) or any(c not in features.columns for c in FEATURE_COLUMNS):
+        return _full_update(data, features, anns.values())
+    frames = row_frames(data)
+    hit = np.flatnonzero(np.isin(frames, list(anns)))
+    hit = hit[np.argsort(frames[hit], kind="stable")]
+    keys = sorted(anns)
+    starts = np.searchsorted(frames[hit], keys, side="left")
+    ends = np.searchsorted(frames[hit], keys, side="right")
+    inst_col, kp_col = features["instance"].to_numpy(), features["keypoint"].to_numpy()
+    changed: list[np.ndarray] = []
+    changed_anns: dict[int, FrameAnnotation] = {}
+    added_anns: dict[int, FrameAnnotation] = {}
+    for frame, lo, hi in zip(keys, starts, ends, strict=True):
+        ann, rows = anns[frame], hit[lo:hi]
+        pairs = [(inst.name, kp.name) for inst in ann.instances for kp in inst.keypoints]
+        if not len(rows):
+            added_anns[frame] = ann
+        elif len(rows) == len(pairs) and list(zip(inst_col[rows], kp_col[rows], strict=True)) == pairs:
+            changed.append(rows)
+            changed_anns[frame] = ann
+        else:
+            return _full_update(data, features, anns.values())
+    changed_data, changed_feats = annotations_to_points(changed_anns)
+    added_data, added_feats = annotations_to_points(added_anns)
+    return RowsUpdate(np.concatenate(changed) if changed else np.zeros(0, int), changed_data, changed_feats,
+                      added_data, added_feats)
+
+
+def _full_update(data: np.ndarray, features: pd.DataFrame, anns: Iterable[FrameAnnotation]) -> RowsUpdate:
+    full_data, full_feats = replace_frames(data, features, anns)
+    return RowsUpdate(np.zeros(0, int), np.zeros((0, 3)), empty_features(), np.zeros((0, 3)), empty_features(),
+                      True, full_data, full_feats)
 
 
 def keypoint_order(annotations: Mapping[int, FrameAnnotation] | Iterable[FrameAnnotation]) -> list[str]:
@@ -300,10 +376,24 @@ def points_to_tracks(data: np.ndarray, features: pd.DataFrame | None,
         tracks = tracks[np.lexsort((tracks[:, 1], tracks[:, 0]))]
     tids = tracks[:, 0].astype(int)
     feats = {
-        "instance": np.asarray([uniques[t][0] for t in tids], dtype=object),
-        "keypoint": np.asarray([uniques[t][1] for t in tids], dtype=object),
+        "instance": np.asarray([u[0] for u in uniques], dtype=object)[tids],
+        "keypoint": np.asarray([u[1] for u in uniques], dtype=object)[tids],
     }
     return tracks, feats
+
+
+def points_to_table(data: np.ndarray, features: pd.DataFrame) -> KeypointTable:
+    """A keypoints Points layer's rows as the engine's :class:`~..proofreading.suspicious.KeypointTable`."""
+    data = np.asarray(data, dtype=float).reshape(-1, 3)
+    n = len(data)
+
+    def column(name: str, default: Any) -> np.ndarray:
+        return features[name].to_numpy() if name in features.columns else np.full(n, default)
+
+    return KeypointTable.from_columns(
+        row_frames(data), column("instance", "animal"), column("keypoint", "point"), data[:, 2], data[:, 1],
+        column("visible", True), column("score", 1.0), column("source", "manual") == "manual",
+        column("disagreement", 0.0))
 
 
 def masks_to_labels(

@@ -1,11 +1,13 @@
 """Similarity heatmap: how alike is every patch of the frame to the patch you clicked?
 
-While the toggle is on, a click on the video computes the cosine similarity between the
+While the toggle is on, a click on the video (outside napari's add and paint modes, where a
+click means a new point or paint) computes the cosine similarity between the
 backbone feature of the clicked patch (of the current frame, or optionally of the seed frame
 at the same place) and every patch of the current frame. The map is upsampled to the video
 frame size and shown as the ``dino similarity`` Image layer (colormap "inferno") on that frame
 only. Per-frame features are kept in a small LRU cache, so more clicks on a frame are instant.
-The computation runs in a worker thread; only the layer update happens on the GUI thread.
+The computation runs in a worker thread; only the layer update happens on the GUI thread, and it
+leaves the user's selected layer selected (so the next drag still moves a point).
 
 The numeric part (:func:`patch_at`, :func:`similarity_map`, :func:`upsample_to_frame`,
 :class:`FeatureCache`, :func:`compute_heatmap`) needs neither Qt nor napari.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .reader import META_KEY
+from .viewer_layers import adding_quietly
 
 if TYPE_CHECKING:
     import napari
@@ -42,6 +45,9 @@ __all__ = [
 ]
 
 HEATMAP_LAYER = "dino similarity"
+#: layer modes in which a click edits the layer: it is not meant for the heatmap
+EDITING_MODES = frozenset({"add", "paint", "fill", "erase", "polygon", "add_rectangle", "add_ellipse", "add_line",
+                           "add_path", "add_polyline", "add_polygon", "add_polygon_lasso", "vertex_insert"})
 
 
 class FeatureCache:
@@ -240,12 +246,19 @@ class HeatmapController:
         callbacks = self.viewer.mouse_drag_callbacks
         if on:
             callbacks.append(self._on_mouse_drag)
+            # a click now asks for a heatmap: a Points layer left in add mode would also add a point
+            for layer in self.viewer.layers:
+                if type(layer).__name__ == "Points" and str(getattr(layer, "mode", "")) == "add":
+                    layer.mode = "select"
         elif self._on_mouse_drag in callbacks:
             callbacks.remove(self._on_mouse_drag)
 
     def _on_mouse_drag(self, viewer: Any, event: Any):  # generator: click = press + release without drag
         if getattr(event, "button", 1) != 1 or getattr(event, "modifiers", ()):
             return
+        active = self.viewer.layers.selection.active
+        if str(getattr(active, "mode", "")) in EDITING_MODES:
+            return  # the click adds a point or paints: that is what the user asked for
         start = np.asarray(event.position, dtype=float)
         yield
         moved = False
@@ -336,16 +349,17 @@ class HeatmapController:
             layer.opacity = self.opacity
             layer.visible = True
         else:
-            layer = self.viewer.add_image(
-                data, name=HEATMAP_LAYER, colormap="inferno", opacity=self.opacity, blending="translucent",
-                scale=scale, translate=translate, contrast_limits=limits,
-                metadata={META_KEY: {"heatmap": True}},
-            )
-            if image_layer is not None and image_layer in self.viewer.layers:
-                src = self.viewer.layers.index(layer)
-                dst = self.viewer.layers.index(image_layer) + 1
-                if src != dst:
-                    self.viewer.layers.move(src, dst)
+            with adding_quietly(self.viewer, lambda: None):  # the selected layer stays selected
+                layer = self.viewer.add_image(
+                    data, name=HEATMAP_LAYER, colormap="inferno", opacity=self.opacity, blending="translucent",
+                    scale=scale, translate=translate, contrast_limits=limits,
+                    metadata={META_KEY: {"heatmap": True}},
+                )
+                if image_layer is not None and image_layer in self.viewer.layers:
+                    src = self.viewer.layers.index(layer)
+                    dst = self.viewer.layers.index(image_layer) + 1
+                    if src != dst:
+                        self.viewer.layers.move(src, dst)
 
     def set_opacity(self, value: float) -> None:
         """Opacity of the heatmap layer (also for later maps)."""

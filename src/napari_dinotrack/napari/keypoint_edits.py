@@ -3,7 +3,8 @@
 Every frame the user touches (drag, add, delete, hide) becomes "dirty": its rows are marked
 ``source="manual"`` and, :data:`SAVE_DEBOUNCE_MS` after the last change, the frame is written as
 a manual annotation (``write_manual``), which the tracker then uses as a seed. The debounce
-makes one drag write one file, not one per mouse move.
+makes one drag write one file, not one per mouse move. Points placed in a row by *Add keypoints*
+are not labels yet: their frame is saved once the user moves one of them (or saves the frame).
 
 The helper functions are pure (numpy / pandas only); :class:`KeypointEditor` is the glue that
 listens to the napari Points layer.
@@ -20,7 +21,15 @@ import pandas as pd
 from qtpy.QtCore import QObject, QTimer
 
 from ..errors import UserError
-from .convert import FEATURE_COLUMNS, feature_defaults, features_table, frames_of, points_to_annotation, row_frames
+from .convert import (
+    FEATURE_COLUMNS,
+    RowsUpdate,
+    feature_defaults,
+    features_table,
+    frames_of,
+    points_to_annotation,
+    row_frames,
+)
 from .video_context import VideoContext
 
 if TYPE_CHECKING:
@@ -102,6 +111,8 @@ class KeypointEditor:
         self.layer: Points | None = None
         #: frames changed by the user and not saved yet
         self.dirty: set[int] = set()
+        #: frames where "Add keypoints" put points in a row that the user has not placed yet
+        self.placing: set[int] = set()
         self._removing_frames: set[int] = set()
         self._save_timer = QTimer(parent)
         self._save_timer.setSingleShot(True)
@@ -144,6 +155,10 @@ class KeypointEditor:
         with contextlib.suppress(Exception):
             layer.feature_defaults = feature_defaults(self._instance_name(), self._keypoint_names()[0])
 
+    def protected_frames(self) -> set[int]:
+        """Frames the user is working on: a run's results must not replace their rows."""
+        return self.dirty | self.placing
+
     def set_rows(self, layer: Points, data: np.ndarray, features: pd.DataFrame) -> None:
         """Replace the layer's rows in place (same layer object); not an edit, so nothing is marked dirty."""
         with layer.events.data.blocker(self._on_data):
@@ -152,17 +167,56 @@ class KeypointEditor:
             if len(features):
                 self._colour(layer)
 
+    def apply_rows(self, layer: Points, update: RowsUpdate) -> None:
+        """Apply a :class:`~.convert.RowsUpdate`: change rows in place and append new ones (not an edit).
+
+        Only the changed and appended rows' features and labels are computed; colours and
+        symbols are numpy arrays over the whole layer.
+        """
+        if update.is_empty:
+            return
+        if update.full:
+            assert update.full_data is not None and update.full_features is not None
+            self.set_rows(layer, update.full_data, update.full_features)
+            return
+        n0 = len(layer.data)
+        n_added = len(update.added_data)
+        data = np.asarray(layer.data)
+        if len(update.changed):
+            data = data.copy()
+            data[update.changed] = update.changed_data
+        if n_added:
+            data = np.concatenate([data, update.added_data])
+        rows = np.concatenate([update.changed, np.arange(n0, n0 + n_added)])
+        values = pd.concat([update.changed_features, update.added_features], ignore_index=True)
+        with layer.events.data.blocker(self._on_data):
+            layer.data = data  # new rows get the default features and label for now
+            feats = layer.features
+            for column in FEATURE_COLUMNS:
+                feats.iloc[rows, feats.columns.get_loc(column)] = values[column].to_numpy()
+            if n_added:  # labels of the new rows only, from their real features
+                layer.text.remove(np.arange(n0, n0 + n_added))
+                layer.text.apply(feats)
+            self._colour(layer, rows)
+
     def restyle(self, layer: Points) -> None:
-        """Recolour the points after their names or visibility changed."""
+        """Recolour the points after their names, visibility or the colouring changed."""
         if self._colour(layer):
             layer.refresh()
 
-    def _colour(self, layer: Points) -> bool:
-        face, border = self.style.colors(layer.features)
+    def _colour(self, layer: Points, rows: np.ndarray | None = None) -> bool:
+        """Colour (and give symbols to) every point; ``rows``: only these may have changed their symbol."""
+        feats = layer.features
+        face, border = self.style.colors(feats)
         if len(face) != len(layer.data):
             return False
         layer.face_color = face
         layer.border_color = border
+        symbols = self.style.symbols(feats)
+        # setting symbols converts each one in Python: skip it when the rows that changed already match
+        if rows is None or [str(getattr(sym, "value", sym)) for sym in np.asarray(layer.symbol)[rows]] \
+                != symbols[rows].tolist():
+            layer.symbol = symbols
         return True
 
     # ---------------------------------------------------------------- seed tools
@@ -184,19 +238,19 @@ class KeypointEditor:
         except UserError:
             spacing = 12.0
         n = len(missing)
-        new_feats = features_table({"instance": [inst] * n, "keypoint": missing, "visible": [True] * n,
-                                    "score": [1.0] * n, "source": ["manual"] * n})
+        rows_features = [feature_defaults(inst, name) for name in missing]
+        new_feats = features_table({c: [row[c] for row in rows_features] for c in FEATURE_COLUMNS})
         new_rows = row_of_points(frame, (cy, cx), n, spacing)
         n0 = len(layer.data)
         self.set_rows(layer, np.concatenate([np.asarray(layer.data).reshape(-1, 3), new_rows]),
                       pd.concat([feats[list(FEATURE_COLUMNS)].reset_index(drop=True), new_feats], ignore_index=True))
         rows = list(range(n0, n0 + n))
-        layer.selected_data = set(rows)
+        layer.selected_data = set()  # a drag then moves the one point under the mouse, not the whole row
         with contextlib.suppress(Exception):
             layer.mode = "select"
-        self.mark_dirty({frame})
+        self.placing.add(frame)  # saved once a point is moved: the row itself is no label
         self._report(f"Added {', '.join(missing)} for {inst} on frame {frame}: drag each onto its "
-                     "body part; edits are saved automatically.")
+                     "body part; the frame is saved as soon as you move one.")
         return rows
 
     def toggle_visibility(self, layer: Points | None) -> None:
@@ -256,6 +310,7 @@ class KeypointEditor:
             if "source" in layer.features.columns:
                 layer.features.loc[rows, "source"] = "manual"
         self.dirty |= set(frames)
+        self.placing -= set(frames)
         self._save_timer.start()
 
     def flush(self, force: set[int] | None = None) -> dict[int, Path]:

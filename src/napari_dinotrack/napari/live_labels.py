@@ -55,6 +55,12 @@ class LiveLabels:
             while len(self._frames) > self.max_frames:
                 self._frames.popitem(last=False)
 
+    def forget(self, frames: Iterable[int]) -> None:
+        """Drop these frames from memory (their files changed); painted frames are kept."""
+        with self._lock:
+            for t in frames:
+                self._frames.pop(int(t), None)
+
     def frames_in_memory(self) -> list[int]:
         """Frames currently served from memory (painted ones included)."""
         with self._lock:
@@ -66,10 +72,22 @@ class LiveLabels:
             return sorted(self._edited)
 
     def clear_edited(self, frames: Iterable[int] | None = None) -> None:
-        """Forget paint edits (after they were saved), all or of ``frames``."""
+        """The paint edits (all, or of ``frames``) were saved: they stop being edits but stay shown.
+
+        A numpy ``base`` (the layer the user painted in) takes them over; otherwise (the base is the
+        mask store, which now has them) they stay in memory until evicted.
+        """
         with self._lock:
             for t in list(self._edited) if frames is None else frames:
-                self._edited.pop(int(t), None)
+                painted = self._edited.pop(int(t), None)
+                if painted is None:
+                    continue
+                if isinstance(self.base, np.ndarray) and self.base.flags.writeable:
+                    self.base[int(t)] = painted
+                    self._frames.pop(int(t), None)
+                else:
+                    self._frames[int(t)] = painted
+                    self._frames.move_to_end(int(t))
 
     def _norm(self, t: int) -> int:
         t = int(t)

@@ -12,6 +12,7 @@ by its ``group``.
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
@@ -33,6 +34,7 @@ from ..runsettings import MAX_SHORT_SIDE, MIN_SHORT_SIDE, PRECISIONS, RunSetting
 from ..schema import SettingInfo, describe
 from ..tracking.config import PRESETS, TrackerConfig
 from .backbones import LOCAL_FOLDER, model_choices
+from .shortcuts import with_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -42,14 +44,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GROUP_TITLES",
+    "PROBLEM_SIGN",
     "BackbonePanel",
     "DisplayPanel",
     "LayersPanel",
     "SeedPanel",
+    "StatusLabel",
     "TrackPanel",
     "TrackerConfigPanel",
+    "compact",
     "config_field_label",
+    "soft_wrap",
     "stack_collapsible",
+    "status_label",
+    "wrapped",
 ]
 
 GROUP_TITLES: dict[str, str] = {
@@ -62,7 +70,7 @@ GROUP_TITLES: dict[str, str] = {
 CUSTOM = "custom"
 
 
-def _compact(combo: ComboBox, chars: int = 12) -> ComboBox:
+def compact(combo: ComboBox, chars: int = 12) -> ComboBox:
     """Let a combo box shrink below its longest entry (the dock stays narrow)."""
     from qtpy.QtWidgets import QComboBox
 
@@ -71,16 +79,69 @@ def _compact(combo: ComboBox, chars: int = 12) -> ComboBox:
     return combo
 
 
-def _wrap(label: Label) -> Label:
+def wrapped(label: Label) -> Label:
+    """Let a label wrap its words."""
     label.native.setWordWrap(True)
     return label
 
 
-def _status() -> Label:
-    label = Label(value="")
-    label.native.setWordWrap(True)
-    label.native.setStyleSheet("color: #bbbbbb;")
-    return label
+#: colour of a status line: information, and a problem the user has to act on
+INFO_COLOUR = "#bbbbbb"
+PROBLEM_COLOUR = "#ffb74d"
+#: a status line showing a problem starts with this sign
+PROBLEM_SIGN = "⚠"
+_BREAK_AFTER = re.compile(r"([/\\_.,:;=&?-])")
+_LONG_WORD = 24
+
+
+def soft_wrap(text: str) -> str:
+    """``text`` with invisible line-break chances inside long words (paths, URLs, ids), shown the same."""
+
+    def breakable(match: re.Match[str]) -> str:
+        word = _BREAK_AFTER.sub("\\1\u200b", match.group(0))
+        # a long run without any of those characters gets a chance every _LONG_WORD characters
+        return re.sub(rf"([^\u200b]{{{_LONG_WORD}}})(?=[^\u200b])", "\\1\u200b", word)
+
+    return re.sub(rf"\S{{{_LONG_WORD},}}", breakable, text)
+
+
+class StatusLabel(Label):
+    """A status line that wraps anywhere, so a long message never widens the dock.
+
+    Its ``value`` is the text as given; a text starting with :data:`PROBLEM_SIGN` is shown in a
+    warning colour. The text can be selected and copied.
+    """
+
+    def __init__(self, value: str = "", **kwargs: Any) -> None:
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QSizePolicy
+
+        self._plain = ""
+        super().__init__(value="", **kwargs)
+        native = self.native
+        native.setWordWrap(True)
+        native.setTextFormat(Qt.TextFormat.PlainText)
+        native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        native.setMinimumWidth(1)
+        native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.value = value
+
+    @property
+    def value(self) -> str:
+        """The text as given (without the invisible break chances)."""
+        return self._plain
+
+    @value.setter
+    def value(self, text: Any) -> None:
+        self._plain = "" if text is None else str(text)
+        problem = self._plain.lstrip().startswith(PROBLEM_SIGN)
+        self.native.setStyleSheet(f"color: {PROBLEM_COLOUR if problem else INFO_COLOUR};")
+        Label.value.fset(self, soft_wrap(self._plain))  # type: ignore[attr-defined]
+
+
+def status_label(value: str = "") -> StatusLabel:
+    """A new :class:`StatusLabel`."""
+    return StatusLabel(value=value)
 
 
 def stack_collapsible(parent: QWidget, sections: Sequence[tuple[str, Container, bool]]) -> dict[str, QCollapsible]:
@@ -125,10 +186,16 @@ class LayersPanel(Container):
         self.points = ComboBox(label="keypoints", choices=points_choices, nullable=True,
                                tooltip="The Points layer with the keypoints (seed + tracked).")
         self.masks = ComboBox(label="masks", choices=labels_choices, nullable=True,
-                               tooltip="Optional Labels layer that shows the instance masks.")
+                              tooltip="Optional Labels layer with the instance masks; only layers of the video's "
+                                      "size are offered.")
         for combo in (self.image, self.points, self.masks):
-            _compact(combo)
-        super().__init__(widgets=[self.image, self.points, self.masks], labels=True)
+            compact(combo)
+        self.new_masks = PushButton(text="New masks layer",
+                                    tooltip="Add an empty masks layer of the video's size to paint animals in.")
+        self.mask_names = status_label()
+        self.mask_names.tooltip = ("Which animal each label value of the masks layer stands for: paint an animal "
+                                   "with its value (the keypoints' animals, in order).")
+        super().__init__(widgets=[self.image, self.points, self.masks, self.new_masks, self.mask_names], labels=True)
 
 
 class BackbonePanel(Container):
@@ -149,9 +216,8 @@ class BackbonePanel(Container):
         self.precision = ComboBox(label="precision", choices=list(PRECISIONS), value=defaults.precision,
                                   tooltip=RunSettings.model_fields["precision"].description)
         for combo in (self.model, self.device, self.precision):
-            _compact(combo)
-        self.source = _wrap(Label(value=""))
-        self.source.native.setStyleSheet("color: #bbbbbb;")
+            compact(combo)
+        self.source = status_label()
         self.check = PushButton(text="Load model now",
                                 tooltip="Load the model in the background to check that it is available.")
         super().__init__(widgets=[self.model, self.folder, self.short_side, self.device, self.precision,
@@ -250,8 +316,7 @@ class TrackerConfigPanel(Container):
         self.preset = ComboBox(label="preset", choices=[CUSTOM, *PRESETS],
                                tooltip="Starting points for common situations; editing any knob makes it 'custom'.")
         self.reset = PushButton(text="Reset to defaults")
-        self.error = _wrap(Label(value=""))
-        self.error.native.setStyleSheet("color: #ff7070;")
+        self.error = status_label()
         self.editors: dict[str, Widget] = {}
         widgets: list[Widget] = [self.preset, self.reset]
         by_group: dict[str, list[SettingInfo]] = {}
@@ -281,7 +346,7 @@ class TrackerConfigPanel(Container):
         tip = f"{f.description}{rng} Default: {default!r}. [{f.name}]"
         label = config_field_label(f.name)
         if f.choices:
-            return _compact(ComboBox(label=label, choices=list(f.choices), value=default, tooltip=tip), 6)
+            return compact(ComboBox(label=label, choices=list(f.choices), value=default, tooltip=tip), 6)
         if f.kind is bool:
             return CheckBox(label=label, value=default, tooltip=tip)
         if f.kind is int:
@@ -329,7 +394,7 @@ class TrackerConfigPanel(Container):
             self.config()
             self.error.value = ""
         except ValueError as exc:
-            self.error.value = f"⚠ {exc}"
+            self.error.value = f"{PROBLEM_SIGN} {exc}"
         match = self.matching_preset()
         if self.preset.value != match:
             with self.preset.changed.blocked():
@@ -357,12 +422,11 @@ class SeedPanel(Container):
         self.add = PushButton(text="Add keypoints for this instance",
                               tooltip="Place the missing named keypoints of this instance in a row at the view "
                                       "centre on the current frame; then drag each onto its body part.")
-        self.toggle_visible = PushButton(text="Mark selected hidden / visible",
-                                         tooltip="Toggle whether the selected keypoints are occluded on this frame.")
-        self.save = PushButton(text="Save frame as manual seed",
-                               tooltip="Write this frame's keypoints (and any masks painted on it) as a manual "
-                                       "seed annotation.")
-        self.status = _status()
+        self.toggle_visible = PushButton(text="Mark selected hidden / visible", tooltip=with_key(
+            "Toggle whether the selected keypoints are occluded on this frame.", "toggle_hidden"))
+        self.save = PushButton(text="Save frame as manual seed", tooltip=with_key(
+            "Write this frame's keypoints (and any masks painted on it) as a manual seed annotation.", "save_frame"))
+        self.status = status_label()
         super().__init__(widgets=[self.names, self.instance, self.add, self.toggle_visible, self.save,
                                   self.status], labels=True)
 
@@ -372,12 +436,12 @@ class TrackPanel(Container):
 
     def __init__(self) -> None:
         self.track = PushButton(text="Track", tooltip="Track every stale frame: from each manual frame to the end.")
-        self.track_here = PushButton(text="Track from here",
-                                     tooltip="Re-track from the current frame (its keypoints are the seed) to the end.")
+        self.track_here = PushButton(text="Track from here", tooltip=with_key(
+            "Re-track from the current frame (its keypoints are the seed) to the end.", "track_from_here"))
         self.stop = PushButton(text="Stop", tooltip="Stop after the current frame; results so far are kept.")
         self.stop.enabled = False
         self.to_end = CheckBox(text="to the end", value=True, tooltip="Track to the last frame of the video.")
-        self.end_frame = SpinBox(value=0, min=0, max=10**9, enabled=False,
+        self.end_frame = SpinBox(value=0, min=0, max=0, enabled=False,
                                  tooltip="Last frame to track (inclusive), when 'to the end' is off.")
         self.to_end.changed.connect(lambda on: setattr(self.end_frame, "enabled", not on))
         end = Container(widgets=[self.to_end, self.end_frame], layout="horizontal", labels=False,
@@ -386,8 +450,16 @@ class TrackPanel(Container):
         buttons = Container(widgets=[self.track, self.track_here, self.stop], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
-        self.status = _status()
-        super().__init__(widgets=[buttons, end, self.progress, self.status], labels=True)
+        self.status = status_label()
+        self.retrack = PushButton(text="Re-track with this model",
+                                  tooltip="Track every frame again from the first manual frame with the backbone "
+                                          "and short side chosen now.")
+        self.retrack.visible = False
+        super().__init__(widgets=[buttons, end, self.progress, self.status, self.retrack], labels=True)
+
+    def set_frame_count(self, n_frames: int) -> None:
+        """The end frame can be any frame of the video (``n_frames`` of them)."""
+        self.end_frame.max = max(int(n_frames) - 1, 0)
 
     @property
     def end(self) -> int | None:
@@ -398,10 +470,13 @@ class TrackPanel(Container):
         """Choose the last frame (None = to the end)."""
         self.to_end.value = frame is None
         if frame is not None:
+            self.end_frame.max = max(self.end_frame.max, int(frame))
             self.end_frame.value = int(frame)
 
     def set_running(self, running: bool) -> None:
         """Enable Stop while a run is going, the Track buttons otherwise."""
+        if running:
+            self.retrack.visible = False
         self.track.enabled = not running
         self.track_here.enabled = not running
         self.stop.enabled = running
@@ -422,7 +497,7 @@ class DisplayPanel(Container):
                                   tooltip="Take the clicked patch from the nearest earlier manual frame "
                                           "instead of the current frame.")
         self.opacity = FloatSlider(label="heatmap opacity", value=0.6, min=0.0, max=1.0, step=0.05)
-        self.status = _status()
+        self.status = status_label()
         super().__init__(widgets=[self.trajectories, self.tail_length, self.heatmap, self.from_seed, self.opacity,
                                   self.status], labels=True)
 

@@ -3,6 +3,11 @@
 Threading rules (napari's): the engine runs in a ``thread_worker`` generator (``worker.py``) that
 only yields batches of results; every layer change happens on the GUI thread, through
 :class:`~napari_dinotrack.napari.live_display.LiveDisplay`.
+
+One result folder, one run: :data:`ACTIVE_RUNS` knows the folders that a run of this session is
+writing, whichever dock started it. A dock closed mid-run stops its run, but the run finishes its
+current frame first; a dock opened meanwhile waits for it (:func:`wait_for_folder`) instead of
+starting a second writer. Runs from other processes are kept out by the engine's folder lock.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import UserError
+from .panels import PROBLEM_SIGN
 from .video_context import VideoContext
 from .worker import RunControl, TrackJob, run_tracking
 
@@ -24,9 +31,44 @@ if TYPE_CHECKING:
     from .live_display import LiveDisplay
     from .panels import TrackPanel
 
-__all__ = ["RunHolder", "TrackRun", "check_frame_range"]
+__all__ = ["ACTIVE_RUNS", "PROGRESS_MS", "RunHolder", "TrackRun", "check_frame_range", "folder_in_use",
+           "wait_for_folder"]
 
 logger = logging.getLogger(__name__)
+
+#: the progress bar and line are redrawn at most this often (a progress bar repaints itself at once)
+PROGRESS_MS = 1000
+
+#: result folder -> the run of this session writing it
+ACTIVE_RUNS: dict[Path, TrackRun] = {}
+_WAITING: dict[Path, list[Callable[[], None]]] = {}
+
+
+def _key(folder: str | Path) -> Path:
+    return Path(folder).expanduser().resolve()
+
+
+def folder_in_use(folder: str | Path) -> bool:
+    """Whether a run of this session is writing ``folder``."""
+    return _key(folder) in ACTIVE_RUNS
+
+
+def wait_for_folder(folder: str | Path, callback: Callable[[], None]) -> None:
+    """Call ``callback`` (on the GUI thread) when the run writing ``folder`` has ended, or now if there is none."""
+    key = _key(folder)
+    if key not in ACTIVE_RUNS:
+        callback()
+    else:
+        _WAITING.setdefault(key, []).append(callback)
+
+
+def _release(folder: Path) -> None:
+    ACTIVE_RUNS.pop(folder, None)
+    for callback in _WAITING.pop(folder, []):
+        try:
+            callback()
+        except Exception:  # a waiting dock that was closed meanwhile must not break the others
+            logger.exception("starting a waiting run failed")
 
 
 def check_frame_range(ctx: VideoContext, start_frame: int | None, end: int | None,
@@ -56,6 +98,7 @@ class TrackRun:
 
     Args:
         job: what to track.
+        folder: the result folder it writes.
         backbones: the shared backbone cache (the worker loads from it).
         display: shows the results as they arrive.
         panel: the Track panel (buttons, progress bar, status line).
@@ -63,9 +106,11 @@ class TrackRun:
         on_end: called with the summary when the run has ended (also after an error).
     """
 
-    def __init__(self, job: TrackJob, backbones: BackboneCache, display: LiveDisplay, panel: TrackPanel, *,
-                 on_backbone_error: Callable[[str], None], on_end: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, job: TrackJob, folder: Path, backbones: BackboneCache, display: LiveDisplay,
+                 panel: TrackPanel, *, on_backbone_error: Callable[[str], None],
+                 on_end: Callable[[dict[str, Any]], None]) -> None:
         self.job = job
+        self.folder = _key(folder)
         self.control = RunControl()
         self.worker: Any = None
         self.running = False
@@ -77,10 +122,18 @@ class TrackRun:
         self._on_backbone_error = on_backbone_error
         self._on_end = on_end
         self._t0 = 0.0
+        self._latest: FrameResult | None = None
+        self._progress_timer: Any = None
 
     def start(self) -> Any:
         """Start the worker thread; returns the worker."""
         from napari.qt.threading import create_worker
+        from qtpy.QtCore import QTimer
+
+        self._progress_timer = QTimer()
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(PROGRESS_MS)
+        self._progress_timer.timeout.connect(self._show_latest)
 
         self._t0 = time.monotonic()
         worker = create_worker(run_tracking, self.job, self.control, self._backbones, _ignore_errors=True)
@@ -90,6 +143,7 @@ class TrackRun:
         worker.finished.connect(self._on_finished)
         self.worker = worker
         self.running = True
+        ACTIVE_RUNS[self.folder] = self
         self._panel.set_running(True)
         self._panel.progress.value = 0
         start = self.job.start_frame
@@ -105,12 +159,20 @@ class TrackRun:
 
     def _on_results(self, batch: list[FrameResult]) -> None:
         self._display.add(batch)
-        self._show_progress(batch[-1])
+        self._latest = batch[-1]
+        self.frames_done = int(batch[-1].frames_done)
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _show_latest(self) -> None:
+        if self._latest is not None and self.running and not self.control.stop_requested:
+            self._show_progress(self._latest)
 
     def _show_progress(self, r: FrameResult) -> None:
         self.frames_done = int(r.frames_done)
         total = max(1, int(r.frames_total))
-        self._panel.progress.max = total
+        if self._panel.progress.max != total:
+            self._panel.progress.max = total
         self._panel.progress.value = min(total, int(r.frames_done))
         fps = float(r.fps or 0.0)
         left = (total - r.frames_done) / fps if fps > 0 else float("nan")
@@ -132,14 +194,20 @@ class TrackRun:
             logger.error("tracking failed", exc_info=exc)
             msg = f"Tracking failed: {exc}"
         self.error = msg
-        self._panel.status.value = "⚠ " + msg.splitlines()[0]
+        self._panel.status.value = f"{PROBLEM_SIGN} {msg.splitlines()[0]}"
         show_error(msg)
 
     def _on_finished(self) -> None:
+        self._progress_timer.stop()
+        if self._latest is not None:
+            self._show_progress(self._latest)
         self.running = False
-        self._display.finish()
-        self._panel.set_running(False)
-        self._on_end(self._summarise())
+        try:
+            self._display.finish()
+            self._panel.set_running(False)
+            self._on_end(self._summarise())
+        finally:
+            _release(self.folder)
 
     def _summarise(self) -> dict[str, Any]:
         """The run's summary; also tells the user how it went (unless an error already did)."""
@@ -150,8 +218,15 @@ class TrackRun:
         seconds = time.monotonic() - self._t0
         stopped = self.control.stop_requested
         done = self.frames_done
+        other = self.control.other_model
         summary = {"stopped": stopped, "frames": done, "seconds": seconds,
-                   "refresh_max_ms": self._display.refresh_stats["max_ms"]}
+                   "refresh_max_ms": self._display.refresh_stats["max_ms"],
+                   "other_model_frames": len(other.frames) if other is not None else 0}
+        if other is not None:
+            word = "No frame needed tracking, but" if done == 0 and not stopped else f"Tracked {done} frames;"
+            self._panel.status.value = (f"{PROBLEM_SIGN} {word} {other.describe()} Re-track them with this model?")
+            self._panel.retrack.visible = True
+            return summary
         if done == 0 and not stopped:
             self._panel.status.value = "Nothing to track: every frame is up to date."
             show_info("Nothing to track: every frame is up to date (correct a frame or use 'Track from here').")

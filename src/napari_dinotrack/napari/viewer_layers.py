@@ -13,7 +13,7 @@ from .reader import META_KEY
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["adding_quietly", "find_flagged", "layer_meta", "layers_of_type", "view_centre"]
+__all__ = ["adding_quietly", "find_flagged", "fits_video", "layer_meta", "layers_of_type", "view_centre"]
 
 
 def layer_meta(layer: Any) -> dict[str, Any]:
@@ -53,6 +53,20 @@ def adding_quietly(viewer: napari.viewer.Viewer, keep_on_top: Callable[[], Any])
             layers.move(i, len(layers))
     if active is not None and active in layers:
         layers.selection.active = active
+
+
+def fits_video(layer: Any, image: Any) -> bool:
+    """Whether ``layer`` (e.g. a Labels layer) covers the video ``image`` pixel for pixel, frame for frame.
+
+    napari's "New labels layer" sizes the new layer to the selected layer, so with the keypoints
+    selected it makes a small, offset layer that cannot hold the video's masks.
+    """
+    if image is None or layer is None:
+        return False
+    shape = tuple(int(n) for n in image.data.shape[:3])
+    if tuple(int(n) for n in layer.data.shape) != shape:
+        return False
+    return bool(np.allclose(layer.translate, image.translate[:3]) and np.allclose(layer.scale, image.scale[:3]))
 
 
 def view_centre(viewer: napari.viewer.Viewer, image: Any) -> tuple[float, float]:

@@ -1,13 +1,16 @@
 """The "DINO Keypoint Tracker" dock widget: one widget hosting collapsible panels, wired to helpers.
 
-Panels (layout only, ``panels.py``): Layers, Backbone, Motion prior & mask, Seed tools, Track,
-Display. The behaviour lives in small helpers that this widget connects to the panels:
+Panels (layout only, ``panels.py``, ``proofread_panel.py``): Layers, Backbone, Motion prior & mask,
+Seed tools, Track, Proofread, Display. The behaviour lives in small helpers that this widget
+connects to the panels:
 
 * ``keypoint_edits.KeypointEditor``: the user's corrections, saved as manual frames;
 * ``masks_layer.MasksLayerController``: the masks Labels layer (live, paintable);
 * ``live_display.LiveDisplay``: a run's results pushed to the layers, throttled;
 * ``track_run.TrackRun`` / ``worker.run_tracking``: one run, GUI side / worker thread side;
 * ``heatmap.HeatmapController``: the similarity heatmap;
+* ``proofreader.Proofreader``: suspicious frames, the score plot, colours, identity swaps;
+* ``shortcuts``: the keyboard shortcuts bound on the viewer while the dock is open;
 * ``panel_settings``: the settings remembered between sessions.
 
 The engine writes all result files itself; the dock only displays them and writes the user's
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QTimer
 from qtpy.QtWidgets import QWidget
 
 from ..errors import UserError
@@ -37,6 +40,7 @@ from .live_display import LiveDisplay
 from .masks_layer import MasksLayerController
 from .panel_settings import read_panels, show_in_panels
 from .panels import (
+    PROBLEM_SIGN,
     BackbonePanel,
     DisplayPanel,
     LayersPanel,
@@ -45,17 +49,22 @@ from .panels import (
     TrackPanel,
     stack_collapsible,
 )
+from .proofread_panel import ProofreadPanel
+from .proofreader import Proofreader
 from .reader import META_KEY
 from .settings import WidgetSettings, load_settings, save_settings
-from .track_run import RunHolder, TrackRun, check_frame_range
+from .shortcuts import bind_shortcuts
+from .track_run import RunHolder, TrackRun, check_frame_range, folder_in_use, wait_for_folder
 from .video_context import VideoContext, video_context
-from .viewer_layers import layer_meta, layers_of_type, view_centre
+from .viewer_layers import fits_video, layer_meta, layers_of_type, view_centre
 from .worker import TrackJob
 
 if TYPE_CHECKING:
     from napari.layers import Image, Labels, Points, Tracks
 
     import napari
+
+    from ..proofreading.identity import SwapReport
 
 __all__ = ["DinoTrackerWidget"]
 
@@ -84,6 +93,7 @@ class DinoTrackerWidget(QWidget):
         self.config_panel = TrackerConfigPanel()
         self.seed_panel = SeedPanel()
         self.track_panel = TrackPanel()
+        self.proofread_panel = ProofreadPanel()
         self.display_panel = DisplayPanel()
         self.exchange = ExchangeTools(self)
         self.batch_panel = FolderBatchPanel(self.backbone_panel, self.config_panel, self.video_context)
@@ -93,6 +103,7 @@ class DinoTrackerWidget(QWidget):
             ("Motion prior & mask", self.config_panel, False),
             ("Seed tools", self.seed_panel, True),
             ("Track", self.track_panel, True),
+            ("Proofread", self.proofread_panel, True),
             ("Display: trajectories & heatmap", self.display_panel, True),
             ("Export · import · clean-up · render", self.exchange.panel, False),
             ("Track a folder in the background", self.batch_panel, False),
@@ -104,11 +115,21 @@ class DinoTrackerWidget(QWidget):
             current_frame=self.current_frame, video_context=self.video_context,
             report=self._seed_status, parent=self)
         self.masks = MasksLayerController(self.viewer, self.layers_panel.masks, lambda: self.points_layer,
-                                          self.current_frame, self.video_context)
+                                          self.current_frame, self.video_context, frame_animals=self._animals,
+                                          warn=self._mask_warning)
         self.display = LiveDisplay(
             self.viewer, self.edits, self.masks, points_layer=lambda: self.points_layer,
             ensure_points_layer=self.ensure_points_layer, panel=self.display_panel,
-            tracks_style=self.tracks_style, parent=self)
+            tracks_style=self.tracks_style, keypoints_style=self.keypoints_style, parent=self)
+        self.proofreader = Proofreader(
+            self.viewer, self.proofread_panel, self.keypoints_style, restyle=self.restyle,
+            video_context=self.video_context, current_frame=self.current_frame, busy=lambda: self.is_running,
+            before_swap=self._before_swap, after_swap=self._after_swap, parent=self)
+        # the trajectories layer is made right after the keypoints layer is picked (outside the event), not mid-run
+        self._prepare_tracks = QTimer(self)
+        self._prepare_tracks.setSingleShot(True)
+        self._prepare_tracks.setInterval(0)
+        self._prepare_tracks.timeout.connect(self.display.prepare_trajectories)
         self._settings_timer = QTimer(self)
         self._settings_timer.setSingleShot(True)
         self._settings_timer.setInterval(SETTINGS_DEBOUNCE_MS)
@@ -129,6 +150,16 @@ class DinoTrackerWidget(QWidget):
         # if napari deletes the dock while a run is going, end the run (the worker holds no widget)
         holder = self._holder = RunHolder()
         self.destroyed.connect(holder.stop)
+        self._docked = False
+        self._closed = False
+        self._waiting_for_folder = False
+        self._unbind_keys = bind_shortcuts(self.viewer, {
+            "next_suspicious": self.proofreader.next_suspicious,
+            "previous_suspicious": self.proofreader.previous_suspicious,
+            "toggle_hidden": self.toggle_selected_visibility,
+            "save_frame": self.save_current_frame,
+            "track_from_here": self.track_from_here,
+        })
         self._on_layers_changed()
         self._on_model_changed()
 
@@ -141,7 +172,11 @@ class DinoTrackerWidget(QWidget):
         lp = self.layers_panel
         lp.image.changed.connect(self._on_image_changed)
         lp.points.changed.connect(self.edits.attach)
+        lp.points.changed.connect(self.proofreader.attach)
+        lp.points.changed.connect(self._show_mask_names)
+        lp.points.changed.connect(lambda *_: self._prepare_tracks.start())
         lp.masks.changed.connect(self.masks.adopt)
+        lp.new_masks.clicked.connect(self.new_masks_layer)
         bp = self.backbone_panel
         bp.model.changed.connect(self._on_model_changed)
         bp.folder.changed.connect(self._on_model_changed)
@@ -159,6 +194,7 @@ class DinoTrackerWidget(QWidget):
         tp.track.clicked.connect(lambda: self.track())
         tp.track_here.clicked.connect(self.track_from_here)
         tp.stop.clicked.connect(self.stop)
+        tp.retrack.clicked.connect(self.retrack_with_this_model)
         dp = self.display_panel
         dp.trajectories.changed.connect(self.display.show_trajectories)
         dp.tail_length.changed.connect(self.display.set_tail_length)
@@ -169,14 +205,23 @@ class DinoTrackerWidget(QWidget):
 
     # ---------------------------------------------------------------- layers
     def _layer_choices(self, kind: str, _widget: Any = None) -> list[tuple[str, Any]]:
-        """``(name, layer)`` pairs for a layer picker: the viewer's layers of napari class ``kind``."""
+        """``(name, layer)`` pairs for a layer picker: the viewer's layers of napari class ``kind``.
+
+        Masks layers must cover the chosen video exactly (see :func:`~.viewer_layers.fits_video`).
+        """
         import napari.layers
 
-        layers = layers_of_type(self.viewer, getattr(napari.layers, kind))
-        return [(lyr.name, lyr) for lyr in layers if not layer_meta(lyr).get("heatmap")]  # the heatmap is no video
+        layers = [lyr for lyr in layers_of_type(self.viewer, getattr(napari.layers, kind))
+                  if not layer_meta(lyr).get("heatmap")]  # the heatmap is no video
+        if kind == "Labels":
+            image = self.layers_panel.image.value if hasattr(self, "layers_panel") else None
+            layers = [lyr for lyr in layers if image is None or fits_video(lyr, image)]
+        return [(lyr.name, lyr) for lyr in layers]
 
     def _on_layers_changed(self, *_: Any) -> None:
         lp = self.layers_panel
+        for layer in self.viewer.layers:  # a renamed layer shows its new name in the pickers
+            layer.events.name.connect(self._on_layers_changed)
         lp.reset_choices()
         for combo, kind in ((lp.image, "Image"), (lp.points, "Points"), (lp.masks, "Labels")):
             layers = [lyr for _, lyr in self._layer_choices(kind)]
@@ -185,9 +230,15 @@ class DinoTrackerWidget(QWidget):
                 combo.value = (preferred or layers)[-1]
         if self.edits.layer is not None and self.edits.layer not in self.viewer.layers:
             self.edits.attach(None)
+        self.proofreader.attach(self.points_layer)
+        self._show_mask_names()
 
     def _on_image_changed(self, layer: Image | None) -> None:
-        """A video opened from the sample suggests a backbone (once per layer, the user may change it)."""
+        """Frame limits follow the video; one opened from the sample suggests a backbone (once per layer)."""
+        if layer is not None:
+            self.track_panel.set_frame_count(layer.data.shape[0])
+            self.proofread_panel.set_frame_range(layer.data.shape[0])
+        self.layers_panel.masks.reset_choices()  # masks layers must fit this video
         hints = layer_meta(layer).get("suggest")
         if layer is not None and hints and id(layer) not in self._suggested_for:
             self._suggested_for.add(id(layer))
@@ -334,6 +385,8 @@ class DinoTrackerWidget(QWidget):
         self.keypoints_style.keypoint_names = self._keypoint_names()
         self.edits.update_defaults()
         self._settings_changed()
+        if hasattr(self, "masks"):
+            self._show_mask_names()
 
     def add_instance_keypoints(self) -> list[int]:
         """Place this instance's missing keypoints in a row at the view centre; return the new row indices."""
@@ -366,7 +419,48 @@ class DinoTrackerWidget(QWidget):
         """Write painted mask frames (all, or ``frames``) to the result folder's mask store."""
         return self.masks.save_painted(frames)
 
+    # ---------------------------------------------------------------- masks
+    def new_masks_layer(self) -> Labels | None:
+        """Add an empty masks layer of the video's size (and pick it); None when there is no video."""
+        try:
+            ctx = self.video_context()
+        except UserError as exc:
+            self.layers_panel.mask_names.value = f"{PROBLEM_SIGN} {exc}"
+            return None
+        self.masks.live_labels(ctx, create=True)
+        self._show_mask_names()
+        return self.labels_layer
+
+    def _animals(self, frame: int | None = None) -> list[str]:
+        """The animals with keypoints (on ``frame``, or anywhere), in the order they appear."""
+        layer = self.points_layer
+        if layer is None or not len(layer.data) or "instance" not in layer.features:
+            return [self._instance_name()] if frame is None else []
+        names = layer.features["instance"].astype(str).to_numpy()
+        if frame is not None:
+            from .convert import row_frames
+
+            names = names[row_frames(layer.data) == frame]
+        return list(dict.fromkeys(names.tolist()))
+
+    def _show_mask_names(self, *_: Any) -> None:
+        """Say which label value paints which animal, or why a Labels layer is not offered."""
+        self.layers_panel.mask_names.value = self.masks.status_line(self.image_layer)
+
+    def _mask_warning(self, message: str) -> None:
+        from napari.utils.notifications import show_warning
+
+        self.layers_panel.mask_names.value = f"{PROBLEM_SIGN} {message}"
+        show_warning(message)
+
     # ---------------------------------------------------------------- display
+    def restyle(self) -> None:
+        """Recolour the keypoints and the trajectories (after the colouring changed)."""
+        if self.points_layer is not None:
+            self.edits.restyle(self.points_layer)
+        if self.display_panel.trajectories.value:
+            self.display.update_trajectories()
+
     def update_trajectories(self) -> Tracks | None:
         """Rebuild the trajectories Tracks layer from the keypoints layer."""
         return self.display.update_trajectories()
@@ -399,19 +493,45 @@ class DinoTrackerWidget(QWidget):
         """
         from napari.utils.notifications import show_error
 
-        if self.is_running:
+        if self.is_running or self._closed:
             return self.worker
         try:
             job, ctx = self._prepare_job(start_frame)
         except UserError as exc:
             show_error(str(exc))
-            self.track_panel.status.value = f"⚠ {exc}"
+            self.track_panel.status.value = f"{PROBLEM_SIGN} {exc}"
+            return None
+        if folder_in_use(ctx.layout.folder):  # a run of a closed dock is still finishing its frame
+            if not self._waiting_for_folder:
+                self._waiting_for_folder = True
+                wait_for_folder(ctx.layout.folder, lambda: self._start_after_wait(start_frame))
+            self.track_panel.status.value = (f"{PROBLEM_SIGN} The previous run on {ctx.layout.folder} is still "
+                                             "stopping; tracking starts as soon as it has.")
             return None
         self.display.start(ctx)
-        self.run = TrackRun(job, self.backbones, self.display, self.track_panel,
+        self.run = TrackRun(job, ctx.layout.folder, self.backbones, self.display, self.track_panel,
                             on_backbone_error=self._backbone_problem, on_end=self._on_run_end)
         self._holder.control = self.run.control
         return self.run.start()
+
+    def _start_after_wait(self, start_frame: int | None) -> None:
+        self._waiting_for_folder = False
+        if not self._closed:
+            self.track(start_frame)
+
+    def retrack_with_this_model(self) -> Any:
+        """Track everything again, from the first manual frame, with the backbone and short side chosen now."""
+        from ..errors import AnnotationError
+        from ..io.labelme import manual_frames
+
+        try:
+            seeds = manual_frames(self.video_context().layout)
+        except (UserError, AnnotationError) as exc:
+            self.track_panel.status.value = f"{PROBLEM_SIGN} {exc}"
+            return None
+        if not seeds:
+            return self.track()  # says what is missing
+        return self.track(start_frame=seeds[0])
 
     def _prepare_job(self, start_frame: int | None) -> tuple[TrackJob, VideoContext]:
         from ..errors import AnnotationError
@@ -474,18 +594,54 @@ class DinoTrackerWidget(QWidget):
         self.display_panel.status.value = "⚠ " + message.splitlines()[0]
         show_error(message)
 
+    # ---------------------------------------------------------------- proofreading hooks
+    def _before_swap(self) -> str | None:
+        """Why an identity swap cannot happen now (None: it can; pending edits are saved first)."""
+        if self.is_running:
+            return "Stop the run first: it is writing these frames."
+        self.flush_edits()
+        return None
+
+    def _after_swap(self, report: SwapReport) -> None:
+        if report.swapped:
+            self.display.reload_frames(self.video_context().layout, report.swapped)
+
     # ---------------------------------------------------------------- teardown
+    def event(self, event: Any) -> bool:
+        """Closing the dock (×) takes the widget out of its dock: shut down then, as on close."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self.shutdown()
+        return super().event(event)
+
     def closeEvent(self, event: Any) -> None:
         """Save settings and pending edits, stop a running job."""
         self.shutdown()
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Stop tracking, save pending edits and settings (idempotent)."""
+        """Stop tracking, save pending edits and settings, let go of the viewer (idempotent)."""
         if self.run is not None:
             self.run.control.request_stop()
+        if self._closed:
+            return
+        self._closed = True
         with contextlib.suppress(Exception):
             self.flush_edits()
         with contextlib.suppress(Exception):
             self.save_settings()
         self.heatmap.set_enabled(False)
+        self._unbind_keys()
+        with contextlib.suppress(Exception):
+            self.proofreader.close()
+        with contextlib.suppress(Exception):
+            self.display.close()
+        layers = self.viewer.layers
+        for emitter in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            with contextlib.suppress(Exception):
+                emitter.disconnect(self._on_layers_changed)
+        for layer in layers:
+            with contextlib.suppress(Exception):
+                layer.events.name.disconnect(self._on_layers_changed)

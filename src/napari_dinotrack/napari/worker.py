@@ -19,6 +19,7 @@ from .backbones import BackboneCache, BackboneChoice
 
 if TYPE_CHECKING:
     from ..pipeline import FrameResult
+    from ..proofreading.provenance import OtherModel
     from ..tracking.config import TrackerConfig
 
 __all__ = ["YIELD_EVERY_S", "RunControl", "TrackJob", "WorkerError", "run_tracking"]
@@ -48,6 +49,8 @@ class RunControl:
         self.processor: Any = None
         self.results: Iterator[Any] | None = None
         self.stop_requested = False
+        #: predictions made by another backbone or short side than this run's (set by the worker)
+        self.other_model: OtherModel | None = None
 
     def attach(self, processor: Any) -> None:
         """Called by the worker once the processor exists (stops it at once if asked to)."""
@@ -129,6 +132,11 @@ def _run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
                 batch, last = [], now
         if batch:
             yield batch
+        if job.start_frame is None and not control.stop_requested:
+            # "Track" leaves current results alone: were they made with this backbone and size?
+            from ..proofreading.provenance import made_by_other_model
+
+            control.other_model = made_by_other_model(processor.layout, backbone.name, job.short_side)
     finally:
         with contextlib.suppress(Exception):
             results.close()  # type: ignore[union-attr]
