@@ -93,7 +93,7 @@ def run_full(scene: Scene, frames, feats, geo, config: TrackerConfig) -> tuple[n
     return xy, vis, step_ms
 
 
-def run_flow(scene: Scene, frames, geo) -> tuple[np.ndarray, np.ndarray]:
+def run_flow(scene: Scene, frames) -> tuple[np.ndarray, np.ndarray]:
     seed = scene.annotation(0)
     keys = seed.keypoint_names()
     xy = np.full((scene.n_frames, len(keys), 2), np.nan)
@@ -103,7 +103,7 @@ def run_flow(scene: Scene, frames, geo) -> tuple[np.ndarray, np.ndarray]:
     prev = to_gray(frames[0])
     for t in range(1, scene.n_frames):
         gray = to_gray(frames[t])
-        flow = track_points(prev, gray, pts, max_jump_px=12 * geo.patch_px)
+        flow = track_points(prev, gray, pts, max_jump_px=TrackerConfig().max_speed_px * 4)
         pts = np.where(flow.ok[:, None], flow.points, pts).astype(np.float32)
         xy[t], vis[t] = pts, flow.ok
         prev = gray
@@ -167,6 +167,7 @@ def main() -> None:
                 scene = make_scene(family, seed)
                 frames = decoded(scene, work)
                 keys = scene.annotation(0).keypoint_names()
+                flow_only = run_flow(scene, frames) if "flow" in variants else None  # the same for every backbone
                 for kind in kinds:
                     for side in sides:
                         feats, geo = extract(backbones[kind], frames, side)
@@ -175,7 +176,7 @@ def main() -> None:
                             if variant == "full":
                                 xy, vis, extra["step_ms"] = run_full(scene, frames, feats, geo, config)
                             elif variant == "flow":
-                                xy, vis = run_flow(scene, frames, geo)
+                                xy, vis = flow_only
                             else:
                                 xy, vis = run_nn(scene, feats, geo)
                             m = score(scene, keys, xy, vis)

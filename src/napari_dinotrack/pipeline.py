@@ -231,6 +231,7 @@ class DinoKeypointVideoProcessor:
         else:
             out = tracker.step(feats, gray)
         ann = _prediction(run.seed, idx, out, run.lineage)
+        ann.model, ann.short_side = self.backbone.name, self.short_side  # results of another model can be told apart
         writer.put(ann, masks)
         run.count_frame(self.progress_callback)
         return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps)

@@ -91,7 +91,7 @@ def test_seed_offset_inside_a_patch_is_kept():
 
 
 def test_motion_prior_prefers_the_candidate_near_the_prediction():
-    tracker = make_tracker(motion_prior_weight=0.6, max_search_radius=12.0)
+    tracker = make_tracker(motion_prior_weight=0.6, max_speed_px=190.0)
     tracker.start(seed({"nose": (60.0, 60.0)}), feature_map({0: (60.0, 60.0)}), None)
     # the same-looking blob now appears twice: just next to the old position and far away
     both = feature_map([(0, (68.0, 64.0)), (0, (190.0, 180.0))], seed=1)
@@ -100,9 +100,9 @@ def test_motion_prior_prefers_the_candidate_near_the_prediction():
 
 
 def test_search_window_gates_implausible_jumps():
-    tracker = make_tracker(max_search_radius=3.0, min_search_radius=2.0, redetect_after=0)
+    tracker = make_tracker(max_speed_px=48.0, redetect_after=0)
     tracker.start(seed({"nose": (40.0, 40.0)}), feature_map({0: (40.0, 40.0)}), None)
-    # the only good match is 180 px away, far outside a 3-patch window: not accepted as the nose
+    # the only good match is 250 px away, far beyond the fastest expected step: not accepted as the nose
     out = tracker.step(feature_map({0: (220.0, 220.0)}, seed=1), None)
     assert not out.visible[0]
     assert np.linalg.norm(out.xy[0] - (40.0, 40.0)) < 1.0
@@ -263,19 +263,15 @@ def test_a_hidden_part_turns_with_its_animal():
     assert np.linalg.norm(start["tail_base"] - truth) > 25  # a point left where it vanished would be far off
 
 
-@pytest.mark.parametrize("cycle_check", [True, False])
-def test_a_vanished_part_is_not_matched_to_a_look_alike(cycle_check):
+def test_a_vanished_part_is_not_matched_to_a_look_alike():
     nose, look_alike = (80.0, 80.0), (120.0, 96.0)
 
     def scene(with_nose: bool, noise_seed: int) -> torch.Tensor:
         blobs = [(0, look_alike), (5, look_alike)]  # shares the nose's colour, but is a different part
         return feature_map(blobs + ([(0, nose)] if with_nose else []), seed=noise_seed)
 
-    tracker = make_tracker(cycle_check=cycle_check, redetect_after=0, occlusion_ratio=0.5)
+    tracker = make_tracker(redetect_after=0, occlusion_ratio=0.5)
     tracker.start(seed({"nose": nose}), scene(True, 0), None)
     assert tracker.step(scene(True, 1), None).visible[0]
     out = tracker.step(scene(False, 2), None)  # the nose is hidden; only the look-alike is left
-    if cycle_check:
-        assert not out.visible[0]
-    else:  # what the check prevents: the nose jumps onto the look-alike
-        assert out.visible[0] and np.linalg.norm(out.xy[0] - look_alike) < 8
+    assert not out.visible[0]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LK_WINDOW = 15
+LK_WINDOW = 15  # default window, px
 LK_LEVELS = 3  # a pyramid of 4 levels follows steps of about 50 px with a 15 px window
 FB_TOLERANCE_PX = 1.0  # forward-backward disagreement above this means the flow lost the point
 # below this texture (smallest eigenvalue of the window's gradient matrix, OpenCV's per-pixel
@@ -28,8 +28,11 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 
 
 def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, max_jump_px: float,
-                 guess: np.ndarray | None = None) -> FlowResult:
+                 guess: np.ndarray | None = None, window: int = LK_WINDOW) -> FlowResult:
     """Follow ``points`` (K, 2) from ``prev_gray`` to ``gray``, starting the search at ``guess`` if given.
+
+    ``window`` (odd, px) is the patch each point is followed by: small enough to stay on a small
+    animal, large enough to hold texture.
 
     A point counts as tracked when its window has texture, both directions converge, they
     agree within FB_TOLERANCE_PX, and the step is at most ``max_jump_px``.
@@ -40,7 +43,7 @@ def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, ma
     if len(pts) == 0:
         return FlowResult(np.zeros((0, 2), np.float32), np.zeros(0, bool))
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
-    params = {"winSize": (LK_WINDOW, LK_WINDOW), "maxLevel": LK_LEVELS, "criteria": criteria,
+    params = {"winSize": (window, window), "maxLevel": LK_LEVELS, "criteria": criteria,
               "minEigThreshold": MIN_TEXTURE}
     if guess is not None:
         start = np.ascontiguousarray(guess, dtype=np.float32).reshape(-1, 1, 2).copy()

@@ -54,17 +54,21 @@ LOCAL_STEPS_PER_PATCH = 4  # the parts' local search lattice: a quarter patch
 POSE_STEPS_PER_PATCH = 2  # the animals' search lattice: half a patch
 POSE_TURNS = 5  # candidate turns per frame, spread over +-max_turn
 REDETECT_TURNS = 12
+CYCLE_MARGIN = 0.1  # a spot traced back may prefer another spot of the last frame by at most this much
 CONFIDENT_SCORE = 0.8  # matches at least this good (relative to usual) teach the running appearance
 SHAPE_LEARNING = 0.3  # how fast a part's place in its animal follows what is seen
 MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
 LOST_SPEED_DECAY = 0.8  # a lost animal slows down rather than sailing on
 MAX_SEARCH_GROWTH = 4.0  # a lost animal's search window grows up to this many times
-MAX_SPOTS = 128  # support spots per animal for the optical flow
+MAX_SPOTS = 128
+FLOW_WINDOW_SHARE = 0.35  # optical-flow window: this share of the smallest animal's extent ...
+FLOW_WINDOW_PX = (9, 21)  # ... within these bounds, video px  # support spots per animal for the optical flow
 FLOW_TOLERANCE_PX = 1.5  # video px: flows further than this from their animal's motion are outliers
 MIN_FLOW_SUPPORT = 3.0  # inlier flow weight an animal needs for its flow pose to count
 SPOT_REACH = 0.25  # spots within this share of the animal's extent move a part with them
 HEALTHY_FLOW_SHARE = 0.6  # a part whose nearby spots were this often followed is in plain view
-OWN_FLOW_AGREEMENT_PX = 0.75  # video px: a part's own flow this close to its spots' verdict is used as is
+OWN_FLOW_AGREEMENT_PX = 1.5  # video px (plus a share of the step): a part's own flow this close to its
+OWN_FLOW_AGREEMENT_SHARE = 0.15  # spots' verdict is used as it is
 
 
 @dataclass
@@ -128,7 +132,9 @@ class KeypointTracker:
         self._grids: dict[tuple[float, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._state: TrackState | None = None
         self._instance_host = np.zeros(0, np.int64)
+        self._flow_window = FLOW_WINDOW_PX[1]
         self._prev_masks: np.ndarray | None = None
+        self._current = torch.zeros(0)
 
     # ------------------------------------------------------------------ seeding
     @property
@@ -189,6 +195,9 @@ class KeypointTracker:
         extent = torch.sqrt(spread / count.clamp(min=1e-6)).clamp(min=float(p))
 
         self._instance_host = instance_of.cpu().numpy()
+        # the flow window follows the smallest animal: a window larger than its body sees mostly floor
+        smallest = float(extent.min()) / self.geometry.scale
+        self._flow_window = int(np.clip(round(FLOW_WINDOW_SHARE * smallest) // 2 * 2 + 1, *FLOW_WINDOW_PX))
         self._prev_masks = None
         body_look, floor_look = body_and_floor_looks(features, pos[visible] if bool(visible.any()) else pos,
                                                      instance_of[visible] if bool(visible.any()) else instance_of,
@@ -232,7 +241,7 @@ class KeypointTracker:
              masks: torch.Tensor | None = None) -> TrackOutput:
         """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
         st = self.state
-        feats = _centred(features)
+        feats = self._current = _centred(features)
         maps = self._score_maps(feats, masks)
         flow = self._flow(gray)
         poses = self._find_animals(maps, flow)
@@ -268,7 +277,8 @@ class KeypointTracker:
         # the search starts where each animal's recent motion leads: a running animal stays in reach
         step = (st.velocity / g.scale).cpu().numpy()
         guess = start + step[np.concatenate([self._instance_host, owners])]
-        flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_SEARCH_GROWTH, guess)
+        flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_SEARCH_GROWTH, guess,
+                            self._flow_window)
         xy = torch.from_numpy(flow.points).to(self.device) * g.scale
         ok = torch.from_numpy(flow.ok).to(self.device)
         k = len(st.names)
@@ -357,7 +367,8 @@ class KeypointTracker:
         local, support_k, followed = local_motion(st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance,
                                                   flow.spots_ok.float(), sigma, tolerance)
         anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
-        agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= OWN_FLOW_AGREEMENT_PX * g.scale)
+        reach = OWN_FLOW_AGREEMENT_PX * g.scale + OWN_FLOW_AGREEMENT_SHARE * (anchors - st.pos).norm(dim=1)
+        agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= reach)
         anchors = torch.where(agrees[:, None], flow.parts, anchors)
         all_inst = torch.arange(n, device=self.device)
         centre = apply_similarity(st.centre, all_inst, turn, size, mean_src, mean_dst)
@@ -440,10 +451,14 @@ class KeypointTracker:
         regain = torch.where(unknown, threshold, 0.5 * (1.0 + cfg.occlusion_ratio) * typical)
         inside = ((xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] <= g.work_width - 1)
                   & (xy[:, 1] <= g.work_height - 1))
-        # seen: it matches as well as usual, or the fur around it was followed and it does not look unlike itself
-        looks_right = similarity >= torch.where(st.visible, threshold, regain)
+        # seen: the fur around it was followed and it does not look unlike itself, or, without that support,
+        # it matches nearly as well as usual (as a hidden part must to come back)
+        looks_right = similarity >= regain
         followed = poses.flow_healthy & st.visible & (similarity >= 0.0)
         found = st.trackable & inside & ~poses.lost[st.instance_of] & (looks_right | followed)
+        # a part placed by its look alone must look most like its own last place when traced back one
+        # frame: a look-alike (another part, another animal) matches some other spot better there
+        found &= poses.from_flow | ~st.visible | self._traces_back(xy)
         if masks is not None and cfg.clamp_to_mask:
             xy, in_mask = self._clamp_to_masks(xy, masks)
             if cfg.reject_outside_mask:
@@ -452,6 +467,15 @@ class KeypointTracker:
             xy = self._keep_sides(xy, found, poses)
         score = torch.where(st.trackable, (similarity / typical).clamp(0.0, 1.0), torch.zeros_like(similarity))
         return xy, found, score
+
+    def _traces_back(self, xy: torch.Tensor) -> torch.Tensor:
+        """(K,) whether each spot, looked up in the previous frame, matches the part's last place best."""
+        st = self.state
+        prev = st.prev_features
+        desc = sample_features(self._current, xy, self._padded)
+        best_anywhere = (desc @ prev.reshape(prev.shape[0], -1)).max(dim=1).values
+        at_last_place = (desc * sample_features(prev, st.pos, self._padded)).sum(dim=1)
+        return at_last_place >= best_anywhere - CYCLE_MARGIN
 
     def _keep_sides(self, xy: torch.Tensor, found: torch.Tensor, poses: _Poses) -> torch.Tensor:
         """Swap left/right parts that landed on each other's side of their animal."""
