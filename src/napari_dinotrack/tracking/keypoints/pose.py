@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from .sampling import to_grid_coords
 
 __all__ = ["apply_similarity", "fit_similarity", "local_motion", "place_parts", "pose_grid", "robust_similarity",
-           "sample_maps", "search_poses"]
+           "rotation", "sample_maps", "search_poses"]
 
 
-def _rotation(angle: torch.Tensor) -> torch.Tensor:
-    """(..., 2, 2) rotation matrices."""
+def rotation(angle: torch.Tensor) -> torch.Tensor:
+    """(..., 2, 2) rotation matrices for angles (...,) in radians."""
     c, s = torch.cos(angle), torch.sin(angle)
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
@@ -30,7 +30,7 @@ def _rotation(angle: torch.Tensor) -> torch.Tensor:
 def place_parts(centre: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, offsets: torch.Tensor,
                 instance_of: torch.Tensor) -> torch.Tensor:
     """(K, 2) image positions of the parts for the poses (I, 2), (I,), (I,) and offsets (K, 2)."""
-    rot = _rotation(angle)[instance_of]  # (K, 2, 2)
+    rot = rotation(angle)[instance_of]  # (K, 2, 2)
     return centre[instance_of] + scale[instance_of, None] * torch.einsum("kij,kj->ki", rot, offsets)
 
 
@@ -73,7 +73,7 @@ def search_poses(maps: torch.Tensor, centre: torch.Tensor, angle: torch.Tensor, 
     n = centre.shape[0]
     cand_centre = centre[:, None] + shifts[None]  # (I, P, 2)
     cand_angle = angle[:, None] + turns[None]  # (I, P)
-    rot = _rotation(cand_angle)[instance_of]  # (K, P, 2, 2)
+    rot = rotation(cand_angle)[instance_of]  # (K, P, 2, 2)
     local = scale[instance_of, None, None] * torch.einsum("kpij,kj->kpi", rot, offsets)
     xy = cand_centre[instance_of] + local  # (K, P, 2)
     per_part = sample_maps(maps, xy, padded_hw) * weights[:, None]
@@ -139,7 +139,7 @@ def robust_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tenso
 def apply_similarity(xy: torch.Tensor, instance_of: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
                      mean_src: torch.Tensor, mean_dst: torch.Tensor) -> torch.Tensor:
     """Move points (N, 2) by their animal's fitted similarity."""
-    rot = _rotation(angle)[instance_of]
+    rot = rotation(angle)[instance_of]
     return mean_dst[instance_of] + scale[instance_of, None] * torch.einsum(
         "nij,nj->ni", rot, xy - mean_src[instance_of])
 
@@ -175,7 +175,7 @@ def local_motion(parts: torch.Tensor, part_instance: torch.Tensor, spots: torch.
         cross = (w * (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0])).sum(1)
         spread = (w * (p * p).sum(-1)).sum(1)
         confidence = spread / (spread + support.clamp(min=1e-6) * (0.3 * sigma) ** 2)
-        rot = _rotation(torch.atan2(cross, dot) * confidence)
+        rot = rotation(torch.atan2(cross, dot) * confidence)
         if step < iterations:
             predicted = dst_mean[:, None] + torch.einsum("kij,ksj->ksi", rot, p)
             residual = (predicted - spots_to[None]).norm(dim=-1)

@@ -1,0 +1,105 @@
+"""Stage 1: what the optical flow says, of every part and of the fur around it, and the poses it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...backbone.base import WorkGeometry
+from ..config import TrackerConfig
+from .flow import track_points
+from .pose import apply_similarity, local_motion, robust_similarity
+from .sampling import sample_features
+from .state import TrackState
+from .support import support_points
+
+MAX_SPOTS = 128  # support spots per animal
+SPOT_SPACING_PATCHES = 1 / 3  # lattice step of the spots, in patches
+MAX_REACH = 4.0  # the flow may find a part up to this many times the fastest step away (a lost animal)
+FLOW_TOLERANCE_PX = 1.5  # video px: flows further than this from their animal's motion are outliers
+MIN_FLOW_SUPPORT = 3.0  # inlier flow weight an animal (or a part) needs for its flow to count
+SPOT_REACH = 0.25  # spots within this share of the animal's extent move a part with them
+HEALTHY_FLOW_SHARE = 0.6  # where this share of the spots was followed, the fur is in plain view
+OWN_FLOW_AGREEMENT_PX = 1.5  # video px (plus a share of the step): a part's own flow this close to its
+OWN_FLOW_AGREEMENT_SHARE = 0.15  # spots' verdict is used as it is
+MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
+
+
+@dataclass
+class Flow:
+    """This frame's optical flow in working px: of the parts, and of support spots on each animal."""
+
+    parts: torch.Tensor  # (K, 2) where the flow takes each part
+    parts_ok: torch.Tensor  # (K,) trustworthy
+    spots: torch.Tensor  # (S, 2) support spots on the previous frame
+    spots_to: torch.Tensor  # (S, 2) where the flow takes them
+    spots_ok: torch.Tensor  # (S,) followed, and fur rather than floor
+    spot_instance: torch.Tensor  # (S,) long
+
+
+@dataclass
+class FlowPose:
+    """The animals' poses and the parts' places as the flow has them."""
+
+    centre: torch.Tensor  # (I, 2)
+    angle: torch.Tensor  # (I,)
+    anchors: torch.Tensor  # (K, 2) each part where the fur around it (or its own flow) takes it
+    has_flow: torch.Tensor  # (I,) enough of the animal was followed to place it
+    strong: torch.Tensor  # (I,) most of its fur was followed: appearance does not overrule it
+    healthy: torch.Tensor  # (K,) the part is in plain view: the fur around it was followed
+
+
+def follow(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, gray: np.ndarray, window: int,
+           instance_host: np.ndarray, prev_masks: np.ndarray | None, padded: tuple[int, int]) -> Flow:
+    """One optical-flow call for every part and every support spot, from the previous frame to ``gray``."""
+    dev = st.pos.device
+    spots, owners = support_points(st.pos_native, instance_host, st.n_instances, geo.patch_px * SPOT_SPACING_PATCHES,
+                                   MAX_SPOTS, gray.shape[:2], prev_masks)
+    start = np.concatenate([st.pos_native, spots])
+    # the search starts where each animal's recent motion leads: a running animal stays in reach
+    step = (st.velocity / geo.scale).cpu().numpy()
+    guess = start + step[np.concatenate([instance_host, owners])]
+    flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_REACH, guess, window)
+    xy = torch.from_numpy(flow.points).to(dev) * geo.scale
+    ok = torch.from_numpy(flow.ok).to(dev)
+    k = len(st.names)
+    spots_work = torch.from_numpy(spots).to(dev) * geo.scale
+    owners_t = torch.from_numpy(owners).to(dev)
+    # only spots that look like their animal's fur rather than the floor: a spot on the rim whose
+    # window sees the floor would hold the animal back
+    look = sample_features(st.prev_features, spots_work, padded)
+    fur = (look * (st.body_look[owners_t] - st.floor_look[None])).sum(dim=1) > 0
+    return Flow(xy[:k], ok[:k] & st.visible, spots_work, xy[k:], ok[k:] & fur, owners_t)
+
+
+def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
+    """The poses the flow implies (a robust fit per animal) and each part's flow-borne place."""
+    n, inst, dev = st.n_instances, st.instance_of, st.pos.device
+    src = torch.cat([st.pos, flow.spots])
+    dst = torch.cat([flow.parts, flow.spots_to])
+    owners = torch.cat([inst, flow.spot_instance])
+    tolerance = FLOW_TOLERANCE_PX * geo.scale
+    turn, size, mean_src, mean_dst, _, weight = robust_similarity(
+        src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(geo.patch_size), tolerance)
+    size = size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
+    support = torch.zeros(n, device=dev).index_add_(0, owners, weight)
+    has_flow = support >= MIN_FLOW_SUPPORT
+    tried = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, torch.ones_like(flow.spots_ok.float()))
+    followed_spots = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, flow.spots_ok.float())
+    strong = has_flow & (followed_spots >= HEALTHY_FLOW_SHARE * tried)
+    rigid = apply_similarity(st.pos, inst, turn, size, mean_src, mean_dst)
+    # the spots around each part move it (a head turns its nose and ears round); its own flow is more
+    # precise still where it agrees with them, and wrong where it does not (a rim point whose window
+    # sees the floor stays behind)
+    sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(geo.patch_size))[inst]
+    local, support_k, followed = local_motion(st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance,
+                                              flow.spots_ok.float(), sigma, tolerance)
+    anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
+    reach = OWN_FLOW_AGREEMENT_PX * geo.scale + OWN_FLOW_AGREEMENT_SHARE * (anchors - st.pos).norm(dim=1)
+    agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= reach)
+    anchors = torch.where(agrees[:, None], flow.parts, anchors)
+    centre = apply_similarity(st.centre, torch.arange(n, device=dev), turn, size, mean_src, mean_dst)
+    healthy = (support_k >= MIN_FLOW_SUPPORT) & (followed >= HEALTHY_FLOW_SHARE)
+    return FlowPose(centre, st.angle + turn, anchors, has_flow, strong, healthy | agrees)
