@@ -9,8 +9,10 @@ import torch.nn.functional as F
 
 from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.io.annotations import FrameAnnotation, Instance, Keypoint
+from napari_dinotrack.io.names import left_right_pairs
 from napari_dinotrack.tracking.config import TrackerConfig
-from napari_dinotrack.tracking.keypoints.matching import keep_sides, symmetric_pairs
+from napari_dinotrack.tracking.keypoints.animals import Poses
+from napari_dinotrack.tracking.keypoints.parts import keep_sides
 from napari_dinotrack.tracking.keypoints.tracker import KeypointTracker
 
 SIZE = 256  # native = working pixels (scale 1), 16 x 16 patches of 16 px
@@ -128,19 +130,25 @@ def test_left_right_pair_never_swaps_even_when_they_look_the_same():
 
 
 def test_keep_sides_swaps_a_flipped_pair_back():
-    prev = torch.tensor([[100.0, 100.0], [140.0, 100.0], [50.0, 50.0]])
-    flipped = torch.tensor([[142.0, 101.0], [103.0, 99.0], [52.0, 50.0]])
-    pairs = torch.tensor([[0, 1]])
-    fixed = keep_sides(flipped, prev, pairs, torch.tensor([True]))
-    assert fixed.tolist() == [[103.0, 99.0], [142.0, 101.0], [52.0, 50.0]]
-    untouched = keep_sides(flipped, prev, pairs, torch.tensor([False]))  # partner not reliable: no guess
+    ears = {"leftear": (100.0, 100.0), "rightear": (140.0, 100.0), "nose": (120.0, 60.0)}
+    tracker = make_tracker(symmetry=True)
+    tracker.start(seed(ears), feature_map({1: (100.0, 100.0), 2: (140.0, 100.0), 0: (120.0, 60.0)}), None)
+    st = tracker.state
+    one = torch.ones(1)
+    poses = Poses(st.centre, st.angle, one, torch.zeros(1, dtype=torch.bool), st.pos, torch.ones(3, dtype=torch.bool),
+                  torch.ones(3, dtype=torch.bool))
+    flipped = torch.tensor([[142.0, 101.0], [103.0, 99.0], [121.0, 60.0]])
+    fixed = keep_sides(st, flipped, torch.ones(3, dtype=torch.bool), poses)
+    assert fixed.tolist() == [[103.0, 99.0], [142.0, 101.0], [121.0, 60.0]]
+    # a partner that is not seen gives nothing to compare with: no guess
+    untouched = keep_sides(st, flipped, torch.tensor([True, False, True]), poses)
     assert torch.equal(untouched, flipped)
 
 
 def test_left_right_pairs_are_found_from_names():
     names = [("m", "leftear"), ("m", "rightear"), ("m", "left_paw"), ("m", "right_paw"), ("m", "nose"),
              ("n", "leftear"), ("m", "left")]
-    assert symmetric_pairs(names) == [(0, 1), (2, 3)]
+    assert left_right_pairs(names) == [(0, 1), (2, 3)]
 
 
 def test_two_instances_never_share_a_spot():

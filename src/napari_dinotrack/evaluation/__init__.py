@@ -8,7 +8,8 @@ and, through :func:`plot_errors`, an error-over-time PNG. The command line is ``
 
 from __future__ import annotations
 
-from .metrics import EvalReport, evaluate, left_right_pairs
+from ..io.names import left_right_pairs
+from .metrics import EvalReport, evaluate
 from .plot import plot_errors
 from .tracks import Tracks, read_labels_csv, read_result_folder, tracks_from_arrays
 

@@ -33,7 +33,6 @@ the median and mean. The metrics, pooled over all points and per keypoint name:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,10 +40,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.names import left_right_pairs
 from .tracks import Key, Tracks
 
 __all__ = ["BBOX_FRACTION", "FAILURE_FRACTION", "FAILURE_MIN_PX", "METRICS", "SWAP_MIN_PX", "EvalReport",
-           "evaluate", "left_right_pairs"]
+           "evaluate"]
 
 PCK_PX = {"pck5": 5.0, "pck10": 10.0}
 BBOX_FRACTION = 0.05
@@ -57,7 +57,6 @@ METRICS = ("points", "pck5", "pck10", "pck_bbox", "median_px", "mean_px", "ident
            "never_failed")
 """Names of the figures in :attr:`EvalReport.pooled` and each :attr:`EvalReport.per_keypoint` entry."""
 
-_SIDE = re.compile(r"^(left|right)[\s_\-]*(.*)$", re.IGNORECASE)
 
 
 @dataclass
@@ -99,17 +98,6 @@ class EvalReport:
         from .report import format_table
 
         return format_table(self)
-
-
-def left_right_pairs(keys: list[Key]) -> list[tuple[int, int]]:
-    """Column pairs (left, right) of one instance's ``left*``/``right*`` keypoints with the same rest of name."""
-    sides: dict[tuple[str, str, str], int] = {}
-    for col, (inst, name) in enumerate(keys):
-        match = _SIDE.match(name)
-        if match:
-            sides[inst, match.group(1).lower(), match.group(2).lower()] = col
-    return [(col, sides[inst, "right", rest]) for (inst, side, rest), col in sides.items()
-            if side == "left" and (inst, "right", rest) in sides]
 
 
 def evaluate(pred: Tracks, truth: Tracks, skip_frames: Iterable[int] = ()) -> EvalReport:

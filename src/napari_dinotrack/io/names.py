@@ -9,7 +9,9 @@ and when a name is typed in the dock.
 
 from __future__ import annotations
 
-__all__ = ["FORMULA_STARTS", "LINE_BREAKS", "name_problem"]
+import re
+
+__all__ = ["FORMULA_STARTS", "LINE_BREAKS", "left_right_pairs", "name_problem"]
 
 #: Characters :meth:`str.splitlines` breaks a line at.
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -28,3 +30,20 @@ def name_problem(name: str) -> str | None:
         return (f"{name!r} starts with {name[0]!r}, which spreadsheets read as a formula; "
                 "start names with a letter or digit")
     return None
+
+
+_SIDE = re.compile(r"^(left|right)[\s_\-]*(.*)$", re.IGNORECASE)
+
+
+def left_right_pairs(keys: list[tuple[str, str]]) -> list[tuple[int, int]]:
+    """Index pairs (left, right) of one instance's ``left*``/``right*`` keypoints with the same rest of name.
+
+    ``keys`` are (instance, keypoint); case is ignored and ``_``, ``-`` or a space may follow the side.
+    """
+    sides: dict[tuple[str, str, str], int] = {}
+    for col, (inst, name) in enumerate(keys):
+        match = _SIDE.match(name)
+        if match:
+            sides[inst, match.group(1).lower(), match.group(2).lower()] = col
+    return [(col, sides[inst, "right", rest]) for (inst, side, rest), col in sides.items()
+            if side == "left" and (inst, "right", rest) in sides]

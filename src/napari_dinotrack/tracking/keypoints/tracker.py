@@ -33,11 +33,12 @@ import torch.nn.functional as F
 
 from ...backbone.base import WorkGeometry
 from ...io.annotations import FrameAnnotation
+from ...io.names import left_right_pairs
 from ..config import TrackerConfig
 from .animals import LOST_SPEED_DECAY, Poses, find_animals
 from .follow import MAX_SIZE_STEP, flow_pose, follow
 from .mask_limits import allowed_patches, clamp_to_masks, snap_offsets
-from .matching import NEG, appearance_scores, symmetric_pairs
+from .matching import NEG, appearance_scores
 from .parts import keep_sides, place, seen
 from .pose import fit_similarity, place_parts, pose_grid, rotation
 from .sampling import sample_features
@@ -155,7 +156,7 @@ class KeypointTracker:
         smallest = float(extent.min()) / self.geometry.scale
         self._flow_window = int(np.clip(round(FLOW_WINDOW_SHARE * smallest) // 2 * 2 + 1, *FLOW_WINDOW_PX))
         self._prev_masks = None
-        pairs = symmetric_pairs(names) if self.config.symmetry else []
+        pairs = left_right_pairs(names) if self.config.symmetry else []
         zeros_i = torch.zeros(n_inst, device=dev)
         self._state = TrackState(
             names=names, instance_of=instance_of, n_instances=n_inst, trackable=trackable,
