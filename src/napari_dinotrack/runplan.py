@@ -1,50 +1,121 @@
-"""Which frames a run tracks, decided from the result folder alone.
+"""Which frames a run tracks, and from which seeds, decided from the result folder alone.
 
-A prediction is *current* when it descends from the latest manual frame at or before it, and
-that manual frame still has the content it had when the prediction was made. Everything else
-after the first manual frame is stale and gets (re)tracked. This single rule gives resume after
-a crash or stop (missing frames are stale), re-tracking after a correction (later predictions
-descend from an older seed) and re-tracking after editing a manual frame (its digest changed).
+The manual frames cut the video into stretches. With ``direction="both"`` a stretch between two
+manual frames is tracked forward from the earlier and backward from the later, and the two
+passes are merged; frames before the first manual frame are tracked backward from it, frames
+after the last one forward. With ``direction="forward"`` only the forward passes run, and frames
+before the first manual frame are not tracked.
+
+A prediction is *current* when it descends from the seeds of its stretch as they are now: it
+records the manual frame (and that frame's content digest) it was tracked forward from, and,
+when tracked two ways, the one it was tracked backward from. Everything else is stale and gets
+(re)tracked. This one rule gives resume after a crash or stop (missing frames are stale),
+re-tracking both sides of a correction (the stretch's seeds changed) and re-tracking after
+editing a manual frame (its digest changed) — and leaves every other stretch alone.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import InputError
 from .io.annotations import FrameAnnotation
 
+__all__ = ["DIRECTIONS", "Direction", "RunPlan", "Stretch", "plan_run"]
+
+Direction = Literal["forward", "both"]
+DIRECTIONS: tuple[str, ...] = ("both", "forward")
+
 
 @dataclass(frozen=True)
-class RunPlan:
-    """Track frames ``first``..``last`` starting from the annotation at ``init_frame``."""
+class Stretch:
+    """Frames ``first``..``last`` to track: forward from frame ``start``, backward from frame ``end``.
 
-    init_frame: int
+    ``start`` is a manual frame or a current result to resume from (None: backward only);
+    ``end`` a manual frame (None: forward only). ``forward_seed``/``backward_seed`` are the
+    manual frames the results descend from, recorded with each prediction.
+    """
+
     first: int
     last: int
-    manual: tuple[int, ...]
-    keep: tuple[int, ...]  # frames whose existing results stay valid and stay in the table
+    start: int | None
+    end: int | None
+    forward_seed: int | None
+    backward_seed: int | None
 
     @property
     def n_frames(self) -> int:
         return self.last - self.first + 1
 
+    @property
+    def two_way(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The stretches to track, in order, and which existing results stay valid."""
+
+    stretches: tuple[Stretch, ...]
+    manual: tuple[int, ...]
+    keep: tuple[int, ...]  # frames whose existing results stay valid and stay in the table
+    direction: Direction = "both"
+
+    @property
+    def first(self) -> int:
+        return min(s.first for s in self.stretches)
+
+    @property
+    def last(self) -> int:
+        return max(s.last for s in self.stretches)
+
+    @property
+    def init_frame(self) -> int:
+        """The frame the run starts from (a seed, or a result to resume from)."""
+        s = self.stretches[0]
+        return s.start if s.start is not None else s.end  # type: ignore[return-value]
+
+    @property
+    def n_frames(self) -> int:
+        """Frames a run writes."""
+        return sum(s.n_frames for s in self.stretches)
+
+    @property
+    def n_steps(self) -> int:
+        """Tracker steps a run takes: a two-way stretch is tracked twice."""
+        return sum(s.n_frames * (2 if s.two_way else 1) for s in self.stretches)
+
 
 class _Lineage:
-    def __init__(self, annotations: dict[int, FrameAnnotation]):
+    def __init__(self, annotations: dict[int, FrameAnnotation], direction: Direction):
         self.annotations = annotations
+        self.direction = direction
         self.manual = sorted(f for f, a in annotations.items() if a.is_manual)
         self._digests: dict[int, str] = {}
 
-    def seed_of(self, frame: int) -> int | None:
-        i = bisect.bisect_right(self.manual, frame)
+    def before(self, frame: int) -> int | None:
+        """The last manual frame before ``frame``."""
+        i = bisect.bisect_left(self.manual, frame)
         return self.manual[i - 1] if i else None
 
-    def digest(self, frame: int) -> str:
+    def after(self, frame: int) -> int | None:
+        """The first manual frame after ``frame``."""
+        i = bisect.bisect_right(self.manual, frame)
+        return self.manual[i] if i < len(self.manual) else None
+
+    def digest(self, frame: int | None) -> str | None:
+        if frame is None:
+            return None
         if frame not in self._digests:
             self._digests[frame] = self.annotations[frame].digest()
         return self._digests[frame]
+
+    def seeds(self, frame: int) -> tuple[int | None, int | None]:
+        """The (forward, backward) seeds a result at ``frame`` must descend from now."""
+        before, after = self.before(frame), self.after(frame)
+        return before, (after if self.direction == "both" else None)
 
     def is_current(self, frame: int) -> bool:
         ann = self.annotations.get(frame)
@@ -52,16 +123,28 @@ class _Lineage:
             return False
         if ann.is_manual:
             return True
-        seed = self.seed_of(frame)
-        return seed is not None and ann.seed_frame == seed and ann.seed_digest == self.digest(seed)
+        forward, backward = self.seeds(frame)
+        if forward is None and backward is None:
+            return False
+        if (ann.seed_frame, ann.seed_digest) != (forward, self.digest(forward)):
+            return False
+        if self.direction == "forward":
+            return True
+        return (ann.end_frame, ann.end_digest) == (backward, self.digest(backward))
 
 
 def plan_run(
     annotations: dict[int, FrameAnnotation], n_frames: int, start_frame: int | None = None,
-    end_frame: int | None = None, where: str = "the result folder",
+    end_frame: int | None = None, where: str = "the result folder", direction: Direction = "both",
 ) -> RunPlan | None:
-    """The work to do, or None when every frame in range is already current."""
-    lineage = _Lineage({f: a for f, a in annotations.items() if 0 <= f < n_frames})
+    """The work to do, or None when every frame in range is already current.
+
+    ``start_frame`` forces a re-track from the keypoints on that frame (forward, to ``end_frame``
+    or the end); otherwise every stale frame up to ``end_frame`` is (re)tracked.
+    """
+    if direction not in DIRECTIONS:
+        raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    lineage = _Lineage({f: a for f, a in annotations.items() if 0 <= f < n_frames}, direction)
     if not lineage.manual:
         raise InputError(
             f"{where}: no manually labelled frame to start from. Label the keypoints on one frame "
@@ -71,24 +154,71 @@ def plan_run(
     if not 0 <= last < n_frames:
         raise InputError(f"end frame {end_frame} is outside the video (0..{n_frames - 1})")
     if start_frame is not None:
-        if not 0 <= start_frame < n_frames:
-            raise InputError(f"start frame {start_frame} is outside the video (0..{n_frames - 1})")
-        if last < start_frame:
-            raise InputError(f"end frame {last} is before start frame {start_frame}: give an end frame after "
-                             "the start frame (or leave it out to track to the end)")
-        if start_frame not in lineage.annotations:
-            raise InputError(
-                f"{where}: frame {start_frame} has no keypoints to start from. Label it and save it as "
-                f"a seed, or start from a frame that has keypoints (manual frames: {lineage.manual[:10]})."
-            )
-        init = start_frame
+        stretches = _forced(lineage, start_frame, last, n_frames, where)
     else:
-        stale = next((f for f in range(lineage.manual[0] + 1, last + 1) if not lineage.is_current(f)), None)
-        if stale is None:
-            return None
-        init = stale - 1
-    first = init + 1
-    if first > last:
+        stretches = [s for s in (_stale_part(lineage, s) for s in _stretches(lineage, last)) if s is not None]
+    if not stretches:
         return None
-    keep = tuple(f for f in sorted(lineage.annotations) if not first <= f <= last and lineage.is_current(f))
-    return RunPlan(init, first, last, tuple(lineage.manual), keep)
+    written = {f for s in stretches for f in range(s.first, s.last + 1)}
+    keep = tuple(f for f in sorted(lineage.annotations) if f not in written and lineage.is_current(f))
+    return RunPlan(tuple(stretches), tuple(lineage.manual), keep, direction)
+
+
+def _stretches(lineage: _Lineage, last: int) -> list[Stretch]:
+    """Every stretch of the video up to ``last``, as if nothing were tracked yet."""
+    manual = lineage.manual
+    out = []
+    if lineage.direction == "both" and manual[0] > 0:
+        out.append(Stretch(0, min(manual[0] - 1, last), None, manual[0], None, manual[0]))
+    for a, b in zip(manual, [*manual[1:], None], strict=True):
+        if a >= last:
+            break
+        if b is not None and lineage.direction == "both":
+            if b - a > 1:
+                out.append(Stretch(a + 1, min(b - 1, last), a, b, a, b))
+        else:
+            stop = last if b is None else min(b - 1, last)
+            if stop > a:
+                out.append(Stretch(a + 1, stop, a, None, a, None))
+    return out
+
+
+def _stale_part(lineage: _Lineage, s: Stretch) -> Stretch | None:
+    """The part of stretch ``s`` that needs tracking: from its first stale frame on (backward: down to its last)."""
+    stale = [f for f in range(s.first, s.last + 1) if not lineage.is_current(f)]
+    if not stale:
+        return None
+    if s.start is None:  # backward only: resume downwards from the lowest current frame above the stale ones
+        top = max(stale)
+        return Stretch(s.first, top, None, top + 1, None, s.backward_seed)
+    first = min(stale)
+    return Stretch(first, s.last, first - 1, s.end if s.last == (s.end or 0) - 1 else None, s.forward_seed,
+                   s.backward_seed if s.last == (s.end or 0) - 1 else None)
+
+
+def _forced(lineage: _Lineage, start_frame: int, last: int, n_frames: int, where: str) -> list[Stretch]:
+    """``start_frame`` given: re-track forward from its keypoints through every later stretch up to ``last``."""
+    if not 0 <= start_frame < n_frames:
+        raise InputError(f"start frame {start_frame} is outside the video (0..{n_frames - 1})")
+    if last < start_frame:
+        raise InputError(f"end frame {last} is before start frame {start_frame}: give an end frame after "
+                         "the start frame (or leave it out to track to the end)")
+    if start_frame not in lineage.annotations:
+        raise InputError(
+            f"{where}: frame {start_frame} has no keypoints to start from. Label it and save it as "
+            f"a seed, or start from a frame that has keypoints (manual frames: {lineage.manual[:10]})."
+        )
+    out = []
+    begin = start_frame
+    while begin < last:
+        nxt = lineage.after(begin)
+        two_way = lineage.direction == "both" and nxt is not None and nxt <= last + 1
+        stop = (nxt - 1) if nxt is not None and nxt <= last + 1 else last
+        if stop > begin:
+            forward = begin if lineage.annotations[begin].is_manual else lineage.before(begin)
+            out.append(Stretch(begin + 1, stop, begin, nxt if two_way else None, forward,
+                               nxt if two_way else None))
+        if nxt is None or nxt > last:
+            break
+        begin = nxt
+    return out

@@ -54,8 +54,10 @@ class FrameAnnotation:
     """Everything known about one video frame.
 
     ``source`` tells a user's own labels ("manual") from tracker output ("prediction").
-    Predictions remember the manual frame they descend from (``seed_frame``) and that frame's
-    content digest (``seed_digest``), which is how a later correction marks them stale. They may
+    Predictions remember the manual frame they were tracked forward from (``seed_frame``) and
+    that frame's content digest (``seed_digest``), and, when tracked two ways, the manual frame
+    they were tracked backward from (``end_frame``, ``end_digest``): that is how a later
+    correction marks them stale. They may
     also record the backbone (``model``) and working ``short_side`` they were made with, so that
     results of another model can be told apart; both are None when unknown (older files).
     """
@@ -67,6 +69,8 @@ class FrameAnnotation:
     source: Source = "manual"
     seed_frame: int | None = None
     seed_digest: str | None = None
+    end_frame: int | None = None
+    end_digest: str | None = None
     model: str | None = None
     short_side: int | None = None
     other_shapes: list[dict[str, Any]] = field(default_factory=list)

@@ -34,8 +34,9 @@ Reading (:func:`read_frame`)
 Manual vs prediction
 --------------------
 A file is a *prediction* only if it carries our top-level marker ``"dinotrack": {"source":
-"prediction", "seed_frame", "seed_digest", "content_digest"}`` (plus, when known, the ``model``
-and ``short_side`` it was made with), its ``shapes`` still hash to
+"prediction", "seed_frame", "seed_digest", "content_digest"}`` (plus, when tracked two ways,
+``end_frame`` and ``end_digest``, and when known the ``model`` and ``short_side`` it was made
+with), its ``shapes`` still hash to
 ``content_digest`` (i.e. nobody edited it since we wrote it), and no PNG with the same stem lies
 next to it (Annolid's manual PNG+JSON pair). Everything else is *manual*: files from LabelMe or
 Annolid, our predictions that a user edited, and files we cannot verify.
@@ -208,6 +209,10 @@ def read_frame(path: str | os.PathLike[str], frame: int | None = None) -> FrameA
         ann.seed_frame = seed_frame if isinstance(seed_frame, int) else None
         seed_digest = marker.get("seed_digest")
         ann.seed_digest = seed_digest if isinstance(seed_digest, str) else None
+        end_frame = marker.get("end_frame")
+        ann.end_frame = end_frame if isinstance(end_frame, int) and not isinstance(end_frame, bool) else None
+        end_digest = marker.get("end_digest")
+        ann.end_digest = end_digest if isinstance(end_digest, str) else None
         model = marker.get("model")
         ann.model = model if isinstance(model, str) else None
         short_side = marker.get("short_side")
@@ -526,6 +531,9 @@ def frame_to_json(ann: FrameAnnotation) -> str:
             "seed_digest": ann.seed_digest,
             "content_digest": shapes_digest(shapes),
         }
+        if ann.end_frame is not None:
+            data[MARKER_KEY]["end_frame"] = int(ann.end_frame)
+            data[MARKER_KEY]["end_digest"] = ann.end_digest
         if ann.model is not None:
             data[MARKER_KEY]["model"] = str(ann.model)
         if ann.short_side is not None:
@@ -594,7 +602,8 @@ def write_manual(layout: ResultLayout, ann: FrameAnnotation,
         png = layout.frame_png(ann.frame)
         atomic_write_bytes(png, _encode_png(image))
         extra.setdefault("imagePath", png.name)
-    new = dataclasses.replace(ann, source="manual", seed_frame=None, seed_digest=None, model=None, short_side=None,
+    new = dataclasses.replace(ann, source="manual", seed_frame=None, seed_digest=None, end_frame=None,
+                              end_digest=None, model=None, short_side=None,
                               extra=extra, other_shapes=other_shapes)
     return write_frame(path, new)
 
