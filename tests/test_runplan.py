@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from napari_dinotrack.errors import InputError
@@ -86,7 +88,7 @@ def two_way(seeds: list[FrameAnnotation], n: int) -> dict[int, FrameAnnotation]:
     """Every frame tracked both ways between the seeds (backward before the first, forward after the last)."""
     anns = {s.frame: s for s in seeds}
     bounds = [None, *seeds, None]
-    for before, after in zip(bounds, bounds[1:], strict=False):
+    for before, after in itertools.pairwise(bounds):
         lo = 0 if before is None else before.frame + 1
         hi = n if after is None else after.frame
         for f in range(lo, hi):

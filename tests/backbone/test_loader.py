@@ -217,7 +217,7 @@ def test_unknown_name() -> None:
         load_backbone("nonexistent-model")
 
 
-def test_registered_schemes_and_passthrough() -> None:
+def test_pixel_scheme_and_passthrough() -> None:
     px = load_backbone("pixel:")
     assert isinstance(px, PixelBackbone) and px.patch_size == 16
     assert load_backbone("pixel:8", device="cpu").patch_size == 8

@@ -92,10 +92,6 @@ def register_backbone(scheme: str, factory: BackboneFactory) -> None:
     _REGISTRY[scheme] = factory
 
 
-def registered_schemes() -> list[str]:
-    return sorted(_REGISTRY)
-
-
 def lookup_backbone_factory(model_name: str) -> tuple[BackboneFactory, str] | None:
     """Return the registered factory and its argument for ``scheme:argument`` names, else None."""
     scheme, sep, argument = model_name.partition(":")

@@ -39,10 +39,6 @@ class ModelSpec:
         """The repo id's last part, e.g. ``"dinov3-vits16-pretrain-lvd1689m"``."""
         return self.repo_id.rsplit("/", 1)[-1]
 
-    @property
-    def url(self) -> str:
-        return f"https://huggingface.co/{self.repo_id}"
-
 
 _CATALOG: tuple[ModelSpec, ...] = (
     ModelSpec(

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..palette import PALETTE as HEX_PALETTE
+from ..palette import rgb
 from .dataset import KeypointRows, ResultSource, locate_results
 from .settings import RenderSettings
 from .skeleton import Edge, check_edges, read_skeleton
@@ -25,11 +27,8 @@ from .skeleton import Edge, check_edges, read_skeleton
 __all__ = ["PALETTE", "OverlayTracks", "RenderSettings", "default_render_path", "draw_frame", "iter_render",
            "render_video"]
 
-#: keypoint colours (RGB) in order of first appearance: the same colour-blind-friendly cycle as the napari layer
-PALETTE: tuple[tuple[int, int, int], ...] = tuple(
-    tuple(int(h[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[misc]
-    for h in ("#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c",
-              "#fabebe", "#008080", "#e6beff", "#9a6324", "#aaffc3"))
+#: keypoint colours (RGB) in order of first appearance: the same colour-blind-safe cycle as the napari layer
+PALETTE: tuple[tuple[int, int, int], ...] = tuple(rgb(colour) for colour in HEX_PALETTE)
 _SKELETON_RGB = (235, 235, 235)
 _OUTLINE_RGB = (20, 20, 20)
 

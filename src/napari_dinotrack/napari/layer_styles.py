@@ -18,16 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ..io.annotations import FrameAnnotation
+from ..palette import PALETTE  # colour-blind safe, cycled over keypoint (or animal) names
 from ..proofreading.suspicious import SuspicionSettings
 from .convert import annotations_to_points, feature_defaults, keypoint_order
 
 __all__ = ["PALETTE", "KeypointsStyle", "TracksStyle", "keypoints_layer_data", "point_size_for"]
 
-#: Colour-blind-friendly palette (Okabe-Ito, then Tableau) cycled over keypoint names.
-PALETTE: tuple[str, ...] = (
-    "#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0",
-    "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#aaffc3",
-)
 
 
 def point_size_for(height: int, width: int) -> float:

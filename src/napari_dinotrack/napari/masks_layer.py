@@ -107,7 +107,8 @@ class MasksLayerController:
         if not with_masks:
             return
         live = self.live_labels(ctx)
-        assert live is not None
+        if live is None:  # no Labels layer could be made for this video
+            return
         for r in with_masks:
             names = [inst.name for inst in r.annotation.instances]
             values = [self._label_value(n) for n in names]

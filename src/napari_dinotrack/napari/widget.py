@@ -20,6 +20,7 @@ manual corrections (``write_manual``) and painted masks.
 from __future__ import annotations
 
 import contextlib
+import logging
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,8 @@ from .track_run import RunHolder, TrackRun, check_frame_range, folder_in_use, wa
 from .video_context import VideoContext, video_context
 from .viewer_layers import fits_video, layer_meta, layers_of_type, view_centre
 from .worker import TrackJob
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from napari.layers import Image, Labels, Points, Tracks
@@ -628,8 +631,14 @@ class DinoTrackerWidget(QWidget):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
+        try:
             self.flush_edits()
+        except Exception as exc:  # never lose corrections silently: say so, they are still in the layer
+            logger.exception("unsaved corrections could not be written")
+            from napari.utils.notifications import show_error
+
+            show_error(f"Your last corrections could not be saved ({exc}); they are still in the keypoints "
+                       "layer: reopen the tracker and save the frame (Shift-S).")
         with contextlib.suppress(Exception):
             self.save_settings()
         self.heatmap.set_enabled(False)
