@@ -163,14 +163,15 @@ def test_track_with_tiny_dinov3_from_local_folder(make_napari_viewer_proxy, open
     widget = open_tracker(viewer, sample_video, model=str(folder), short_side=128)
     assert widget.backbone_panel.model.value == "local folder…"
     assert f"local folder {folder}" in widget.backbone_panel.source.value
-    widget.track_panel.set_end(5)
+    widget.track_panel.to_end.value = False
+    widget.track_panel.end_frame.value = 5
     widget.track()
     wait_run(widget)
     assert "error" not in widget.last_summary, widget.last_summary
     assert widget.last_summary["frames"] == 5
     layout = ResultLayout(sample_video)
     assert sorted(layout.frame_files()) == [0, 1, 2, 3, 4, 5]
-    assert widget.backbones.peek(widget.backbone_choice()).feature_dim == 64
+    assert widget.backbones.get(widget.backbone_choice()).feature_dim == 64  # the one loaded for the run
     widget.shutdown()
 
 

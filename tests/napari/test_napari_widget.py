@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_dinotrack.errors import ConfigError
 from napari_dinotrack.io.labelme import frame_source, read_frame
 from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.schema import describe
@@ -53,14 +54,9 @@ def test_knobs_follow_field_metadata(make_napari_viewer_proxy):
     assert panel.config() == TrackerConfig.preset("low_fps_large_motion")
     panel.editors["redetect_after"].value = 7
     assert panel.preset.value == "custom"
-    panel.editors["flow_gain"].value = 1.5
-    assert panel.config().flow_gain == 1.5
-    panel.editors["flow_gain"].value = None
-    assert panel.config().flow_gain is None
-
-    panel.editors["min_search_radius"].value = 50.0  # > max_search_radius: invalid combination
-    assert "min_search_radius" in panel.error.value
-    widget.reset_config()
+    panel.editors["max_speed_px"].value = 55.5
+    assert panel.config().max_speed_px == 55.5 and panel.config().redetect_after == 7
+    panel.reset.clicked.emit()  # "Reset to defaults"
     assert panel.config() == TrackerConfig() and panel.error.value == ""
     assert set(PRESETS) <= set(panel.preset.choices)
     widget.shutdown()
@@ -163,11 +159,15 @@ def test_errors_become_notifications(make_napari_viewer_proxy, open_tracker, tmp
     assert widget.track() is None
     assert errors and "No labelled frame" in errors[-1]
     assert widget.track(start_frame=2) is None and "no keypoints" in errors[-1]
-    widget.config_panel.editors["min_search_radius"].value = 50.0
     widget.seed_panel.instance.value = "m"
     widget.add_instance_keypoints()
     widget.save_current_frame()
-    assert widget.track() is None and "min_search_radius" in errors[-1]
+
+    def bad_settings(self):
+        raise ConfigError("TrackerConfig.max_speed_px: Input should be a finite number (got nan)")
+
+    monkeypatch.setattr(type(widget.config_panel), "config", bad_settings)  # e.g. a settings file edited by hand
+    assert widget.track() is None and "max_speed_px" in errors[-1]
     widget.shutdown()
 
 

@@ -121,11 +121,6 @@ class MaskStore:
         self._names = self._load_names()
         return list(self._names)
 
-    def label_of(self, name: str) -> int | None:
-        """The label value of instance ``name`` or None if it was never written."""
-        names = self.names()
-        return names.index(name) + 1 if name in names else None
-
     def _register(self, names: list[str]) -> list[str]:
         # re-read first: another MaskStore on the same folder may have added names since
         self._names = self._load_names()

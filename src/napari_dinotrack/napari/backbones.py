@@ -91,11 +91,6 @@ class BackboneCache:
         self._key: BackboneChoice | None = None
         self._backbone: Backbone | None = None
 
-    def peek(self, choice: BackboneChoice) -> Backbone | None:
-        """The loaded backbone for ``choice`` if it is the cached one, else None."""
-        with self._lock:
-            return self._backbone if self._key == choice else None
-
     def get(self, choice: BackboneChoice) -> Backbone:
         """Load (or reuse) the backbone for ``choice``.
 

@@ -267,38 +267,6 @@ def config_field_label(name: str) -> str:
     return text
 
 
-class _OptionalFloat(Container):
-    """A float that may be left empty (None): an "auto" checkbox plus a spin box."""
-
-    def __init__(self, label: str, value: float | None, lo: float, hi: float, step: float, tooltip: str,
-                 auto_text: str = "auto") -> None:
-        self.auto = CheckBox(text=auto_text, value=value is None, tooltip=tooltip)
-        self.spin = FloatSpinBox(value=lo if value is None else value, min=lo, max=hi, step=step, tooltip=tooltip)
-        super().__init__(widgets=[self.auto, self.spin], layout="horizontal", labels=False, label=label)
-        self.margins = (0, 0, 0, 0)
-        self.tooltip = tooltip
-        self.spin.enabled = value is not None
-        self.auto.changed.connect(self._on_auto)
-        self.spin.changed.connect(lambda *_: self.changed.emit(self))
-
-    def _on_auto(self, *_: Any) -> None:
-        self.spin.enabled = not self.auto.value
-        self.changed.emit(self)
-
-    @property
-    def value(self) -> float | None:
-        return None if self.auto.value else float(self.spin.value)
-
-    @value.setter
-    def value(self, v: float | None) -> None:
-        with self.auto.changed.blocked(), self.spin.changed.blocked():
-            self.auto.value = v is None
-            if v is not None:
-                self.spin.value = v
-            self.spin.enabled = v is not None
-        self.changed.emit(self)
-
-
 def _nice_step(lo: float, hi: float, default: float) -> float:
     span = (hi - lo) if math.isfinite(hi - lo) and hi > lo else max(abs(default), 1.0)
     step = 10 ** math.floor(math.log10(span / 100)) if span > 0 else 0.01
@@ -355,8 +323,6 @@ class TrackerConfigPanel(Container):
         lo_f = float(lo) if lo is not None else -1e9
         hi_f = float(hi) if hi is not None else 1e9
         step = _nice_step(lo_f, hi_f, float(default or 0.0))
-        if default is None:
-            return _OptionalFloat(label, None, lo_f, hi_f, step, tip)
         return FloatSpinBox(label=label, value=float(default), min=lo_f, max=hi_f, step=step, tooltip=tip)
 
     def values(self) -> dict[str, Any]:
@@ -465,13 +431,6 @@ class TrackPanel(Container):
     def end(self) -> int | None:
         """The chosen last frame, or None for the end of the video."""
         return None if self.to_end.value else int(self.end_frame.value)
-
-    def set_end(self, frame: int | None) -> None:
-        """Choose the last frame (None = to the end)."""
-        self.to_end.value = frame is None
-        if frame is not None:
-            self.end_frame.max = max(self.end_frame.max, int(frame))
-            self.end_frame.value = int(frame)
 
     def set_running(self, running: bool) -> None:
         """Enable Stop while a run is going, the Track buttons otherwise."""

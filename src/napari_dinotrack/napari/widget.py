@@ -342,10 +342,6 @@ class DinoTrackerWidget(QWidget):
     def _backbone_problem(self, text: str) -> None:
         self.backbone_panel.source.value = "⚠ " + text
 
-    def reset_config(self) -> None:
-        """Every knob back to its default."""
-        self.config_panel.reset_to_defaults()
-
     # ---------------------------------------------------------------- remembered settings
     def current_settings(self) -> WidgetSettings:
         """The widget's state as a :class:`WidgetSettings`."""

@@ -25,12 +25,3 @@ def sample_features(features: torch.Tensor, xy: torch.Tensor, padded_hw: tuple[i
     out = F.grid_sample(features[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
     out = out[0, :, :, 0].transpose(0, 1)  # (N, C)
     return F.normalize(out.reshape(*lead, features.shape[0]), dim=-1, eps=1e-6)
-
-
-def patch_centres(grid_hw: tuple[int, int], patch: int, device: torch.device) -> torch.Tensor:
-    """(h, w, 2) x/y working-pixel centres of every patch."""
-    h, w = grid_hw
-    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) * patch
-    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) * patch
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], dim=-1)
