@@ -31,6 +31,7 @@ from .io.paths import ResultLayout
 from .io.results import ResultWriter
 from .io.table_index import TracksTable, VideoRecord, check_folder_belongs
 from .io.video import VideoReader, probe_video
+from .profiling import RunProfile, recording
 from .runplan import RunPlan, plan_run
 from .runsettings import RunSettings
 from .tracking.config import TrackerConfig
@@ -65,6 +66,7 @@ class RunSummary:
     frames_tracked: int
     stopped: bool
     seconds: float
+    profile: RunProfile | None = None  # where the time went, when the run was profiled
 
     @property
     def fps(self) -> float:
@@ -133,19 +135,29 @@ class DinoKeypointVideoProcessor:
         return plan_run(self._load_annotations(), self.info.n_frames, start_frame, end_frame,
                         where=str(self.layout.folder))
 
-    def process_video(self, start_frame: int | None = None, end_frame: int | None = None) -> RunSummary:
-        """Track and write every stale frame (or ``start_frame``..``end_frame``); returns a summary."""
+    def process_video(self, start_frame: int | None = None, end_frame: int | None = None,
+                      profile: bool | str | os.PathLike[str] | RunProfile | None = None) -> RunSummary:
+        """Track and write every stale frame (or ``start_frame``..``end_frame``); returns a summary.
+
+        ``profile``: True (or a :class:`~.profiling.RunProfile`) records where the time goes into
+        ``RunSummary.profile``; a file path also saves it there as JSON.
+        """
+        prof = profile if isinstance(profile, RunProfile) else RunProfile() if profile else None
         start = time.perf_counter()
         first = last = None
         tracked = 0
-        for result in self.iter_results(start_frame, end_frame):
+        for result in self.iter_results(start_frame, end_frame, profile=prof):
             if result.reseeded and first is None:
                 first = result.frame
             last = result.frame
             tracked = result.frames_done
-        return RunSummary(first, last, tracked, self.last_run_stopped, time.perf_counter() - start)
+        summary = RunSummary(first, last, tracked, self.last_run_stopped, time.perf_counter() - start, prof)
+        if prof is not None and isinstance(profile, str | os.PathLike):
+            prof.save(profile)
+        return summary
 
-    def iter_results(self, start_frame: int | None = None, end_frame: int | None = None) -> Iterator[FrameResult]:
+    def iter_results(self, start_frame: int | None = None, end_frame: int | None = None,
+                     profile: RunProfile | None = None) -> Iterator[FrameResult]:
         """Track and yield each frame's result as it is produced; outputs are written as it goes.
 
         The first result is the frame tracking starts from (``reseeded=True``). Closing the
@@ -157,14 +169,14 @@ class DinoKeypointVideoProcessor:
             if self.layout.folder.is_dir():
                 lock.acquire()
                 self._tidy_folder()
-            yield from self._run(start_frame, end_frame)
+            yield from self._run(start_frame, end_frame, profile)
         finally:
             lock.release()
             # a stop() asked for before the first frame still counts; the flag resets for the next run
             self.last_run_stopped = self._stop.is_set()
             self._stop.clear()
 
-    def _run(self, start_frame: int | None, end_frame: int | None) -> Iterator[FrameResult]:
+    def _run(self, start_frame: int | None, end_frame: int | None, profile: RunProfile | None) -> Iterator[FrameResult]:
         annotations = self._load_annotations()
         plan = plan_run(annotations, self.info.n_frames, start_frame, end_frame, where=str(self.layout.folder))
         if plan is None:
@@ -177,38 +189,59 @@ class DinoKeypointVideoProcessor:
             self._learn_templates(tracker, reader, backbone, geometry, plan, annotations)
             self.layout.ensure_folder()
             self.config.save(self.layout.config_json)
-            with ResultWriter(self.layout, plan.first, plan.last) as writer:
-                yield from self._track(plan, annotations, reader, backbone, geometry, tracker, writer)
+            prof = profile if profile is not None else RunProfile()
+            with ResultWriter(self.layout, plan.first, plan.last, profile=profile) as writer, \
+                    prof.running(plan.init_frame, plan.last):
+                yield from self._track(plan, annotations, reader, backbone, geometry, tracker, writer, prof)
 
     # ------------------------------------------------------------------ the loop
     def _track(self, plan: RunPlan, annotations: dict[int, FrameAnnotation], reader: VideoReader,
                backbone: Backbone, geometry: WorkGeometry, tracker: KeypointTracker,
-               writer: ResultWriter) -> Iterator[FrameResult]:
+               writer: ResultWriter, prof: RunProfile) -> Iterator[FrameResult]:
         batch_size = self.config.batch_size
         frames = reader.iter_frames(plan.init_frame, plan.last + 1, prefetch=2 * batch_size)
         run = _RunState(plan.n_frames)
         try:
             batch: list[tuple[int, np.ndarray]] = []
+            t0 = time.perf_counter()
             for index, frame in frames:
+                t1 = time.perf_counter()
+                prof.add("decode", index, t1 - t0)
+                prof.add("loop", index, t1 - t0)
                 batch.append((index, frame))
                 if len(batch) < batch_size and index < plan.last:
+                    t0 = time.perf_counter()
                     continue
                 if self._stop.is_set():
                     return
-                features = backbone.extract(np.stack([f for _, f in batch]), geometry)
+                idxs = [i for i, _ in batch]
+                with recording(prof, idxs):
+                    t0 = time.perf_counter()
+                    features = backbone.extract(np.stack([f for _, f in batch]), geometry)
+                    dt = time.perf_counter() - t0
+                prof.add_spread("backbone", idxs, dt - prof.total("preprocess", idxs))
+                prof.add_spread("loop", idxs, dt)
                 for (idx, img), feats in zip(batch, features, strict=True):
                     if self._stop.is_set():
                         return
-                    result = self._frame(idx, img, feats, plan, annotations, geometry, tracker, writer, run)
+                    t0 = time.perf_counter()
+                    result = self._frame(idx, img, feats, plan, annotations, geometry, tracker, writer, run, prof)
+                    t1 = time.perf_counter()
+                    prof.add("loop", idx, t1 - t0)
                     yield result
+                    t0 = time.perf_counter()
+                    prof.add("consumer", idx, t0 - t1)
                 batch = []
+                t0 = time.perf_counter()
         finally:
             frames.close()
 
     def _frame(self, idx: int, img: np.ndarray, feats: torch.Tensor, plan: RunPlan,
                annotations: dict[int, FrameAnnotation], geometry: WorkGeometry, tracker: KeypointTracker,
-               writer: ResultWriter, run: _RunState) -> FrameResult:
+               writer: ResultWriter, run: _RunState, prof: RunProfile) -> FrameResult:
+        t0 = time.perf_counter()
         gray = to_gray(img)
+        prof.add("colour", idx, time.perf_counter() - t0)
         here = annotations.get(idx)
         if idx == plan.init_frame or (here is not None and here.is_manual):
             assert here is not None
@@ -224,14 +257,23 @@ class DinoKeypointVideoProcessor:
                 writer.put(here, masks, write_json=False, write_rows=False)
             return FrameResult(idx, here, masks, True, run.done, run.total, run.fps)
         masks = None
+        masks_t = None
         if run.propagator is not None:
+            t0 = time.perf_counter()
             masks_t = run.propagator.step(feats, img)
-            out = tracker.step(feats, gray, masks_t)
+            prof.add("mask_propagation", idx, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with recording(prof, (idx,)):
+            out = tracker.step(feats, gray, masks_t) if masks_t is not None else tracker.step(feats, gray)
+        t1 = time.perf_counter()
+        prof.add("tracker_step", idx, t1 - t0)
+        if masks_t is not None:
             masks = masks_t.cpu().numpy()
-        else:
-            out = tracker.step(feats, gray)
         ann = _prediction(run.seed, idx, out, run.lineage)
+        t2 = time.perf_counter()
+        prof.add("results", idx, t2 - t1)
         writer.put(ann, masks)
+        prof.add("wait_writer", idx, time.perf_counter() - t2)
         run.count_frame(self.progress_callback)
         return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps)
 

@@ -139,6 +139,7 @@ class HFDinoBackbone:
         import torch
         import torch.nn.functional as F
 
+        from ..profiling import timed
         from .preprocess import to_working_tensor
 
         if geometry.patch_size != self.patch_size:
@@ -154,10 +155,11 @@ class HFDinoBackbone:
         chunks = []
         with torch.inference_mode():
             for start in range(0, frames.shape[0], self.batch_size):
-                x = to_working_tensor(
-                    frames[start:start + self.batch_size], geometry, self.device, self.dtype,
-                    mean=self.mean, std=self.std,
-                )
+                with timed("preprocess"):
+                    x = to_working_tensor(
+                        frames[start:start + self.batch_size], geometry, self.device, self.dtype,
+                        mean=self.mean, std=self.std,
+                    )
                 tokens = self.model(pixel_values=x).last_hidden_state
                 if tokens.shape[1] != expected:
                     raise RuntimeError(

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
     add_run_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--profile", default=None, metavar="FILE.json",
+                        help="record where the time goes, frame by frame, into this JSON file and print a summary")
     parser.set_defaults(func=run)
 
 
@@ -103,9 +105,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"Tracking {processor.video_path.name} frames {plan.first}..{plan.last} from frame "
               f"{plan.init_frame} with {backbone.name} -> {processor.layout.folder}", file=sys.stderr)
     try:
-        summary = processor.process_video(args.start_frame, args.end_frame)
+        summary = processor.process_video(args.start_frame, args.end_frame, profile=args.profile)
     finally:
         progress.close()
+    if summary.profile is not None and summary.profile.n_frames:
+        print(summary.profile.table(), file=sys.stderr)
+        print(f"Profile written to {args.profile}", file=sys.stderr)
     print(f"Tracked {summary.frames_tracked} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
           f"results in {processor.layout.folder}")
     return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +22,9 @@ from .labelme import write_prediction
 from .mask_store import MaskStore, mask_to_polygon
 from .paths import ResultLayout
 from .table_index import TracksTable, identity_of
+
+if TYPE_CHECKING:
+    from ..profiling import RunProfile
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +38,8 @@ class ResultWriter:
     frame has, when it closes. Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, layout: ResultLayout, first: int, last: int, max_pending: int = 64):
+    def __init__(self, layout: ResultLayout, first: int, last: int, max_pending: int = 64,
+                 profile: RunProfile | None = None):
         layout.ensure_folder()
         self.layout = layout
         self._table = TracksTable(layout)
@@ -42,6 +48,7 @@ class ResultWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
         self.frames_written = 0
+        self._profile = profile
         self._thread = threading.Thread(target=self._run, name="dinotrack-writer", daemon=True)
         self._thread.start()
 
@@ -59,7 +66,10 @@ class ResultWriter:
             if self._error is not None:
                 continue  # drain so that put() never blocks after a failure
             try:
+                t0 = time.perf_counter()
                 self._write(*item)
+                if self._profile is not None:
+                    self._profile.add("write", item[0].frame, time.perf_counter() - t0)
             except BaseException as exc:
                 self._error = exc
 
