@@ -9,6 +9,8 @@ written by a background writer while the next frames are computed.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import threading
 import time
@@ -31,11 +33,11 @@ from .io.paths import ResultLayout
 from .io.results import ResultWriter
 from .io.table_index import TracksTable, VideoRecord, check_folder_belongs
 from .io.video import VideoReader, probe_video
-from .profiling import RunProfile, recording
+from .lookahead import FeaturesAhead, TrackingThreads
+from .profiling import NO_PROFILE, RunProfile, recording
 from .runplan import RunPlan, plan_run
 from .runsettings import RunSettings
 from .tracking.config import TrackerConfig
-from .tracking.keypoints.flow import to_gray
 from .tracking.keypoints.tracker import KeypointTracker, TrackOutput
 from .tracking.masks import MaskPropagator, make_propagator
 
@@ -94,6 +96,7 @@ class DinoKeypointVideoProcessor:
         runtime_config: TrackerConfig | None = None,
         progress_callback: ProgressCallback | None = None,
         precision: str = "auto",
+        threads: int | None = None,
     ) -> None:
         self.video_path = Path(video_path)
         self.info = probe_video(self.video_path)
@@ -104,6 +107,7 @@ class DinoKeypointVideoProcessor:
         self.short_side = RunSettings(short_side=int(short_side)).short_side
         self.device = device
         self.precision = precision
+        self.threads = threads
         self.model_name = model_name
         self.progress_callback = progress_callback
         self._backbone: Backbone | None = None if isinstance(model_name, str | os.PathLike) else model_name
@@ -176,7 +180,8 @@ class DinoKeypointVideoProcessor:
             self.last_run_stopped = self._stop.is_set()
             self._stop.clear()
 
-    def _run(self, start_frame: int | None, end_frame: int | None, profile: RunProfile | None) -> Iterator[FrameResult]:
+    def _run(self, start_frame: int | None, end_frame: int | None,
+             profile: RunProfile | None) -> Iterator[FrameResult]:
         annotations = self._load_annotations()
         plan = plan_run(annotations, self.info.n_frames, start_frame, end_frame, where=str(self.layout.folder))
         if plan is None:
@@ -185,63 +190,52 @@ class DinoKeypointVideoProcessor:
         backbone = self.backbone
         geometry = compute_geometry(self.info.height, self.info.width, self.short_side, backbone.patch_size)
         tracker = KeypointTracker(self.config, geometry, backbone.device)
+        extract = _extractor(backbone, self.config.batch_size)
+        prof = profile if profile is not None else NO_PROFILE
         with VideoReader(self.video_path) as reader:
-            self._learn_templates(tracker, reader, backbone, geometry, plan, annotations)
+            self._learn_templates(tracker, reader, extract, geometry, plan, annotations)
             self.layout.ensure_folder()
             self.config.save(self.layout.config_json)
-            prof = profile if profile is not None else RunProfile()
-            with ResultWriter(self.layout, plan.first, plan.last, profile=profile) as writer, \
-                    prof.running(plan.init_frame, plan.last):
-                yield from self._track(plan, annotations, reader, backbone, geometry, tracker, writer, prof)
+            setup = {"model": backbone.name, "device": str(backbone.device), "batch_size": self.config.batch_size,
+                     "dtype": str(getattr(backbone, "dtype", "float32")).removeprefix("torch."),
+                     "short_side": self.short_side, "video": [self.info.width, self.info.height]}
+            with prof.running(plan.init_frame, plan.last, **setup), \
+                    ResultWriter(self.layout, plan.first, plan.last, profile=profile) as writer:
+                yield from self._track(plan, annotations, reader, extract, backbone.device, geometry, tracker,
+                                       writer, prof)
 
     # ------------------------------------------------------------------ the loop
     def _track(self, plan: RunPlan, annotations: dict[int, FrameAnnotation], reader: VideoReader,
-               backbone: Backbone, geometry: WorkGeometry, tracker: KeypointTracker,
-               writer: ResultWriter, prof: RunProfile) -> Iterator[FrameResult]:
+               extract: Callable[..., torch.Tensor], device: torch.device, geometry: WorkGeometry,
+               tracker: KeypointTracker, writer: ResultWriter, prof: RunProfile) -> Iterator[FrameResult]:
+        """Track batch after batch while the next batch's features are computed on the worker thread."""
         batch_size = self.config.batch_size
         frames = reader.iter_frames(plan.init_frame, plan.last + 1, prefetch=2 * batch_size)
         run = _RunState(plan.n_frames)
-        try:
-            batch: list[tuple[int, np.ndarray]] = []
-            t0 = time.perf_counter()
-            for index, frame in frames:
-                t1 = time.perf_counter()
-                prof.add("decode", index, t1 - t0)
-                prof.add("loop", index, t1 - t0)
-                batch.append((index, frame))
-                if len(batch) < batch_size and index < plan.last:
-                    t0 = time.perf_counter()
-                    continue
-                if self._stop.is_set():
+        threads = TrackingThreads(device)
+        with FeaturesAhead(frames, extract, geometry, batch_size, device, prof, threads=self.threads) as ahead:
+            batches = iter(ahead)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
                     return
-                idxs = [i for i, _ in batch]
-                with recording(prof, idxs):
-                    t0 = time.perf_counter()
-                    features = backbone.extract(np.stack([f for _, f in batch]), geometry)
-                    dt = time.perf_counter() - t0
-                prof.add_spread("backbone", idxs, dt - prof.total("preprocess", idxs))
-                prof.add_spread("loop", idxs, dt)
-                for (idx, img), feats in zip(batch, features, strict=True):
+                prof.add("wait_features", batch.frames[0], time.perf_counter() - t0)
+                for k, idx in enumerate(batch.frames):
                     if self._stop.is_set():
                         return
-                    t0 = time.perf_counter()
-                    result = self._frame(idx, img, feats, plan, annotations, geometry, tracker, writer, run, prof)
+                    with threads:
+                        result = self._frame(idx, batch.images[k], batch.grays[k], batch.features[k], plan,
+                                             annotations, geometry, tracker, writer, run, prof)
                     t1 = time.perf_counter()
                     prof.add("loop", idx, t1 - t0)
                     yield result
                     t0 = time.perf_counter()
                     prof.add("consumer", idx, t0 - t1)
-                batch = []
-                t0 = time.perf_counter()
-        finally:
-            frames.close()
 
-    def _frame(self, idx: int, img: np.ndarray, feats: torch.Tensor, plan: RunPlan,
+    def _frame(self, idx: int, img: np.ndarray, gray: np.ndarray, feats: torch.Tensor, plan: RunPlan,
                annotations: dict[int, FrameAnnotation], geometry: WorkGeometry, tracker: KeypointTracker,
                writer: ResultWriter, run: _RunState, prof: RunProfile) -> FrameResult:
-        t0 = time.perf_counter()
-        gray = to_gray(img)
-        prof.add("colour", idx, time.perf_counter() - t0)
         here = annotations.get(idx)
         if idx == plan.init_frame or (here is not None and here.is_manual):
             assert here is not None
@@ -256,26 +250,25 @@ class DinoKeypointVideoProcessor:
             elif masks is not None:
                 writer.put(here, masks, write_json=False, write_rows=False)
             return FrameResult(idx, here, masks, True, run.done, run.total, run.fps)
-        masks = None
-        masks_t = None
-        if run.propagator is not None:
-            t0 = time.perf_counter()
-            masks_t = run.propagator.step(feats, img)
-            prof.add("mask_propagation", idx, time.perf_counter() - t0)
         t0 = time.perf_counter()
+        masks_t = run.propagator.step(feats, img) if run.propagator is not None else None
+        t1 = time.perf_counter()
         with recording(prof, (idx,)):
             out = tracker.step(feats, gray, masks_t) if masks_t is not None else tracker.step(feats, gray)
-        t1 = time.perf_counter()
-        prof.add("tracker_step", idx, t1 - t0)
-        if masks_t is not None:
-            masks = masks_t.cpu().numpy()
-        ann = _prediction(run.seed, idx, out, run.lineage)
         t2 = time.perf_counter()
-        prof.add("results", idx, t2 - t1)
+        # on a GPU the tracker's own host transfer has already waited for the masks: this copy does not stall
+        masks = masks_t.cpu().numpy() if masks_t is not None else None
+        ann = _prediction(run.seed, idx, out, run.lineage)
+        t3 = time.perf_counter()
         writer.put(ann, masks)
-        prof.add("wait_writer", idx, time.perf_counter() - t2)
+        t4 = time.perf_counter()
         run.count_frame(self.progress_callback)
-        return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps)
+        result = FrameResult(idx, ann, masks, False, run.done, run.total, run.fps)
+        prof.add("mask_propagation", idx, t1 - t0)
+        prof.add("tracker_step", idx, t2 - t1)
+        prof.add("results", idx, t3 - t2 + time.perf_counter() - t4)
+        prof.add("wait_writer", idx, t4 - t3)
+        return result
 
     # ------------------------------------------------------------------ helpers
     def _load_annotations(self) -> dict[int, FrameAnnotation]:
@@ -301,14 +294,14 @@ class DinoKeypointVideoProcessor:
                     "frames (or fix imageWidth/imageHeight if the coordinates are right)."
                 )
 
-    def _learn_templates(self, tracker: KeypointTracker, reader: VideoReader, backbone: Backbone,
+    def _learn_templates(self, tracker: KeypointTracker, reader: VideoReader, extract: Callable[..., torch.Tensor],
                          geometry: WorkGeometry, plan: RunPlan, annotations: dict[int, FrameAnnotation]) -> None:
         """Appearance of every keypoint on the manual frames nearest to the start, in batches."""
         nearest = sorted(plan.manual, key=lambda f: (abs(f - plan.init_frame), f))[: self.config.max_templates]
         others = [f for f in nearest if f != plan.init_frame]
         for i in range(0, len(others), self.config.batch_size):
             chunk = others[i: i + self.config.batch_size]
-            feats = backbone.extract(np.stack([reader.get_frame(f) for f in chunk]), geometry)
+            feats = extract(np.stack([reader.get_frame(f) for f in chunk]), geometry)
             for f, feat in zip(chunk, feats, strict=True):
                 tracker.add_templates(feat, annotations[f])
 
@@ -368,6 +361,15 @@ class _RunState:
         self.done += 1
         if callback is not None:
             callback(self.done, self.total)
+
+
+def _extractor(backbone: Backbone, batch_size: int) -> Callable[..., torch.Tensor]:
+    """``backbone.extract``, told the run's batch size when it takes one (a transformers backbone does)."""
+    try:
+        takes_batch_size = "batch_size" in inspect.signature(backbone.extract).parameters
+    except (TypeError, ValueError):  # no signature to read (a C extension): call it as the protocol says
+        takes_batch_size = False
+    return functools.partial(backbone.extract, batch_size=batch_size) if takes_batch_size else backbone.extract
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

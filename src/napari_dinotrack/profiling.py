@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HOST_BUDGET_MS", "STAGES", "RunProfile", "Stage", "recording", "timed"]
+__all__ = ["HOST_BUDGET_MS", "NO_PROFILE", "STAGES", "RunProfile", "Stage", "recording", "timed"]
 
 HOST_BUDGET_MS = 2.0  # host time per frame that lets a GPU run at its backbone's pace (docs/benchmarks.md)
 
@@ -83,6 +83,8 @@ class RunProfile:
     The run calls :meth:`begin` with its frame range; frames outside it are ignored. Read the
     results with :meth:`summary`, :meth:`table`, :meth:`per_frame` or :meth:`save`.
     """
+
+    enabled = True
 
     def __init__(self) -> None:
         self.first = 0
@@ -241,13 +243,35 @@ def _machine() -> dict[str, Any]:
 _local = threading.local()
 
 
+class _NoProfile(RunProfile):
+    """Stands in for a profile when a run is not profiled: records nothing, costs nothing."""
+
+    enabled = False
+
+    def add(self, stage: str, frame: int, seconds: float) -> None:
+        pass
+
+    def add_spread(self, stage: str, frames: Iterable[int], seconds: float) -> None:
+        pass
+
+    def total(self, stage: str, frames: Iterable[int]) -> float:
+        return 0.0
+
+    @contextlib.contextmanager
+    def running(self, first: int, last: int, **setup: Any) -> Iterator[RunProfile]:
+        yield self
+
+
+NO_PROFILE: RunProfile = _NoProfile()
+
+
 class recording:  # a context manager used like a function
     """Make ``profile`` the calling thread's profile for :func:`timed` stages of ``frames``."""
 
     __slots__ = ("_previous", "frames", "profile")
 
     def __init__(self, profile: RunProfile | None, frames: Iterable[int]) -> None:
-        self.profile = profile
+        self.profile = profile if profile is not None and profile.enabled else None
         self.frames = tuple(frames)
         self._previous: recording | None = None
 

@@ -131,10 +131,12 @@ class HFDinoBackbone:
         return (f"HFDinoBackbone(name={self.name!r}, patch_size={self.patch_size}, "
                 f"feature_dim={self.feature_dim}, device={self.device}, dtype={self.dtype})")
 
-    def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
+    def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry,
+                batch_size: int | None = None) -> torch.Tensor:
         """(B, H, W, 3) or (H, W, 3) uint8 RGB -> (B, C, grid_h, grid_w) unit-norm features.
 
-        Frames are processed ``batch_size`` at a time. float32 on CPU, the model dtype on GPUs.
+        Frames go through the model ``batch_size`` at a time (default: the backbone's
+        ``batch_size``). float32 on CPU, the model dtype on GPUs.
         """
         import torch
         import torch.nn.functional as F
@@ -152,12 +154,13 @@ class HFDinoBackbone:
         out_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
         gh, gw = geometry.grid_height, geometry.grid_width
         expected = gh * gw + self.num_special_tokens
+        step = max(1, int(batch_size or self.batch_size))
         chunks = []
         with torch.inference_mode():
-            for start in range(0, frames.shape[0], self.batch_size):
+            for start in range(0, frames.shape[0], step):
                 with timed("preprocess"):
                     x = to_working_tensor(
-                        frames[start:start + self.batch_size], geometry, self.device, self.dtype,
+                        frames[start:start + step], geometry, self.device, self.dtype,
                         mean=self.mean, std=self.std,
                     )
                 tokens = self.model(pixel_values=x).last_hidden_state
