@@ -2,16 +2,18 @@
 
 While the tracking loop works through one batch, :class:`FeaturesAhead` already computes the next:
 it takes the frames the video reader decodes ahead, converts them to grey for the optical flow
-and runs the backbone on them. On a CPU the worker thread keeps all of torch's threads for the
-backbone (see :class:`TrackingThreads` for the loop's side). On a CUDA GPU the worker runs the
-backbone on its own CUDA stream and gathers each batch in a pinned host buffer, so the upload is
-an asynchronous copy and the network overlaps the tracker's kernels on the default stream.
+and runs the backbone on them. On a CPU the tracking loop runs on one thread
+(:class:`TrackingThreads`) and the backbone on the other cores (:func:`backbone_threads`): a
+thread pool that shares its cores with another busy thread waits for it at every operation. On a
+CUDA GPU the worker runs the backbone on its own CUDA stream and gathers each batch in a pinned
+host buffer, so the upload is an asynchronous copy and the network overlaps the tracker's
+kernels on the default stream.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
+import os
 import queue
 import threading
 import time
@@ -26,13 +28,13 @@ from .backbone.base import WorkGeometry
 from .profiling import RunProfile, recording
 from .tracking.keypoints.flow import to_gray
 
-__all__ = ["FeatureBatch", "FeaturesAhead", "TrackingThreads"]
+__all__ = ["FeatureBatch", "FeaturesAhead", "TrackingThreads", "backbone_threads"]
 
-logger = logging.getLogger(__name__)
 
 Extract = Callable[[Any, WorkGeometry], torch.Tensor]
 _END = object()
 AHEAD = 1  # batches computed ahead of the one being tracked
+TRACKING_THREADS = 1  # torch CPU threads of the tracking loop (docs/benchmarks.md, "Threads")
 JOIN_WAIT_S = 1.0  # a stopped worker still in a long forward pass finishes on its own (it writes nothing)
 
 
@@ -56,7 +58,7 @@ class FeaturesAhead:
 
     ``frames`` yields ``(index, image)``; it is consumed and closed by the worker thread.
     ``extract(images, geometry)`` is the backbone. ``threads`` is torch's CPU thread count for
-    the worker (default: the caller's). Use as a context manager (or call :meth:`close`).
+    the worker (default: :func:`backbone_threads`). Use as a context manager (or call :meth:`close`).
     """
 
     def __init__(self, frames: Iterator[tuple[int, np.ndarray]], extract: Extract, geometry: WorkGeometry,
@@ -68,7 +70,7 @@ class FeaturesAhead:
         self._batch_size = max(1, int(batch_size))
         self._device = torch.device(device)
         self._profile = profile
-        self._threads = threads if threads is not None else torch.get_num_threads()
+        self._threads = threads if threads is not None else backbone_threads(self._device)
         self._queue: queue.Queue = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
         cuda = self._device.type == "cuda"
@@ -172,6 +174,23 @@ class FeaturesAhead:
         return False
 
 
+def backbone_threads(device: torch.device) -> int:
+    """torch CPU threads for the backbone: the caller's setting, less the core the tracking loop uses.
+
+    With every core in its pool, the backbone's threads would wait for the tracking thread's
+    core at each operation (docs/benchmarks.md, "Threads"). On a GPU the setting hardly matters
+    and stays the caller's.
+    """
+    threads = torch.get_num_threads()
+    if torch.device(device).type != "cpu":
+        return threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(threads, cores - 1))
+
+
 class _PinnedRing:
     """A few page-locked host buffers used in turn, so that uploads are asynchronous copies."""
 
@@ -201,8 +220,8 @@ class TrackingThreads:
     setting is back in place outside the block (setting it costs half a microsecond).
     """
 
-    def __init__(self, device: torch.device, threads: int = 1) -> None:
-        self.threads = threads if torch.device(device).type == "cpu" else None
+    def __init__(self, device: torch.device, threads: int | None = None) -> None:
+        self.threads = (threads or TRACKING_THREADS) if torch.device(device).type == "cpu" else None
         self._previous = 0
 
     def __enter__(self) -> TrackingThreads:
