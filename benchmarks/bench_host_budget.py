@@ -57,8 +57,8 @@ def decode_seconds(video: Path) -> float:
         return time.perf_counter() - start
 
 
-def track_once(video: Path, work: Path, profile: bool, track_args: list[str]) -> dict:
-    """One CLI run on a fresh copy of the video's seed folder."""
+def track_once(video: Path, work: Path, profile: bool, track_args: list[str], src: str | None = None) -> dict:
+    """One CLI run on a fresh copy of the video's seed folder (``src``: run that checkout's package instead)."""
     run_dir = Path(tempfile.mkdtemp(dir=work))
     copy = run_dir / video.name
     shutil.copy(video, copy)
@@ -68,8 +68,9 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str]) ->
     prof_path = run_dir / "profile.json"
     if profile:
         cmd += ["--profile", str(prof_path)]
+    env = dict(os.environ, PYTHONPATH=src) if src else None
     load_before = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     match = TRACKED.search(proc.stdout)
     assert match, proc.stdout + proc.stderr
     frames, seconds = int(match.group(1)), float(match.group(2))
@@ -148,6 +149,58 @@ def tracker_ops(video: Path, work: Path) -> dict:
             "steps": len(counts)}
 
 
+def profile_cost(frames: int = 20000, batch: int = 8) -> dict:
+    """Microseconds per frame of what a profiled run records, as the run loop records it."""
+    from napari_dinotrack.profiling import RunProfile, recording, timed
+
+    profile = RunProfile()
+    profile.begin(0, frames - 1)
+    start = time.perf_counter()
+    for first in range(0, frames, batch):
+        batch_frames = list(range(first, min(first + batch, frames)))
+        for idx in batch_frames:  # feature thread, per frame: waiting for the decoder
+            t0 = time.perf_counter()
+            profile.add("decode", idx, time.perf_counter() - t0)
+        with recording(profile, batch_frames), timed("preprocess"):  # feature thread, per batch
+            pass
+        profile.add_spread("colour", batch_frames, 0.0)
+        profile.add_spread("backbone", batch_frames, 0.0 - profile.total("preprocess", batch_frames))
+        profile.add("wait_features", first, 0.0)
+        for idx in batch_frames:  # tracking loop, per frame
+            t0 = time.perf_counter()
+            with recording(profile, (idx,)), timed("optical_flow"):  # the flow timer inside the step
+                pass
+            t1 = time.perf_counter()
+            for stage in ("mask_propagation", "tracker_step", "results", "wait_writer", "write", "loop", "consumer"):
+                profile.add(stage, idx, t1 - t0)
+    seconds = time.perf_counter() - start
+    return {"us_per_frame": 1e6 * seconds / frames}
+
+
+def tracker_threads(video: Path, work: Path, repeats: int) -> dict:
+    """Tracker step time with the tracking loop on 1 and on 2 torch threads, alternating, in this process."""
+    from napari_dinotrack import DinoKeypointVideoProcessor, lookahead
+    from napari_dinotrack.profiling import RunProfile
+
+    out: dict[str, list[float]] = {"1": [], "2": []}
+    default = lookahead.TRACKING_THREADS
+    try:
+        for _ in range(repeats):
+            for threads in out:
+                lookahead.TRACKING_THREADS = int(threads)
+                run_dir = Path(tempfile.mkdtemp(dir=work))
+                copy = run_dir / video.name
+                shutil.copy(video, copy)
+                shutil.copytree(video.with_suffix(""), copy.with_suffix(""))
+                profile = RunProfile()
+                DinoKeypointVideoProcessor(copy, model_name="pixel:", short_side=480).process_video(profile=profile)
+                out[threads].append(profile.summary()["stages"]["tracker_step"]["mean_ms"])
+                shutil.rmtree(run_dir)
+    finally:
+        lookahead.TRACKING_THREADS = default
+    return {"tracker_step_ms": out, "median_1": float(np.median(out["1"])), "median_2": float(np.median(out["2"]))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -157,7 +210,11 @@ def main() -> None:
     ap.add_argument("--cases", default="plain,masks")
     ap.add_argument("--overhead-repeats", type=int, default=3, help="profiled/unprofiled pairs (0: skip)")
     ap.add_argument("--track-args", default="", help="extra options for every `track` run")
+    ap.add_argument("--baseline-src", default=None,
+                    help="the src folder of another checkout (e.g. before a change), run alternately with this one")
     ap.add_argument("--no-ops", action="store_true", help="skip counting the tracker's tensor operations")
+    ap.add_argument("--threads-repeats", type=int, default=0,
+                    help="also compare 1 and 2 threads for the backbone (CLI --threads) and the tracking loop")
     args = ap.parse_args()
     track_args = shlex.split(args.track_args)
     cases = [c for c in args.cases.split(",") if c]
@@ -174,12 +231,21 @@ def main() -> None:
         dec = float(np.median([decode_seconds(videos["plain"]) for _ in range(3)]))
         result["decode_s"] = {"median": dec, "ms_per_frame": 1000 * dec / args.frames}
         runs: dict[str, list[dict]] = {c: [] for c in cases}
+        baseline: dict[str, list[dict]] = {c: [] for c in cases}
         for rep in range(args.repeats):
             for case in cases:
+                if args.baseline_src:
+                    baseline[case].append(track_once(videos[case], work, True, [], args.baseline_src))
+                    print(f"rep {rep} {case} baseline: {baseline[case][-1]['ms_per_frame']:.1f} ms/frame", flush=True)
                 runs[case].append(track_once(videos[case], work, True, track_args))
                 print(f"rep {rep} {case}: {runs[case][-1]['ms_per_frame']:.1f} ms/frame "
                       f"(host {runs[case][-1]['profile']['host_ms_per_frame']:.2f})", flush=True)
         result["cases"] = {c: summarise(r) for c, r in runs.items()}
+        if args.baseline_src:
+            result["baseline_cases"] = {c: summarise(r) for c, r in baseline.items()}
+            result["speedup_over_baseline"] = {
+                c: result["baseline_cases"][c]["cli_ms_per_frame"]["median"] / result["cases"][c]["cli_ms_per_frame"]
+                ["median"] for c in cases}
         if args.overhead_repeats:
             on, off = [], []
             for _ in range(args.overhead_repeats):
@@ -188,6 +254,17 @@ def main() -> None:
             result["profile_overhead"] = {"with_profile_ms": on, "without_ms": off,
                                           "ratio_of_medians": float(np.median(on) / np.median(off))}
             print(f"profile overhead: {result['profile_overhead']['ratio_of_medians']:.3f}", flush=True)
+        result["profile_cost"] = profile_cost()
+        print("profile cost", result["profile_cost"], flush=True)
+        if args.threads_repeats:
+            feature = {"1": [], "2": []}
+            for _ in range(args.threads_repeats):
+                for n in feature:
+                    feature[n].append(track_once(videos["plain"], work, False, [*track_args, "--threads", n])
+                                      ["ms_per_frame"])
+            result["backbone_threads_cli_ms_per_frame"] = feature
+            result["tracking_loop_threads"] = tracker_threads(videos["plain"], work, args.threads_repeats)
+            print("threads", json.dumps(feature), json.dumps(result["tracking_loop_threads"]), flush=True)
         if not args.no_ops:
             result["tracker_ops_per_step"] = tracker_ops(videos["plain"], work)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
