@@ -177,6 +177,19 @@ def profile_cost(frames: int = 20000, batch: int = 8) -> dict:
     return {"us_per_frame": 1e6 * seconds / frames}
 
 
+def eager_op_us(n: int = 20000) -> float:
+    """Host time of one small eager torch operation: what each of the tracker's operations costs at least."""
+    import torch
+
+    x = torch.zeros(8, 2)
+    for _ in range(1000):
+        x = x + 1.0
+    start = time.perf_counter()
+    for _ in range(n):
+        x = x + 1.0
+    return 1e6 * (time.perf_counter() - start) / n
+
+
 def tracker_threads(video: Path, work: Path, repeats: int) -> dict:
     """Tracker step time with the tracking loop on 1 and on 2 torch threads, alternating, in this process."""
     from napari_dinotrack import DinoKeypointVideoProcessor, lookahead
@@ -267,6 +280,8 @@ def main() -> None:
             print("threads", json.dumps(feature), json.dumps(result["tracking_loop_threads"]), flush=True)
         if not args.no_ops:
             result["tracker_ops_per_step"] = tracker_ops(videos["plain"], work)
+            result["eager_op_us"] = eager_op_us()
+            result["tracker_host_floor_ms"] = result["tracker_ops_per_step"]["median"] * result["eager_op_us"] / 1000
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     for case, s in result["cases"].items():

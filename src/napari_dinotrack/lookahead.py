@@ -70,6 +70,7 @@ class FeaturesAhead:
         self._batch_size = max(1, int(batch_size))
         self._device = torch.device(device)
         self._profile = profile
+        self._callers_threads = torch.get_num_threads()
         self._threads = threads if threads is not None else backbone_threads(self._device)
         self._queue: queue.Queue = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
@@ -100,6 +101,8 @@ class FeaturesAhead:
             while True:
                 self._queue.get_nowait()
         self._thread.join(JOIN_WAIT_S)
+        # the worker's setting is also torch's default for threads started later: put the caller's back
+        torch.set_num_threads(self._callers_threads)
 
     def __enter__(self) -> FeaturesAhead:
         return self

@@ -1,10 +1,12 @@
-"""DinoKeypointVideoProcessor: decode thread -> batched backbone -> tracker -> writer thread.
+"""DinoKeypointVideoProcessor: decode thread -> backbone a batch ahead -> tracker -> writer thread.
 
 The run plan (:mod:`.runplan`) decides which frames need tracking from the result folder alone,
 so the same call resumes after a crash, re-tracks after a correction and does nothing when all
-results are current. Frames are decoded ahead on a background thread, go through the backbone in
-batches at one working resolution, are tracked one by one on the backbone's device, and are
-written by a background writer while the next frames are computed.
+results are current. Frames are decoded ahead on a background thread and go through the backbone
+in batches of ``TrackerConfig.batch_size`` at one working resolution on a worker thread, a batch
+ahead of the tracking (:mod:`.lookahead`); the tracking loop takes them frame by frame on the
+backbone's device and hands each result to a background writer. ``profile=`` records where the
+time goes (:mod:`.profiling`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``precision="auto"`` runs the model in bfloat16 on CUDA GPUs that support it (Ampere and newer;
 float16 on older GPUs) and on CPUs with native bfloat16 arithmetic (AVX-512 BF16 or AMX), and in
 float32 on other CPUs and on Apple MPS. Half precision roughly halves GPU time and memory; on a
-CPU with bfloat16 instructions ViT-S/16 runs about 1.5x faster with features within a cosine
+CPU with bfloat16 instructions ViT-S/16 runs about 1.4x faster with features within a cosine
 similarity of 0.99 of float32, while CPUs without them would emulate it slowly
 (docs/benchmarks.md, "bf16 on the CPU"). ``precision="fp32"`` opts out.
 

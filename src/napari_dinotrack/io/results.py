@@ -49,6 +49,8 @@ class ResultWriter:
         self._error: BaseException | None = None
         self.frames_written = 0
         self._profile = profile
+        self._done_sent = False
+        self._table_done = False
         self._thread = threading.Thread(target=self._run, name="dinotrack-writer", daemon=True)
         self._thread.start()
 
@@ -80,7 +82,7 @@ class ResultWriter:
         if write_json:
             if masks is not None:
                 for inst, mask in zip(ann.instances, masks, strict=True):
-                    outline = mask_to_polygon(mask)
+                    outline = outline_of(mask)
                     inst.polygon = outline if len(outline) >= 3 else None
             written = write_prediction(self.layout, ann)
         if write_rows:
@@ -95,18 +97,38 @@ class ResultWriter:
             raise self._error
 
     def close(self) -> None:
-        """Flush everything queued, then make the table equal to the JSONs (sorted by frame)."""
+        """Flush everything queued, then make the table equal to the JSONs (sorted by frame).
+
+        A Ctrl-C meanwhile waits until that is done (moments), then goes on: stopping halfway
+        would leave the table behind the JSONs until the next run.
+        """
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                self._finish()
+                break
+            except KeyboardInterrupt as exc:  # every step of _finish can be taken again
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+        self._raise_if_failed()
+
+    def _finish(self) -> None:
         if self._thread.is_alive():
-            self._queue.put(_DONE)
+            if not self._done_sent:
+                self._queue.put(_DONE)
+                self._done_sent = True
             self._thread.join()
+        if self._table_done:
+            return
         try:
-            self._table.end_run()
+            self._table.end_run()  # after an interrupted attempt: a plain sync, which repairs any state
         except Exception:
             self._table.abandon_run()
             if self._error is None:
                 raise
             logger.warning("the tracks table could not be tidied; the next run repairs it", exc_info=True)
-        self._raise_if_failed()
+        self._table_done = True
 
     def __enter__(self) -> ResultWriter:
         return self
@@ -119,3 +141,22 @@ class ResultWriter:
             self.close()
         except Exception:
             logger.warning("closing the result writer after an error failed", exc_info=True)
+
+
+def outline_of(mask: np.ndarray) -> np.ndarray:
+    """:func:`~.mask_store.mask_to_polygon` of ``mask``, worked out on the box around it.
+
+    An animal covers a small part of the frame; its outline, found in a crop one pixel larger
+    than its bounding box (no larger than the frame, so edges stay edges), is exactly the same at a
+    fraction of the cost of searching the whole frame.
+    """
+    mask = np.asarray(mask)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if mask.ndim != 2 or not len(rows):
+        return mask_to_polygon(mask)
+    cols = np.flatnonzero(mask.any(axis=0))
+    top, left = max(int(rows[0]) - 1, 0), max(int(cols[0]) - 1, 0)
+    bottom, right = min(int(rows[-1]) + 2, mask.shape[0]), min(int(cols[-1]) + 2, mask.shape[1])
+    outline = mask_to_polygon(mask[top:bottom, left:right])
+    outline += np.array([left, top], np.float32)
+    return outline
