@@ -10,7 +10,8 @@ asked for the next frame (a progress bar, a GUI); it is not part of ``loop``.
 
 *Host time* (:attr:`RunProfile.host_ms_per_frame`) is the part of ``loop`` that is neither the
 tracker's nor the mask propagator's own work: waiting, conversions, building results, handing them
-to the writer, the optical flow and the Python around all that. On a GPU the tensor math runs
+to the writer, the optical flow and the Python around all that (every frame but the first, which
+starts the decoder, waits for the first batch and seeds the tracker). On a GPU the tensor math runs
 asynchronously, so this is the time per frame that the host needs no matter how fast the device
 is, and what the GPU's frame rate is capped by.
 
@@ -156,13 +157,18 @@ class RunProfile:
 
     @property
     def host_ms(self) -> np.ndarray:
-        """Per frame: the loop's time outside the tracker's and mask propagator's own work."""
+        """Per frame after the first: the loop's time outside the tracker's and mask propagator's own work.
+
+        The first frame is left out: it waits for the decoder to start and the first batch of
+        features, and seeds the tracker, once per run.
+        """
         own = sum(self.stage_ms(s) for s in _OWN_WORK) - sum(self.stage_ms(s) for s in _INSIDE_TRACKER)
-        return self.stage_ms("loop") - own
+        return (self.stage_ms("loop") - own)[1:]
 
     @property
     def host_ms_per_frame(self) -> float:
-        return float(self.host_ms.mean()) if self.n_frames else 0.0
+        host = self.host_ms
+        return float(host.mean()) if len(host) else 0.0
 
     def summary(self) -> dict[str, Any]:
         """Totals and per-frame statistics of every stage, the host time and the setup."""
@@ -184,7 +190,9 @@ class RunProfile:
             "fps": round(n / wall, 3) if wall > 0 else 0.0,
             "loop_ms_per_frame": round(float(loop.mean()), 4) if n else 0.0,
             "host_ms_per_frame": round(self.host_ms_per_frame, 4),
+            "host_p50_ms": round(float(np.median(self.host_ms)), 4) if n > 1 else 0.0,
             "host_budget_ms": HOST_BUDGET_MS,
+            "first_frame_loop_ms": round(float(loop[0]), 4) if n else 0.0,
             "unattributed_loop_ms_per_frame": round(float((loop - named).mean()), 4) if n else 0.0,
             "stages": stages,
             "setup": self.setup,

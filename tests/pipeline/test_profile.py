@@ -44,7 +44,7 @@ def test_track_profile_writes_every_stage_of_every_frame(labelled_clip, tmp_path
     inside = sum(per[s.name] for s in STAGES if s.thread == "main" and s.name not in ("loop", "optical_flow"))
     assert (inside <= per["loop"] + 1e-3).all()
     host = per["loop"] - per["tracker_step"] - per["mask_propagation"] + per["optical_flow"]
-    assert data["host_ms_per_frame"] == pytest.approx(host.mean(), abs=1e-3)
+    assert data["host_ms_per_frame"] == pytest.approx(host[1:].mean(), abs=1e-3)  # the start-up frame aside
     assert data["host_budget_ms"] == HOST_BUDGET_MS
     # the timer around the tracker's optical flow is gone after the run
     assert tracker.track_points is flow.track_points
