@@ -85,7 +85,10 @@ class DinoKeypointVideoProcessor:
 
     ``model_name`` is a catalog name, a Hugging Face id, a local ``save_pretrained`` folder, a
     registered scheme such as ``"pixel:"``, or a ready :class:`~.backbone.base.Backbone` object.
-    Results go to ``result_folder`` (default ``<video dir>/<video stem>/``).
+    Results go to ``result_folder`` (default ``<video dir>/<video stem>/``). ``precision``:
+    ``"auto"`` (bf16 on GPUs and on CPUs with native bf16), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+    ``threads``: torch CPU threads of the backbone (default: all cores but the tracking loop's).
+    ``compile_backbone``: run a loaded transformers model through ``torch.compile``.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class DinoKeypointVideoProcessor:
         progress_callback: ProgressCallback | None = None,
         precision: str = "auto",
         threads: int | None = None,
+        compile_backbone: bool = False,
     ) -> None:
         self.video_path = Path(video_path)
         self.info = probe_video(self.video_path)
@@ -109,7 +113,10 @@ class DinoKeypointVideoProcessor:
         self.short_side = RunSettings(short_side=int(short_side)).short_side
         self.device = device
         self.precision = precision
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be 1 or more, got {threads}")
         self.threads = threads
+        self.compile_backbone = compile_backbone
         self.model_name = model_name
         self.progress_callback = progress_callback
         self._backbone: Backbone | None = None if isinstance(model_name, str | os.PathLike) else model_name
@@ -124,6 +131,8 @@ class DinoKeypointVideoProcessor:
             from .backbone.loader import load_backbone
 
             self._backbone = load_backbone(self.model_name, device=self.device, precision=self.precision)
+            if self.compile_backbone and hasattr(self._backbone, "compile"):
+                self._backbone.compile()
         return self._backbone
 
     def stop(self) -> None:

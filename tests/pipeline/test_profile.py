@@ -143,3 +143,17 @@ def test_a_backbone_failure_reaches_the_caller_and_keeps_what_was_tracked(labell
     with pytest.raises(RuntimeError, match="simulated"):
         processor.process_video()
     assert processor.plan().init_frame == 7  # frames 0..7 (two batches) were tracked and written
+
+
+def test_thread_and_compile_options(labelled_clip, tiny_dinov3, capsys, monkeypatch):
+    from napari_dinotrack.backbone.hf import HFDinoBackbone
+
+    _, video, layout = labelled_clip(n_frames=6)
+    assert main(["track", str(video), "--model", PIXEL, "--short-side", str(SHORT), "--quiet", "--threads", "0"]) == 2
+    assert "threads must be 1 or more" in capsys.readouterr().err
+    compiled = []
+    monkeypatch.setattr(HFDinoBackbone, "compile", lambda self: compiled.append(self.name) or self)
+    assert main(["track", str(video), "--model", str(tiny_dinov3), "--short-side", "64", "--quiet",
+                 "--threads", "1", "--compile"]) == 0
+    assert compiled == [str(tiny_dinov3)]
+    assert sorted(layout.frame_files()) == list(range(6))

@@ -127,6 +127,19 @@ class HFDinoBackbone:
                  str(dtype).removeprefix("torch."), time.perf_counter() - t0)
         return backbone
 
+    def compile(self) -> HFDinoBackbone:
+        """Run the model through ``torch.compile`` from now on; returns the backbone.
+
+        The first batch of each new shape then takes a while to compile (88 s for ViT-S/16 on a
+        2-core CPU, about 20 s on a GPU). Worth it on a GPU, where the reference probe ran
+        ViT-S/16 1.6x faster in bf16 batches of 8; on a CPU it gained nothing measurable
+        (docs/benchmarks.md).
+        """
+        import torch
+
+        self.model = torch.compile(self.model)
+        return self
+
     def __repr__(self) -> str:
         return (f"HFDinoBackbone(name={self.name!r}, patch_size={self.patch_size}, "
                 f"feature_dim={self.feature_dim}, device={self.device}, dtype={self.dtype})")

@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
     add_run_options(parser)
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the backbone (default: torch's, one per core)")
+                        help="CPU threads for the backbone (default: all cores but the one the tracking loop uses)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the backbone through torch.compile (worth it on a GPU; slow to start)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--profile", default=None, metavar="FILE.json",
                         help="record where the time goes, frame by frame, into this JSON file and print a summary")
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     processor = DinoKeypointVideoProcessor(
         args.video, result_folder=args.out, model_name=settings.model, short_side=settings.short_side,
         device=settings.device, runtime_config=config, progress_callback=progress, precision=settings.precision,
-        threads=args.threads,
+        threads=args.threads, compile_backbone=args.compile,
     )
     plan = processor.plan(args.start_frame, args.end_frame)
     if plan is None:
