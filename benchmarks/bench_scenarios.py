@@ -187,15 +187,22 @@ def main() -> None:
                             rows.append(row)
                             print(json.dumps(row), flush=True)
                         del feats
+                if args.out:  # kept up to date scene by scene: a long run that is cut short still reports
+                    write_report(args.out, args, overrides, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report = write_report(args.out, args, overrides, rows)
+    print(format_summary(report["summary"]))
+
+
+def write_report(out: Path | None, args: argparse.Namespace, overrides: dict, rows: list[dict]) -> dict:
     report = {"seeds": args.seeds, "overrides": overrides, "torch": torch.__version__,
               "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
               "rows": rows, "summary": summarise(rows)}
-    print(format_summary(report["summary"]))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Literal
 
 from .errors import InputError
 from .io.annotations import FrameAnnotation
+from .runsettings import DIRECTIONS, Direction
 
 __all__ = ["DIRECTIONS", "Direction", "RunPlan", "Stretch", "plan_run"]
 
-Direction = Literal["forward", "both"]
-DIRECTIONS: tuple[str, ...] = ("both", "forward")
 
 
 @dataclass(frozen=True)
@@ -86,6 +84,19 @@ class RunPlan:
     def n_steps(self) -> int:
         """Tracker steps a run takes: a two-way stretch is tracked twice."""
         return sum(s.n_frames * (2 if s.two_way else 1) for s in self.stretches)
+
+    def describe(self) -> str:
+        """The stretches in words, e.g. ``frames 1..19 both ways between 0 and 20, 21..29 forward from 20``."""
+        parts = []
+        for s in self.stretches:
+            span = f"{s.first}..{s.last}" if s.last > s.first else f"{s.first}"
+            if s.two_way:
+                parts.append(f"{span} both ways between {s.start} and {s.end}")
+            elif s.start is None:
+                parts.append(f"{span} backward from {s.end}")
+            else:
+                parts.append(f"{span} forward from {s.start}")
+        return "frames " + ", ".join(parts)
 
 
 class _Lineage:

@@ -57,7 +57,11 @@ def test_select_device_mps(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_default_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_choice, "cpu_has_bf16", lambda: False)
     assert default_dtype(torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(device_choice, "cpu_has_bf16", lambda: True)
+    assert default_dtype(torch.device("cpu")) == torch.bfloat16  # "auto" uses native bf16
+    assert default_dtype("cpu", "fp32") == torch.float32  # ... unless told not to
     assert default_dtype("mps") == torch.float32
     assert default_dtype("cpu", "bf16") == torch.bfloat16
     assert default_dtype("cpu", "FP16") == torch.float16
@@ -68,3 +72,16 @@ def test_default_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_dtype("cuda:0") == torch.float16
     with pytest.raises(ValueError, match="precision"):
         default_dtype("cpu", "int8")
+
+
+def test_cpu_bf16_needs_the_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bfloat16 only where the CPU has native bf16 instructions: elsewhere it would be emulated, slowly."""
+    device_choice.cpu_has_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_f": True, "avx2": True})
+    assert not device_choice.cpu_has_bf16()
+    device_choice.cpu_has_bf16.cache_clear()
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    assert device_choice.cpu_has_bf16()  # and the probe product agrees with float32 (real kernels here)
+    device_choice.cpu_has_bf16.cache_clear()
+    monkeypatch.undo()
+    device_choice.cpu_has_bf16.cache_clear()

@@ -46,14 +46,15 @@ def _manual_features(bb: HFDinoBackbone, frames: np.ndarray, geom) -> torch.Tens
     return F.normalize(grid, dim=1)
 
 
+# float32 on purpose: these tests compare against a float32 reimplementation ("auto" may pick bf16 on this CPU)
 @pytest.fixture(scope="module")
 def v3(tiny_dinov3_dir: Path) -> HFDinoBackbone:
-    return load_backbone(str(tiny_dinov3_dir), device="cpu")
+    return load_backbone(str(tiny_dinov3_dir), device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def v2(tiny_dinov2_dir: Path) -> HFDinoBackbone:
-    return load_backbone(str(tiny_dinov2_dir), device="cpu")
+    return load_backbone(str(tiny_dinov2_dir), device="cpu", precision="fp32")
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_dinov2_non_square(v2: HFDinoBackbone, h: int, w: int, grid: tuple[int, 
 
 
 def test_dinov2_registers(tiny_dinov2_reg_dir: Path) -> None:
-    bb = load_backbone(str(tiny_dinov2_reg_dir), device="cpu")
+    bb = load_backbone(str(tiny_dinov2_reg_dir), device="cpu", precision="fp32")
     geom = compute_geometry(121, 161, 64, bb.patch_size)
     frames = _frames(1, 121, 161)
     torch.testing.assert_close(bb.extract(frames, geom), _manual_features(bb, frames, geom),
@@ -105,7 +106,7 @@ def test_matches_manual_forward_dinov3(v3: HFDinoBackbone, h: int, w: int, short
 
 
 def test_batched_equals_per_frame(tiny_dinov3_dir: Path) -> None:
-    bb = load_backbone(str(tiny_dinov3_dir), device="cpu")
+    bb = load_backbone(str(tiny_dinov3_dir), device="cpu", precision="fp32")
     geom = compute_geometry(121, 161, 64, bb.patch_size)
     frames = _frames(5, 121, 161, seed=2)
     bb.batch_size = 2  # 3 chunks: 2 + 2 + 1
@@ -116,6 +117,15 @@ def test_batched_equals_per_frame(tiny_dinov3_dir: Path) -> None:
     bb.batch_size = 8
     torch.testing.assert_close(bb.extract(torch.from_numpy(frames), geom), batched,
                                atol=1e-4, rtol=0)
+    # a run's batch size, given per call, wins over the backbone's own
+    sizes = []
+    hook = bb.model.register_forward_hook(lambda _m, args, kwargs, _out: sizes.append(kwargs["pixel_values"].shape[0]),
+                                          with_kwargs=True)
+    try:
+        torch.testing.assert_close(bb.extract(frames, geom, batch_size=4), batched, atol=1e-4, rtol=0)
+    finally:
+        hook.remove()
+    assert sizes == [4, 1]
 
 
 def test_bf16_on_cpu_returns_float32(tiny_dinov3_dir: Path, v3: HFDinoBackbone) -> None:

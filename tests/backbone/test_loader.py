@@ -13,6 +13,7 @@ import torch
 from napari_dinotrack.backbone import hub
 from napari_dinotrack.backbone.base import Backbone
 from napari_dinotrack.backbone.catalog import resolve_model_name
+from napari_dinotrack.backbone.device import cpu_has_bf16
 from napari_dinotrack.backbone.loader import (
     BackboneUnavailableError,
     HFDinoBackbone,
@@ -47,7 +48,8 @@ def test_load_local_folder(tiny_dinov3_dir: Path) -> None:
     assert (bb.patch_size, bb.feature_dim, bb.num_special_tokens) == (16, 64, 5)
     assert bb.family == "dinov3"
     assert bb.name == str(tiny_dinov3_dir)
-    assert bb.device == torch.device("cpu") and bb.dtype == torch.float32
+    # precision "auto": bfloat16 on CPUs that compute it natively
+    assert bb.device == torch.device("cpu") and bb.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
     assert not bb.model.training
     assert bb.mean == (0.485, 0.456, 0.406) and bb.std == (0.229, 0.224, 0.225)
     # a Path works too, and so does a dinov2 folder

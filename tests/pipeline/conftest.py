@@ -20,14 +20,15 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def labelled_clip(tmp_path: Path):
-    """Factory: make_clip(**kwargs) written to tmp_path with its frame-0 ground truth saved as the seed."""
+    """Factory: make_clip(**kwargs) written to tmp_path with one frame's ground truth (frame 0) saved as the seed."""
 
-    def make(name: str = "clip", polygons: bool = False, **kwargs) -> tuple[SyntheticClip, Path, ResultLayout]:
+    def make(name: str = "clip", polygons: bool = False, seed_frame: int = 0,
+             **kwargs) -> tuple[SyntheticClip, Path, ResultLayout]:
         clip = make_clip(**kwargs)
         video = clip.write(tmp_path / f"{name}.mp4")
         layout = ResultLayout(video)
         layout.ensure_folder()
-        write_manual(layout, clip.annotation(0, with_polygons=polygons))
+        write_manual(layout, clip.annotation(seed_frame, with_polygons=polygons))
         return clip, video, layout
 
     return make

@@ -28,7 +28,7 @@ def error_of(capsys) -> str:
 # ------------------------------------------------------------------ settings
 
 
-@pytest.mark.parametrize("text", ['{"min_similarity": NaN}', '{"velocity_gain": Infinity}',
+@pytest.mark.parametrize("text", ['{"min_similarity": NaN}', '{"motion_prior_weight": Infinity}',
                                   '{"batch_size": 4.5}', '{"batch_size": "8"}', "[1, 2]", '"x"',
                                   "[" * 100_000 + "]" * 100_000, "{\"a\": \xff}"])
 def test_bad_settings_files(labelled_clip, tmp_path, capsys, text):
@@ -40,7 +40,7 @@ def test_bad_settings_files(labelled_clip, tmp_path, capsys, text):
     assert sorted(layout.frame_files()) == [0]  # nothing was tracked with them
 
 
-@pytest.mark.parametrize("setting", ["min_similarity=NaN", "min_similarity=nan", "velocity_gain=-Infinity",
+@pytest.mark.parametrize("setting", ["min_similarity=NaN", "min_similarity=nan", "motion_prior_weight=-Infinity",
                                      "mask_propagation=cutie", "batch_size=0", "unknown_knob=1"])
 def test_bad_settings_on_the_command_line(labelled_clip, capsys, setting):
     _, video, _ = labelled_clip(n_frames=4)

@@ -63,10 +63,10 @@ def test_corrupt_seed_file_is_named_and_left_untouched(labelled_clip, capsys):
 def test_bad_config_file_is_named(labelled_clip, tmp_path, capsys):
     _, video, _ = labelled_clip(n_frames=4)
     config = tmp_path / "settings.json"
-    config.write_text(json.dumps({"velocity_gian": 1.0}))
+    config.write_text(json.dumps({"velocity_smothing": 1.0}))
     assert main(["track", str(video), "--model", "pixel:8", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "settings.json" in err and "velocity_gain" in err
+    assert "settings.json" in err and "velocity_smoothing" in err
 
 
 def test_missing_video_exit_code_2(tmp_path, capsys):

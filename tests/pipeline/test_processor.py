@@ -138,18 +138,21 @@ def test_a_hard_crash_loses_at_most_the_frames_in_flight(labelled_clip, tmp_path
     assert np.median(errs) < 1.5
 
 
-def test_correcting_a_frame_retracks_only_what_follows_it(labelled_clip):
-    clip, video, layout = labelled_clip(n_frames=24)
-    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
-    processor.process_video()
-    before = {f: layout.frame_json(f).read_bytes() for f in range(24)}
-
-    fixed = read_frame(layout.frame_json(12))
+def _correct_nose(clip, layout, frame: int) -> bytes:
+    fixed = read_frame(layout.frame_json(frame))
     fixed.source = "manual"
     nose = fixed.instances[0].keypoint("nose")
-    nose.x, nose.y = (float(v) for v in clip.positions["animal1", "nose"][12] + 0.5)
+    nose.x, nose.y = (float(v) for v in clip.positions["animal1", "nose"][frame] + 0.5)
     write_manual(layout, fixed)
-    corrected = layout.frame_json(12).read_bytes()
+    return layout.frame_json(frame).read_bytes()
+
+
+def test_forward_only_correction_retracks_only_what_follows_it(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=24)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT, direction="forward")
+    processor.process_video()
+    before = {f: layout.frame_json(f).read_bytes() for f in range(24)}
+    corrected = _correct_nose(clip, layout, 12)
 
     summary = processor.process_video()
     assert summary.frames_tracked == 11
@@ -157,11 +160,65 @@ def test_correcting_a_frame_retracks_only_what_follows_it(labelled_clip):
         assert layout.frame_json(f).read_bytes() == before[f], f
     assert layout.frame_json(12).read_bytes() == corrected
     later = load_annotations(layout, frames=range(13, 24))
-    assert all(a.seed_frame == 12 and a.source == "prediction" for a in later.values())
+    assert all(a.seed_frame == 12 and a.end_frame is None and a.source == "prediction" for a in later.values())
     rows = read_tracks_csv(layout.tracks_csv)
     assert len(rows) == 24 * 4
     row = next(r for r in rows if r["frame"] == 12 and r["keypoint"] == "nose")
-    assert abs(row["x"] - nose.x) < 1e-3
+    assert abs(row["x"] - read_frame(layout.frame_json(12)).instances[0].keypoint("nose").x) < 1e-3
+
+
+def test_two_way_correction_retracks_both_sides_up_to_the_next_seeds_and_nothing_else(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=30)
+    write_manual(layout, clip.annotation(20))
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    first = processor.process_video()
+    assert first.frames_tracked == 28  # 1..19 two ways, 21..29 forward
+    between = load_annotations(layout, frames=range(1, 20))
+    assert all((a.seed_frame, a.end_frame) == (0, 20) for a in between.values())
+    before = {f: layout.frame_json(f).read_bytes() for f in range(30)}
+
+    corrected = _correct_nose(clip, layout, 10)
+    summary = processor.process_video()
+    assert summary.frames_tracked == 18  # 1..9 and 11..19: both sides of frame 10, up to the seeds around it
+    assert layout.frame_json(10).read_bytes() == corrected
+    for f in (0, 20, *range(21, 30)):
+        assert layout.frame_json(f).read_bytes() == before[f], f
+    anns = load_annotations(layout)
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (0, 10) for f in range(1, 10))
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (10, 20) for f in range(11, 20))
+    assert processor.plan() is None  # all current now
+    rows = read_tracks_csv(layout.tracks_csv)
+    assert len(rows) == 30 * 4
+
+
+def test_two_way_tracks_frames_before_the_first_seed_backward(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=20, seed_frame=8)
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    summary = processor.process_video()
+    assert summary.frames_tracked == 19 and summary.first_frame == 0
+    anns = load_annotations(layout)
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (None, 8) for f in range(8))
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (8, None) for f in range(9, 20))
+    errs, _ = errors_against_truth(clip, layout, range(8))
+    assert np.median(errs) < 4.0  # tracked, not just copied from the seed
+    forward = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT, direction="forward")
+    assert forward.plan() is None  # forward-only leaves frames before the first seed alone
+
+
+def test_two_way_merge_lands_on_the_later_seed(labelled_clip):
+    """Near the later seed the backward pass carries the result: no jump onto the seed."""
+    clip, video, layout = labelled_clip(n_frames=24)
+    write_manual(layout, clip.annotation(23))
+    DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT).process_video()
+    anns = load_annotations(layout)
+    seed = anns[23]
+    near = anns[22]
+    for inst_near, inst_seed in zip(near.instances, seed.instances, strict=True):
+        for kp_near, kp_seed in zip(inst_near.keypoints, inst_seed.keypoints, strict=True):
+            truth_step = np.hypot(*(clip.positions[inst_seed.name, kp_seed.name][23]
+                                    - clip.positions[inst_seed.name, kp_seed.name][22]))
+            assert np.hypot(kp_near.x - kp_seed.x, kp_near.y - kp_seed.y) < truth_step + 3.0
+            assert "disagreement_px" in kp_near.extra
 
 
 def test_templates_from_a_later_manual_frame_are_used(labelled_clip):
@@ -276,3 +333,20 @@ def test_a_real_dino_model_drives_keypoints_and_masks_together(labelled_clip, ti
     assert all(r.masks is not None and r.masks.shape == (2, *clip.frames.shape[1:3]) for r in results)
     assert MaskStore(layout.masks_dir).frames() == list(range(8))
     assert all(0.0 <= kp.score <= 1.0 for r in results for i in r.annotation.instances for kp in i.keypoints)
+
+
+def test_two_way_with_seeds_that_label_different_keypoints(labelled_clip):
+    """The later seed lacks a keypoint: the forward pass alone carries it, nothing breaks."""
+    clip, video, layout = labelled_clip(n_frames=16)
+    later = clip.annotation(15)
+    later.instances[0].keypoints = [kp for kp in later.instances[0].keypoints if kp.name != "nose"]
+    write_manual(layout, later)
+    summary = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT).process_video()
+    assert summary.frames_tracked == 14
+    anns = load_annotations(layout)
+    for f in range(1, 15):
+        assert anns[f].keypoint_names() == anns[0].keypoint_names()
+        nose = anns[f].instances[0].keypoint("nose")
+        assert nose.extra["disagreement_px"] == 0.0  # only one pass saw it
+    errs, _ = errors_against_truth(clip, layout, range(1, 15))
+    assert np.median(errs) < 4.0

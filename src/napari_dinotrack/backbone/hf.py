@@ -127,18 +127,34 @@ class HFDinoBackbone:
                  str(dtype).removeprefix("torch."), time.perf_counter() - t0)
         return backbone
 
+    def compile(self) -> HFDinoBackbone:
+        """Run the model through ``torch.compile`` from now on; returns the backbone.
+
+        The first batch of each new shape then takes a while to compile (88 s for ViT-S/16 on a
+        2-core CPU, about 20 s on a GPU). Worth it on a GPU, where the reference probe ran
+        ViT-S/16 1.6x faster in bf16 batches of 8; on a CPU it gained nothing measurable
+        (docs/benchmarks.md).
+        """
+        import torch
+
+        self.model = torch.compile(self.model)
+        return self
+
     def __repr__(self) -> str:
         return (f"HFDinoBackbone(name={self.name!r}, patch_size={self.patch_size}, "
                 f"feature_dim={self.feature_dim}, device={self.device}, dtype={self.dtype})")
 
-    def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
+    def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry,
+                batch_size: int | None = None) -> torch.Tensor:
         """(B, H, W, 3) or (H, W, 3) uint8 RGB -> (B, C, grid_h, grid_w) unit-norm features.
 
-        Frames are processed ``batch_size`` at a time. float32 on CPU, the model dtype on GPUs.
+        Frames go through the model ``batch_size`` at a time (default: the backbone's
+        ``batch_size``). float32 on CPU, the model dtype on GPUs.
         """
         import torch
         import torch.nn.functional as F
 
+        from ..profiling import timed
         from .preprocess import to_working_tensor
 
         if geometry.patch_size != self.patch_size:
@@ -151,13 +167,15 @@ class HFDinoBackbone:
         out_dtype = torch.float32 if self.device.type == "cpu" else self.dtype
         gh, gw = geometry.grid_height, geometry.grid_width
         expected = gh * gw + self.num_special_tokens
+        step = max(1, int(batch_size or self.batch_size))
         chunks = []
         with torch.inference_mode():
-            for start in range(0, frames.shape[0], self.batch_size):
-                x = to_working_tensor(
-                    frames[start:start + self.batch_size], geometry, self.device, self.dtype,
-                    mean=self.mean, std=self.std,
-                )
+            for start in range(0, frames.shape[0], step):
+                with timed("preprocess"):
+                    x = to_working_tensor(
+                        frames[start:start + step], geometry, self.device, self.dtype,
+                        mean=self.mean, std=self.std,
+                    )
                 tokens = self.model(pixel_values=x).last_hidden_state
                 if tokens.shape[1] != expected:
                     raise RuntimeError(

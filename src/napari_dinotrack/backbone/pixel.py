@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BackboneUnavailableError
+from ..profiling import timed
 from .base import WorkGeometry, register_backbone
 from .preprocess import to_working_tensor
 
@@ -30,7 +31,8 @@ class PixelBackbone:
         self.device = torch.device(device or "cpu")
 
     def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
-        x = to_working_tensor(frames, geometry, self.device, torch.float32, normalize=False)
+        with timed("preprocess"):
+            x = to_working_tensor(frames, geometry, self.device, torch.float32, normalize=False)
         cell = self.patch_size // 4
         # centring on mid-grey makes unrelated colours dissimilar (raw RGB vectors are all alike)
         pooled = F.avg_pool2d(x, cell) - 0.5  # (B, 3, 4*gh, 4*gw)

@@ -308,17 +308,38 @@ def first_line(exc: BaseException) -> str:
 
 
 def hub_failure_reason(exc: BaseException, where: str) -> str:
-    """Why a hub download failed, in words, judged from the exception text.
+    """Why a hub download failed, in words.
 
-    huggingface_hub's exception classes differ between versions; the message text does not.
+    huggingface_hub's own exceptions decide (transformers wraps them, so the whole chain of
+    causes is searched); the message text is the fallback for a wrapper that dropped its cause.
     """
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    gated = "the hub refused access: this is a gated model and you are not logged in or have not accepted its licence."
+    missing = "the hub has no such model repository (or it is private)."
+    for cause in _causes(exc):
+        if isinstance(cause, GatedRepoError):  # a subclass of RepositoryNotFoundError: first
+            return gated
+        if isinstance(cause, RepositoryNotFoundError):
+            return missing
+        if isinstance(cause, LocalEntryNotFoundError):
+            return f"its weights are {where}, and they cannot be downloaded now (offline, or the hub is unreachable)."
     text = str(exc).lower()
     if any(k in text for k in ("gated", "401", "403", "restricted", "authenticat")):
-        return ("the hub refused access: this is a gated model and you are not logged in "
-                "or have not accepted its licence.")
+        return gated
     if any(k in text for k in ("404", "not a valid model identifier", "repository not")):
-        return "the hub has no such model repository (or it is private)."
+        return missing
     return f"its weights are {where} and downloading them failed."
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it was raised from or while handling, outermost first."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
 
 
 def unavailable(loc: WeightLocation, reason: str, cause: BaseException | None = None

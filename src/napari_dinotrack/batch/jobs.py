@@ -115,7 +115,7 @@ def _track(job: VideoJob, models: ModelCache, device: str | None, progress: Prog
     def processor(model):
         return DinoKeypointVideoProcessor(job.video, model_name=model, short_side=settings.short_side, device=device,
                                           runtime_config=job.config, progress_callback=on_frame,
-                                          precision=settings.precision)
+                                          precision=settings.precision, direction=settings.direction)
 
     planner = processor(settings.model)  # the model loads on first use: not for videos with nothing to do
     layout = planner.layout

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ..runsettings import PRECISIONS, RunSettings
+from ..runsettings import DIRECTIONS, PRECISIONS, RunSettings
 from ..tracking.config import PRESETS
 from .progress import FrameProgress
 
@@ -25,7 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--end-frame", type=int, default=None, help="last frame to track (default: the last)")
     parser.add_argument("--out", default=None, help="result folder (default: <video dir>/<video stem>/)")
     add_run_options(parser)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the backbone (default: all cores but the one the tracking loop uses)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the backbone through torch.compile (worth it on a GPU; slow to start)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--profile", default=None, metavar="FILE.json",
+                        help="record where the time goes, frame by frame, into this JSON file and print a summary")
     parser.set_defaults(func=run)
 
 
@@ -45,6 +51,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                         help="change one tracker setting, e.g. --set min_similarity=0.3 (repeatable)")
     parser.add_argument("--batch-size", type=int, default=None, help="frames per backbone batch")
+    parser.add_argument("--direction", default=defaults.direction, choices=DIRECTIONS,
+                        help="both (default): track between manual frames from each end and merge, and backward "
+                        "before the first one; forward: forward from each manual frame only")
 
 
 def tracker_config(args: argparse.Namespace):  # -> TrackerConfig
@@ -73,8 +82,9 @@ def tracker_config(args: argparse.Namespace):  # -> TrackerConfig
 
 
 def run_settings(args: argparse.Namespace) -> RunSettings:
-    """The backbone, working resolution, device and precision a command asked for."""
-    return RunSettings(model=args.model, short_side=args.short_side, device=args.device, precision=args.precision)
+    """The backbone, working resolution, device, precision and direction a command asked for."""
+    return RunSettings(model=args.model, short_side=args.short_side, device=args.device, precision=args.precision,
+                       direction=args.direction)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     processor = DinoKeypointVideoProcessor(
         args.video, result_folder=args.out, model_name=settings.model, short_side=settings.short_side,
         device=settings.device, runtime_config=config, progress_callback=progress, precision=settings.precision,
+        threads=args.threads, compile_backbone=args.compile, direction=settings.direction,
     )
     plan = processor.plan(args.start_frame, args.end_frame)
     if plan is None:
@@ -100,12 +111,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     backbone = processor.backbone  # load before announcing: a missing model is reported first
     if not args.quiet:
-        print(f"Tracking {processor.video_path.name} frames {plan.first}..{plan.last} from frame "
-              f"{plan.init_frame} with {backbone.name} -> {processor.layout.folder}", file=sys.stderr)
+        print(f"Tracking {processor.video_path.name} {plan.describe()} with {backbone.name} -> "
+              f"{processor.layout.folder}", file=sys.stderr)
     try:
-        summary = processor.process_video(args.start_frame, args.end_frame)
+        summary = processor.process_video(args.start_frame, args.end_frame, profile=args.profile)
     finally:
         progress.close()
+    if summary.profile is not None and summary.profile.n_frames:
+        print(summary.profile.table(), file=sys.stderr)
+        print(f"Profile written to {args.profile}", file=sys.stderr)
     print(f"Tracked {summary.frames_tracked} frames in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s); "
           f"results in {processor.layout.folder}")
     return 0

@@ -569,6 +569,31 @@ class VideoReader:
             )
         return self._iter(start, stop, max(1, int(prefetch)))
 
+    def iter_frames_reversed(self, start: int = 0, stop: int | None = None,
+                             chunk: int = 32) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame)`` for ``stop > index >= start``, last frame first.
+
+        Decoding runs forward, so the range is decoded in chunks of ``chunk`` frames from its end,
+        each one reversed: memory holds one chunk, and each chunk costs one seek.
+        """
+        self._check_open()
+        n = self.info.n_frames
+        stop = n if stop is None else stop
+        if not (0 <= start <= stop <= n):
+            raise VideoError(
+                f"Frame range {start}:{stop} is out of range for {self.path.name}, which has "
+                f"{n} frames. Use 0 <= start <= stop <= {n}."
+            )
+        return self._iter_reversed(start, stop, max(1, int(chunk)))
+
+    def _iter_reversed(self, start: int, stop: int, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+        hi = stop
+        while hi > start:
+            lo = max(start, hi - chunk)
+            frames = list(self._iter(lo, hi, chunk))
+            yield from reversed(frames)
+            hi = lo
+
     def _iter(self, start: int, stop: int, prefetch: int) -> Iterator[tuple[int, np.ndarray]]:
         if start == stop:
             return

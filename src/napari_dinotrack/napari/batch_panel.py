@@ -9,6 +9,9 @@ has not finished (after the current frame), and everything written stays for the
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -70,8 +73,7 @@ class FolderBatchPanel(Container):
         self.stop_button.clicked.connect(self.stop)
         self._messages: list[str] = []
         # the thread holds no widget: closing the dock just asks it to stop
-        stop = self._stop
-        self.native.destroyed.connect(lambda *_: stop.set())
+        self.native.destroyed.connect(functools.partial(_ask_to_stop, self._stop))
 
     @property
     def is_running(self) -> bool:
@@ -178,3 +180,12 @@ class FolderBatchPanel(Container):
             return
         self.summary = outcome
         self.status.value = outcome.counts()
+
+
+def _ask_to_stop(stop: threading.Event, *_: object) -> None:
+    # Qt destroys widgets at interpreter exit too, after Python has torn the event down; an
+    # exception in a Qt slot then aborts the process.
+    if sys.is_finalizing():
+        return
+    with contextlib.suppress(Exception):  # a half torn-down event must not abort the process
+        stop.set()

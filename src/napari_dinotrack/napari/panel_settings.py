@@ -15,7 +15,7 @@ from .settings import WidgetSettings
 
 if TYPE_CHECKING:
     from ..tracking.config import TrackerConfig
-    from .panels import BackbonePanel, DisplayPanel, SeedPanel, TrackerConfigPanel
+    from .panels import BackbonePanel, DisplayPanel, SeedPanel, TrackerConfigPanel, TrackPanel
 
 __all__ = ["read_panels", "show_in_panels", "tracker_config_from"]
 
@@ -34,7 +34,8 @@ def tracker_config_from(changed: dict[str, Any]) -> TrackerConfig:
         return TrackerConfig()
 
 
-def read_panels(bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: DisplayPanel) -> WidgetSettings:
+def read_panels(bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: DisplayPanel,
+                tp: TrackPanel) -> WidgetSettings:
     """The panels' state as settings (only the tracker values that differ from the defaults)."""
     from ..tracking.config import TrackerConfig
 
@@ -46,12 +47,12 @@ def read_panels(bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: Di
         preset=str(cp.preset.value), tracker=tracker, keypoint_names=sp.names.value,
         instance_name=sp.instance.value, show_trajectories=bool(dp.trajectories.value),
         tail_length=int(dp.tail_length.value), heatmap_opacity=float(dp.opacity.value),
-        heatmap_from_seed=bool(dp.from_seed.value),
+        heatmap_from_seed=bool(dp.from_seed.value), direction=tp.direction,
     )
 
 
 def show_in_panels(s: WidgetSettings, bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel,
-                   dp: DisplayPanel) -> None:
+                   dp: DisplayPanel, tp: TrackPanel) -> None:
     """Show saved settings in the panels; values the editors cannot take are skipped or clipped."""
     if s.local_folder and s.local_folder not in (".", ""):
         bp.folder.value = s.local_folder
@@ -71,3 +72,4 @@ def show_in_panels(s: WidgetSettings, bp: BackbonePanel, cp: TrackerConfigPanel,
     dp.tail_length.value = max(1, s.tail_length)
     dp.opacity.value = min(1.0, max(0.0, s.heatmap_opacity))
     dp.from_seed.value = s.heatmap_from_seed
+    tp.both_ways.value = s.direction == "both"

@@ -401,7 +401,8 @@ class TrackPanel(Container):
     """Track / Track from here / Stop, an optional end frame, progress and speed."""
 
     def __init__(self) -> None:
-        self.track = PushButton(text="Track", tooltip="Track every stale frame: from each manual frame to the end.")
+        self.track = PushButton(text="Track", tooltip="Track every stale frame: between the manual frames (both "
+                                                      "ways, merged), before the first and after the last.")
         self.track_here = PushButton(text="Track from here", tooltip=with_key(
             "Re-track from the current frame (its keypoints are the seed) to the end.", "track_from_here"))
         self.stop = PushButton(text="Stop", tooltip="Stop after the current frame; results so far are kept.")
@@ -413,6 +414,8 @@ class TrackPanel(Container):
         end = Container(widgets=[self.to_end, self.end_frame], layout="horizontal", labels=False,
                         label="end frame")
         end.margins = (0, 0, 0, 0)
+        self.both_ways = CheckBox(text="both ways between manual frames", value=RunSettings().direction == "both",
+                                  tooltip=RunSettings.model_fields["direction"].description)
         buttons = Container(widgets=[self.track, self.track_here, self.stop], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
@@ -421,7 +424,13 @@ class TrackPanel(Container):
                                   tooltip="Track every frame again from the first manual frame with the backbone "
                                           "and short side chosen now.")
         self.retrack.visible = False
-        super().__init__(widgets=[buttons, end, self.progress, self.status, self.retrack], labels=True)
+        super().__init__(widgets=[buttons, end, self.both_ways, self.progress, self.status, self.retrack],
+                         labels=True)
+
+    @property
+    def direction(self) -> str:
+        """``"both"`` or ``"forward"`` (see RunSettings.direction)."""
+        return "both" if self.both_ways.value else "forward"
 
     def set_frame_count(self, n_frames: int) -> None:
         """The end frame can be any frame of the video (``n_frames`` of them)."""

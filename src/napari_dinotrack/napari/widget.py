@@ -198,6 +198,7 @@ class DinoTrackerWidget(QWidget):
         tp.track_here.clicked.connect(self.track_from_here)
         tp.stop.clicked.connect(self.stop)
         tp.retrack.clicked.connect(self.retrack_with_this_model)
+        tp.both_ways.changed.connect(self._settings_changed)
         dp = self.display_panel
         dp.trajectories.changed.connect(self.display.show_trajectories)
         dp.tail_length.changed.connect(self.display.set_tail_length)
@@ -345,11 +346,13 @@ class DinoTrackerWidget(QWidget):
     # ---------------------------------------------------------------- remembered settings
     def current_settings(self) -> WidgetSettings:
         """The widget's state as a :class:`WidgetSettings`."""
-        return read_panels(self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel)
+        return read_panels(self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel,
+                           self.track_panel)
 
     def apply_settings(self, s: WidgetSettings) -> None:
         """Show saved settings in the panels (bad entries are skipped)."""
-        show_in_panels(s, self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel)
+        show_in_panels(s, self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel,
+                       self.track_panel)
         self.heatmap.set_opacity(self.display_panel.opacity.value)
         self._on_names_changed()
 
@@ -560,7 +563,7 @@ class DinoTrackerWidget(QWidget):
                 raise UserError(str(exc)) from None
         end_frame = check_frame_range(ctx, start_frame, self.track_panel.end, seeds)
         job = TrackJob(str(ctx.video_path), ctx.result_folder, choice, int(self.backbone_panel.short_side.value),
-                       config, start_frame, end_frame)
+                       config, start_frame, end_frame, self.track_panel.direction)
         return job, ctx
 
     def _on_run_end(self, summary: dict[str, Any]) -> None:

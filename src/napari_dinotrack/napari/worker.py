@@ -39,6 +39,7 @@ class TrackJob:
     config: TrackerConfig
     start_frame: int | None = None
     end_frame: int | None = None
+    direction: str = "both"
 
 
 class RunControl:
@@ -114,7 +115,7 @@ def _run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
 
     processor = DinoKeypointVideoProcessor(
         job.video_path, job.result_folder, model_name=backbone, short_side=job.short_side,
-        device=job.backbone.device_arg, runtime_config=job.config,
+        device=job.backbone.device_arg, runtime_config=job.config, direction=job.direction,  # type: ignore[arg-type]
     )
     control.attach(processor)
     results = processor.iter_results(start_frame=job.start_frame, end_frame=job.end_frame)

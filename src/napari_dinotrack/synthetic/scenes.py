@@ -229,8 +229,12 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
         if f["u_turns"] else set()
     exit_window = None
     if f["exit"]:
-        start = int(rng.integers(10, max(11, n // 2)))
-        exit_window = (start, start + int(rng.integers(14, 30)))
+        away = int(rng.integers(20, 36))
+        start = int(rng.integers(8, max(9, n - away - 30)))  # time left to come back in view
+        exit_window = (start, start + away)
+    exit_target: tuple[float, float] | None = None
+    exit_speed = 0.0
+    returning = False
     track = np.zeros((count, n, 3))
     turn_left = np.zeros(count, int)
     turn_rate = np.zeros(count)
@@ -238,6 +242,12 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
     for t in range(n):
         for a in range(count):
             x, y, hd = states[a]
+            if exit_window is not None and a == 0 and t == exit_window[1]:
+                # turn back towards the middle on the spot (out of view) and walk back in
+                returning = True
+                back = math.atan2(h / 2 - y, w / 2 - x)
+                turn_left[a] = 6
+                turn_rate[a] = ((back - hd + math.pi) % (2 * math.pi) - math.pi) / 6
             if t in u_turn_at and a == 0:
                 turn_left[a] = int(rng.integers(8, 21))
                 turn_rate[a] = math.pi / turn_left[a] * (1 if rng.random() < 0.5 else -1)
@@ -248,7 +258,13 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
                 omega[a] = 0.9 * omega[a] + rng.normal(0, f["turniness"])
                 wanted = hd + omega[a]
                 leaving = exit_window is not None and a == 0 and exit_window[0] <= t < exit_window[1]
-                if not leaving:
+                if leaving:
+                    if exit_target is None:
+                        # out through the nearest border, fully out of view well before the window ends
+                        exit_target, distance = _outside_target(x, y, h, w, length)
+                        exit_speed = distance / (0.6 * (exit_window[1] - exit_window[0]))
+                    wanted = _steer_towards(x, y, wanted, *exit_target, 0.6)
+                else:
                     wanted = _steer_inside(x, y, wanted, h, w, margin)
                     if exit_window is not None and a == 0 and t >= exit_window[1]:
                         wanted = _steer_towards(x, y, wanted, w / 2, h / 2, 0.35)
@@ -257,6 +273,15 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
                 # animals turn smoothly: at most MAX_TURN per frame outside of a U-turn
                 hd += float(np.clip((wanted - hd + math.pi) % (2 * math.pi) - math.pi, -MAX_TURN, MAX_TURN))
             s = speeds[a][t]
+            if exit_window is not None and a == 0 and exit_window[0] <= t < exit_window[1]:
+                assert exit_target is not None
+                there = math.hypot(exit_target[0] - x, exit_target[1] - y) <= exit_speed
+                s = 0.0 if there else max(s, exit_speed)  # out of view: it waits there
+            elif returning and a == 0:
+                if margin <= x <= w - margin and margin <= y <= h - margin:
+                    returning = False
+                else:
+                    s = max(s, exit_speed, 3.0) if turn_left[a] == 0 else 0.0
             nx, ny = x + s * math.cos(hd), y + s * math.sin(hd)
             if f["touching"] or (count > 1 and not f["crossing"]):
                 nx, ny = _keep_apart(a, nx, ny, states, 0.45 * length)
@@ -281,6 +306,15 @@ def _start_positions(rng, count, h, w, length):
                 break
         out.append((float(cx), float(cy)))
     return out
+
+
+def _outside_target(x, y, h, w, length):
+    """A point beyond the border nearest to (x, y), and how far the animal walks to be out of view."""
+    gaps = {"left": x, "right": w - x, "top": y, "bottom": h - y}
+    side = min(gaps, key=gaps.get)
+    beyond = 1.5 * length
+    target = {"left": (-beyond, y), "right": (w + beyond, y), "top": (x, -beyond), "bottom": (x, h + beyond)}[side]
+    return target, gaps[side] + beyond
 
 
 def _steer_inside(x, y, hd, h, w, margin):
