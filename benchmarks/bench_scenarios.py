@@ -234,5 +234,33 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(summary: dict) -> str:
+    """The docs table: one row per family, features and short side; full / flow / nn side by side."""
+    def f(v, fmt="{:.2f}"):
+        return fmt.format(v) if v is not None else "–"
+
+    lines = ["| family | features | short side | PCK@10 full / flow / nn | median px full / flow / nn "
+             "| id swaps full / flow | L/R swaps full / flow | hidden recall full / flow | visible recall full |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    keys = sorted({k.rsplit("|", 1)[0] for k in summary},
+                  key=lambda k: (FAMILIES.index(k.split("|")[0]), k.split("|")[1], int(k.split("|")[2])))
+    for key in keys:
+        v = {variant: summary.get(f"{key}|{variant}", {}) for variant in VARIANTS}
+        family, kind, side = key.split("|")
+        lines.append(
+            f"| {family} | {kind} | {side} | {' / '.join(f(v[x].get('pck10')) for x in VARIANTS)} "
+            f"| {' / '.join(f(v[x].get('median_px'), '{:.1f}') for x in VARIANTS)} "
+            f"| {v['full'].get('identity_swaps', '–')} / {v['flow'].get('identity_swaps', '–')} "
+            f"| {v['full'].get('lr_swaps', '–')} / {v['flow'].get('lr_swaps', '–')} "
+            f"| {f(v['full'].get('hidden_recall'))} / {f(v['flow'].get('hidden_recall'))} "
+            f"| {f(v['full'].get('visible_recall'))} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--markdown":  # print the docs table of a saved run
+        print(format_markdown(json.loads(Path(sys.argv[2]).read_text())["summary"]))
+    else:
+        main()

@@ -36,7 +36,8 @@ from napari_dinotrack.tracking.config import TrackerConfig
 from napari_dinotrack.tracking.keypoints.tracker import KeypointTracker
 work = sys.argv[2]
 data = torch.load(work + "/features.pt")
-feats, grays, h, w, side = data["features"], data["grays"], data["height"], data["width"], data["short_side"]
+feats, h, w, side = data["features"], int(data["height"]), int(data["width"]), int(data["short_side"])
+grays = [g.numpy() for g in data["grays"]]
 seed = read_frame(work + "/seed.json", 0)
 geo = compute_geometry(h, w, side, 16)
 times = []
@@ -71,7 +72,8 @@ def prepare(work: Path, n_frames: int, short_side: int) -> int:
     with torch.no_grad():
         feats = torch.cat([backbone.extract(clip.frames[i: i + 8], geo).float() for i in range(0, n_frames, 8)])
     grays = [to_gray(f) for f in clip.frames]
-    torch.save({"features": feats, "grays": grays, "height": 480, "width": 640, "short_side": short_side},
+    torch.save({"features": feats, "grays": torch.from_numpy(np.stack(grays)), "height": torch.tensor(480),
+                "width": torch.tensor(640), "short_side": torch.tensor(short_side)},
                work / "features.pt")
     seed = clip.annotation(0)
     write_frame(work / "seed.json", seed)
@@ -79,8 +81,10 @@ def prepare(work: Path, n_frames: int, short_side: int) -> int:
 
 
 def time_version(src: Path, work: Path, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(work), str(repeats)], check=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(work), str(repeats)], check=False,
                          capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the tracker in {src} failed:\n{out.stderr[-3000:]}")
     ms = np.array(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
     return {"src": str(src), "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()),
             "p90_ms": float(np.percentile(ms, 90)), "steps": int(ms.size)}

@@ -2,12 +2,68 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+# what Qt's xcb platform loads, and the package that brings each
+_QT_LIBRARIES = {"libxcb-icccm.so.4": "libxcb-icccm4", "libxcb-keysyms.so.1": "libxcb-keysyms1",
+                 "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxcb-cursor.so.0": "libxcb-cursor0",
+                 "libEGL.so.1": "libegl1", "libfontconfig.so.1": "libfontconfig1"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xvfb looks for the X server
+def pytest_configure(config: pytest.Config) -> None:
+    """The napari tests need a virtual X server: install it where we can, else stop with one line."""
+    if sys.platform != "linux" or not _runs_gui_tests(config):
+        return
+    missing = _missing_system_packages()
+    if not missing:
+        return
+    packages = (TESTS / "system_packages.txt").read_text().split("\n")
+    wanted = " ".join(w for line in packages if not line.startswith("#") for w in line.split())
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"installing what the napari tests need: {' '.join(missing)} …", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        done = subprocess.run(f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {wanted}",
+                              shell=True, env=env, stdout=subprocess.DEVNULL, check=False).returncode == 0
+        missing = _missing_system_packages() if done else missing
+        if not missing:
+            return
+    pytest.exit(f"the napari tests need system packages that are missing: {' '.join(missing)} "
+                f"(install them, e.g. sudo apt-get install {wanted}; or run only the engine tests with "
+                "--ignore=tests/napari)", returncode=4)
+
+
+def _runs_gui_tests(config: pytest.Config) -> bool:
+    try:
+        import napari  # noqa: F401  (without the [napari] extra the GUI tests are not run at all)
+    except ImportError:
+        return False
+    gui = TESTS / "napari"
+    for arg in config.args or [str(config.rootpath)]:
+        path = Path(arg.split("::")[0]).resolve()
+        if path == gui or gui in path.parents or path in gui.parents:
+            return True
+    return False
+
+
+def _missing_system_packages() -> list[str]:
+    missing = [] if shutil.which("Xvfb") else ["xvfb"]
+    try:
+        ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+        known = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        known = ""
+    return missing + [package for lib, package in _QT_LIBRARIES.items() if lib not in known]
+
 
 # Presentation times with irregular gaps (0.7 to 1.2 frames) and two pauses of several frames,
 # as phone recordings and captures that drop frames have them. "collisions" keeps the encoder's

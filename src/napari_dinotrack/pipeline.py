@@ -62,6 +62,7 @@ class FrameResult:
     frames_total: int
     fps: float  # tracked frames per second so far in this run
     provisional: bool = False  # a backward pass's result, merged with the forward pass before it is written
+    frames_written: int = 0  # predictions written so far in this run (frames_done counts tracker steps)
 
 
 @dataclass
@@ -296,7 +297,7 @@ class DinoKeypointVideoProcessor:
         run.seeds_shown.add(idx)
         if masks is not None:
             writer.put(here, masks, write_json=False, write_rows=False)
-        return FrameResult(idx, here, masks, True, run.done, run.total, run.fps)
+        return FrameResult(idx, here, masks, True, run.done, run.total, run.fps, frames_written=run.written)
 
     def _frame(self, idx: int, img: np.ndarray, gray: np.ndarray, feats: torch.Tensor, passes: _Passes,
                direction: str, tracker: KeypointTracker, writer: ResultWriter, run: _RunState,
@@ -314,7 +315,8 @@ class DinoKeypointVideoProcessor:
             passes.keep_backward(idx, out, run.seed)
             ann = passes.prediction(run.seed, idx, out, provisional=True)
             run.count_frame(self.progress_callback)
-            return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps, provisional=True)
+            return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps, provisional=True,
+                               frames_written=run.written)
         apart = None
         if direction == "forward" and passes.stretch.two_way:
             out, apart = passes.merge(out, idx, run.seed)
@@ -324,7 +326,8 @@ class DinoKeypointVideoProcessor:
         writer.put(ann, masks)
         t4 = time.perf_counter()
         run.count_frame(self.progress_callback)
-        result = FrameResult(idx, ann, masks, False, run.done, run.total, run.fps)
+        run.written += 1
+        result = FrameResult(idx, ann, masks, False, run.done, run.total, run.fps, frames_written=run.written)
         prof.add("mask_propagation", idx, t1 - t0)
         prof.add("tracker_step", idx, t2 - t1)
         prof.add("results", idx, t3 - t2 + time.perf_counter() - t4)
@@ -409,6 +412,7 @@ class _RunState:
     def __init__(self, total: int):
         self.total = total
         self.done = 0
+        self.written = 0
         self.started = time.perf_counter()
         self.seed: FrameAnnotation
         self.propagator: MaskPropagator | None = None

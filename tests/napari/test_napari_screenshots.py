@@ -89,6 +89,29 @@ def test_screenshots_and_responsiveness(make_napari_viewer, wait_run, tick_monit
     viewer.screenshot(path=str(shots / "proofreading.png"), canvas_only=False, flash=False)
     assert (shots / "proofreading.png").stat().st_size > 10_000
 
+    # two-way: Track re-tracks both sides of the corrected frame 12 (back to 0 and on to the end); where the
+    # backward pass from the (wrong) nose disagrees with the forward one from frame 0, the frame is flagged
+    from napari_dinotrack.io.labelme import load_annotations
+
+    assert widget.track_panel.direction == "both"
+    widget.track()
+    wait_run(widget, timeout=60)
+    assert "error" not in widget.last_summary, widget.last_summary
+    assert widget.last_summary["frames"] == SAMPLE_FRAMES - 2  # every frame but the two manual ones
+    anns = load_annotations(widget.video_context().layout)
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (0, 12) for f in range(1, 12))
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (12, None) for f in range(13, SAMPLE_FRAMES))
+    widget.proofreader.recheck()
+    flagged = {f for f, reasons in widget.proofreader.suspicions.items() if any(
+        r.reason == "disagreement" for r in reasons)}
+    assert flagged and flagged <= set(range(1, 12))
+    viewer.dims.set_current_step(0, 0)
+    widget.proofreader.next_suspicious()
+    widget.collapsibles["Track"].expand(animate=False)
+    _settle(qtbot, viewer)
+    viewer.screenshot(path=str(shots / "twoway.png"), canvas_only=False, flash=False)
+    assert (shots / "twoway.png").stat().st_size > 10_000
+
     # the similarity heatmap of the nose on frame 25
     from napari_dinotrack.napari.heatmap import HEATMAP_LAYER
 

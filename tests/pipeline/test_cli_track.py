@@ -97,3 +97,17 @@ def test_cli_outputs_match_the_ground_truth(labelled_clip, capsys):
             for kp in inst.keypoints:
                 row = next(r for r in rows if (r["frame"], r["instance"], r["keypoint"]) == (f, inst.name, kp.name))
                 assert row["visible"] == kp.visible and (not kp.visible or abs(row["x"] - kp.x) < 1e-3)
+
+
+def test_direction_forward_and_both(labelled_clip, capsys):
+    _, video, layout = labelled_clip(n_frames=12, seed_frame=5)
+    assert main(["track", str(video), "--model", "pixel:8", "--short-side", "160", "--direction", "forward"]) == 0
+    out = capsys.readouterr()
+    assert "frames 6..11 forward from 5" in out.err and "Tracked 6 frames" in out.out
+    assert sorted(load_annotations(layout)) == list(range(5, 12))  # nothing before the seed
+    assert main(["track", str(video), "--model", "pixel:8", "--short-side", "160"]) == 0  # both: the default
+    out = capsys.readouterr()
+    assert "frames 0..4 backward from 5" in out.err and "Tracked 5 frames" in out.out
+    assert sorted(load_annotations(layout)) == list(range(12))
+    assert main(["track", str(video), "--model", "pixel:8", "--direction", "sideways"]) == 2
+    assert "--direction" in capsys.readouterr().err

@@ -116,6 +116,7 @@ class TrackRun:
         self.running = False
         self.error: str | None = None
         self.frames_done = 0
+        self.frames_written = 0
         self._backbones = backbones
         self._display = display
         self._panel = panel
@@ -161,6 +162,7 @@ class TrackRun:
         self._display.add(batch)
         self._latest = batch[-1]
         self.frames_done = int(batch[-1].frames_done)
+        self.frames_written = int(batch[-1].frames_written)
         if not self._progress_timer.isActive():
             self._progress_timer.start()
 
@@ -177,7 +179,9 @@ class TrackRun:
         fps = float(r.fps or 0.0)
         left = (total - r.frames_done) / fps if fps > 0 else float("nan")
         eta = "" if not np.isfinite(left) else f" · {_hms(left)} left"
-        self._panel.status.value = f"Frame {r.frame}: {r.frames_done}/{total} frames · {fps:.1f} frames/s{eta}"
+        backward = " (backward pass)" if r.provisional else ""
+        self._panel.status.value = (f"Frame {r.frame}{backward}: {r.frames_done}/{total} steps · {fps:.1f} frames/s"
+                                    f"{eta}")
 
     def _on_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
@@ -217,7 +221,7 @@ class TrackRun:
             return {"error": self.error}
         seconds = time.monotonic() - self._t0
         stopped = self.control.stop_requested
-        done = self.frames_done
+        done = self.frames_written
         other = self.control.other_model
         summary = {"stopped": stopped, "frames": done, "seconds": seconds,
                    "refresh_max_ms": self._display.refresh_stats["max_ms"],
