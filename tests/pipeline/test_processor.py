@@ -350,3 +350,25 @@ def test_two_way_with_seeds_that_label_different_keypoints(labelled_clip):
         assert nose.extra["disagreement_px"] == 0.0  # only one pass saw it
     errs, _ = errors_against_truth(clip, layout, range(1, 15))
     assert np.median(errs) < 4.0
+
+
+def test_a_two_way_run_stopped_halfway_resumes_where_it_stopped(labelled_clip):
+    clip, video, layout = labelled_clip(n_frames=30)
+    write_manual(layout, clip.annotation(29))
+    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT)
+    written = []
+    for result in processor.iter_results():
+        if not result.provisional and not result.reseeded:
+            written.append(result.frame)
+        if len(written) == 10:
+            processor.stop()
+    assert written == list(range(1, 11))  # the forward pass writes, merged with the backward one
+    plan = processor.plan()
+    assert plan.describe() == "frames 11..28 both ways between 10 and 29"
+    summary = processor.process_video()
+    assert summary.frames_tracked == 18 and processor.plan() is None
+    anns = load_annotations(layout)
+    assert all((anns[f].seed_frame, anns[f].end_frame) == (0, 29) for f in range(1, 29))
+    assert len(read_tracks_csv(layout.tracks_csv)) == 30 * 4
+    errs, _ = errors_against_truth(clip, layout, range(1, 29))
+    assert np.median(errs) < 4.0

@@ -159,7 +159,11 @@ class TrackRun:
         self._panel.status.value = "Stopping …"
 
     def _on_results(self, batch: list[FrameResult]) -> None:
-        self._display.add(batch)
+        # a backward pass's results are not on disk (the forward pass merges and writes them): the
+        # layers only ever show what a stop would leave
+        shown = [r for r in batch if not r.provisional]
+        if shown:
+            self._display.add(shown)
         self._latest = batch[-1]
         self.frames_done = int(batch[-1].frames_done)
         self.frames_written = int(batch[-1].frames_written)
