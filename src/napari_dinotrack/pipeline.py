@@ -16,7 +16,7 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,7 +185,7 @@ class DinoKeypointVideoProcessor:
         return summary
 
     def iter_results(self, start_frame: int | None = None, end_frame: int | None = None,
-                     profile: RunProfile | None = None) -> Iterator[FrameResult]:
+                     profile: RunProfile | None = None) -> Generator[FrameResult, None, None]:
         """Track and yield each frame's result as it is produced; outputs are written as it goes.
 
         The first result is the frame tracking starts from (``reseeded=True``). Closing the
@@ -435,7 +435,9 @@ def _extractor(backbone: Backbone, batch_size: int) -> Callable[..., torch.Tenso
         takes_batch_size = "batch_size" in inspect.signature(backbone.extract).parameters
     except (TypeError, ValueError):  # no signature to read (a C extension): call it as the protocol says
         takes_batch_size = False
-    return functools.partial(backbone.extract, batch_size=batch_size) if takes_batch_size else backbone.extract
+    # the protocol's extract has no batch_size: widen the type so the checked-at-runtime keyword passes
+    extract: Callable[..., torch.Tensor] = backbone.extract
+    return functools.partial(extract, batch_size=batch_size) if takes_batch_size else extract
 
 
 def _aligned(out: TrackOutput, keys: list[tuple[str, str]], wanted: list[tuple[str, str]],

@@ -198,10 +198,10 @@ class RunProfile:
             "setup": self.setup,
         }
 
-    def per_frame(self) -> dict[str, list[float]]:
+    def per_frame(self) -> dict[str, list[int] | list[float]]:
         """Column-wise per-frame records: ``frame`` and every stage in milliseconds."""
         frames = (np.flatnonzero(self._seen) + self.first).tolist()
-        out: dict[str, list[float]] = {"frame": frames}
+        out: dict[str, list[int] | list[float]] = {"frame": frames}
         for stage in STAGES:
             out[stage.name] = [round(v, 4) for v in self.stage_ms(stage.name).tolist()]
         return out
@@ -335,14 +335,16 @@ class _FlowTimer:
                 return
             from .tracking.keypoints import flow
 
-            original = getattr(flow, self.FUNCTION, None)
+            original: Callable[..., Any] | None = getattr(flow, self.FUNCTION, None)
             if original is None:
                 return
             wrapper = _timed_call(original, "optical_flow")
             prefix = self.PACKAGE + "."
             for name, module in list(sys.modules.items()):
-                if (name == self.PACKAGE or name.startswith(prefix)) and \
-                        getattr(module, self.FUNCTION, None) is original:
+                if name != self.PACKAGE and not name.startswith(prefix):
+                    continue
+                found: Callable[..., Any] | None = getattr(module, self.FUNCTION, None)
+                if found is original:
                     setattr(module, self.FUNCTION, wrapper)
                     self._patched.append((module, original))
 

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 __all__ = ["default_cache_dir", "offline_setting", "reachable", "short_timeouts"]
 
 PROBE_TIMEOUT_S = 3.0
-ETAG_TIMEOUT_S = 5.0
-DOWNLOAD_TIMEOUT_S = 15.0
+ETAG_TIMEOUT_S = 5
+DOWNLOAD_TIMEOUT_S = 15
 
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")

@@ -18,8 +18,8 @@ def to_working_tensor(
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     normalize: bool = True,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
 ) -> torch.Tensor:
     """(B, H, W, 3) or (H, W, 3) uint8 RGB -> (B, 3, padded_h, padded_w) in ``dtype``.
 

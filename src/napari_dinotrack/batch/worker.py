@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import cast
 
 from distributed import Event, get_worker
 from distributed.comm.addressing import get_address_host
@@ -95,7 +96,8 @@ def run_job(job: VideoJob, topic: str, stop_event: str) -> VideoResult:
     The batch's Dask ``Event`` named ``stop_event`` ends the video after the current frame.
     """
     worker = get_worker()
-    plugin = worker.plugins[PLUGIN_NAME]
+    # the batch registers this plugin under PLUGIN_NAME before it submits any task
+    plugin = cast(BatchWorkerPlugin, worker.plugins[PLUGIN_NAME])
     report = _ProgressEvents(worker, topic, job.video, Event(stop_event))
     wants_gpu = job.settings.device in GPU_DEVICES
     with plugin.gpu(wants_gpu) as device:

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ..runsettings import PRECISIONS, RunSettings
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backbone.catalog import DEFAULT_MODEL, list_models
     from ..backbone.loader import ENV_LOCATION, available_locally
 
-    rows = [{
+    rows: list[dict[str, Any]] = [{
         "key": spec.key,
         "repo_id": spec.repo_id,
         "family": spec.family,

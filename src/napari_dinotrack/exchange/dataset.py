@@ -122,8 +122,8 @@ class KeypointRows:
         return cls.from_columns(cols)
 
     @classmethod
-    def from_columns(cls, cols: Mapping[str, Sequence[Any]]) -> KeypointRows:
-        """Rows from per-column sequences (keys: the field names)."""
+    def from_columns(cls, cols: Mapping[str, Sequence[Any] | np.ndarray]) -> KeypointRows:
+        """Rows from per-column sequences or arrays (keys: the field names)."""
         n = len(cols["frame"])
         return cls(
             frame=np.asarray(cols["frame"], dtype=int).reshape(n),
@@ -211,9 +211,10 @@ def points_dataset(data: np.ndarray, features: Mapping[str, Sequence[Any]] | Any
         has = name in features.columns if hasattr(features, "columns") else name in features
         return list(features[name]) if has else [default] * n
 
-    cols = {"frame": np.round(data[:, 0]).astype(int), "instance": column("instance", "animal"),
-            "keypoint": column("keypoint", None), "x": data[:, 2], "y": data[:, 1],
-            "visible": column("visible", True), "score": column("score", math.nan)}
+    cols: dict[str, Sequence[Any] | np.ndarray] = {
+        "frame": np.round(data[:, 0]).astype(int), "instance": column("instance", "animal"),
+        "keypoint": column("keypoint", None), "x": data[:, 2], "y": data[:, 1],
+        "visible": column("visible", True), "score": column("score", math.nan)}
     if any(name is None or (isinstance(name, float) and math.isnan(name)) for name in cols["keypoint"]):
         raise InputError("Every point needs a keypoint name (the layer's 'keypoint' feature) to be exported.")
     return rows_dataset(KeypointRows.from_columns(cols), n_frames, fps, attrs)

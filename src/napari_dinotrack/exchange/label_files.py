@@ -274,7 +274,9 @@ def _read_coco(path: Path, video_stem: str | None) -> LabelFile:
         raise InputError(f"{path}: no category has keypoints; this is not a COCO keypoint file")
     images = {image["id"]: image for image in data["images"]}
     cols: dict[str, list[Any]] = {k: [] for k in ("frame", "instance", "keypoint", "x", "y", "visible", "score")}
-    sizes, per_image, named = set(), {}, True
+    sizes: set[tuple[int, int]] = set()
+    per_image: dict[Any, int] = {}  # annotations seen so far per image id
+    named = True
     for ann in data["annotations"]:
         skeleton = skeletons.get(ann.get("category_id"))
         if skeleton is None or not ann.get("keypoints"):

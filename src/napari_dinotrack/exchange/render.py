@@ -84,7 +84,7 @@ def draw_frame(image: np.ndarray, tracks: OverlayTracks, t: int, edges: Sequence
             if ja is not None and jb is not None and tracks.visible[t, ja] and tracks.visible[t, jb]:
                 cv2.line(out, fixed(tracks.xy[t, ja]), fixed(tracks.xy[t, jb]), _SKELETON_RGB, settings.line_width,
                          cv2.LINE_AA, shift)
-    for j in np.flatnonzero(tracks.present[t]):
+    for j in np.flatnonzero(tracks.present[t]).tolist():
         centre = fixed(tracks.xy[t, j])
         if tracks.visible[t, j]:
             cv2.circle(out, centre, radius << shift, tracks.colour[j], -1, cv2.LINE_AA, shift)

@@ -320,7 +320,7 @@ class _FrameBuilder:
         else:
             raise AnnotationError(self.path, f"{where}: 'visible' must be true or false, "
                                   f"got {visible!r}")
-        known = _POINT_KNOWN
+        known: tuple[str, ...] = _POINT_KNOWN
         score_value = shape.get("score")
         if score_value is None and shape.get("quality") is not None:
             score_value = shape["quality"]

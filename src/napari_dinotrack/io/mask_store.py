@@ -15,7 +15,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -25,6 +25,7 @@ from .atomic import atomic_write_bytes, atomic_write_text, output_error
 
 if TYPE_CHECKING:
     import dask.array
+    from dask.typing import Key
 
 __all__ = ["MaskStore", "lazy_labels", "mask_to_polygon", "polygon_to_mask"]
 
@@ -221,7 +222,7 @@ def lazy_labels(
     # faster than map_blocks/from_array, whose per-block bookkeeping takes seconds at 10^5 frames.
     name = f"dinotrack-mask-labels-{uuid.uuid4().hex}"
     load = functools.partial(_load_label_frame, store, shape, dtype)
-    dsk = {(name, t, 0, 0): (load, t) for t in range(n_frames)}
+    dsk: dict[Key, Any] = {(name, t, 0, 0): (load, t) for t in range(n_frames)}
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     return da.Array(graph, name, chunks=((1,) * n_frames, (shape[0],), (shape[1],)), dtype=dtype)
 

@@ -35,6 +35,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import imageio_ffmpeg
@@ -191,7 +192,7 @@ def _file_key(path: Path) -> tuple[str, int, int]:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
-def probe_video(path: str | Path) -> VideoInfo:
+def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
     """Return the exact frame count, fps and frame size of a video.
 
     The frame count is exact because the whole stream is decoded once (fast, no pixel
@@ -391,7 +392,7 @@ class VideoReader:
         return {"path": self.path, "chunk_size": self.chunk_size, "cache_chunks": self.cache_chunks}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], state["chunk_size"], state["cache_chunks"])
+        type(self).__init__(self, state["path"], state["chunk_size"], state["cache_chunks"])
 
     def _check_open(self) -> None:
         if self._closed:
@@ -738,6 +739,7 @@ def lazy_video(source: str | Path | VideoReader, chunk_size: int | None = None) 
     from dask.base import tokenize
 
     name = f"video-{info.path.stem}-{tokenize(key, cs, id(reader))}"
+    dsk: dict[tuple[str, int, int, int, int], tuple[Any, ...]]
     if cs == reader.chunk_size:
         dsk = {(name, i, 0, 0, 0): (reader.read_chunk, i) for i in range(len(sizes))}
     else:

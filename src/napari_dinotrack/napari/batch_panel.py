@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import Container, FileEdit, Label, PushButton
 from qtpy.QtCore import QObject, Signal
 
@@ -50,7 +51,7 @@ class FolderBatchPanel(Container):
         self._backbone = backbone
         self._tracker = tracker
         self._video_context = video_context
-        self.folder = FileEdit(label="folder", mode="d",
+        self.folder = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY,
                                tooltip="Folder whose videos to track; empty = the current video's folder.")
         self.start = PushButton(text="Track the folder's other videos",
                                 tooltip="Track every other video of the folder that has a labelled frame, in the "
@@ -58,7 +59,7 @@ class FolderBatchPanel(Container):
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-        self.lines = Container(labels=False)
+        self.lines: Container[Label] = Container(labels=False)
         super().__init__(widgets=[self.folder, self.start, self.stop_button, self.status, self.lines], labels=True)
         self._line: dict[str, Label] = {}
         self._stop = threading.Event()
@@ -84,7 +85,8 @@ class FolderBatchPanel(Container):
         from ..batch import collect_videos
 
         current = self._current()
-        folder = Path(self.folder.value) if str(self.folder.value) not in ("", ".") else None
+        chosen = str(self.folder.value)
+        folder = Path(chosen) if chosen not in ("", ".") else None
         if folder is None:
             if current is None:
                 raise UserError("Choose a folder (or open a video to track the other videos of its folder).")
@@ -110,7 +112,7 @@ class FolderBatchPanel(Container):
             videos = self.videos()
             settings = RunSettings(model=self._backbone.model_name, short_side=int(self._backbone.short_side.value),
                                    device=str(self._backbone.device.value),
-                                   precision=str(self._backbone.precision.value))
+                                   precision=self._backbone.precision.value)  # one of the combo's PRECISIONS
             config = self._tracker.config()
         except UserError as exc:
             self.status.value = f"⚠ {exc}"

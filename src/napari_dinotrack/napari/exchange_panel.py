@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -20,8 +21,8 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
     SpinBox,
-    Widget,
 )
+from magicgui.widgets.bases import ValueWidget
 
 from ..exchange.settings import INDIVIDUALS, CleanupSettings, RenderSettings
 from ..schema import SettingInfo, describe
@@ -35,7 +36,7 @@ EXPORT_CHOICES: tuple[tuple[str, str], ...] = (
 _LABEL_FILTER = "Label files (*.h5 *.csv *.slp *.json)"
 
 
-def _editor(info: SettingInfo) -> Widget:
+def _editor(info: SettingInfo) -> ValueWidget:
     tip = f"{info.description} Default: {info.default}."
     label = info.name.replace("_", " ")
     if info.kind is int:
@@ -57,18 +58,21 @@ def _header(text: str) -> Label:
 class ExchangePanel(Container):
     """Export to other tools, movement clean-up shown as a layer, skeleton, label import, overlay video."""
 
+    # the "Render overlay video" button shadows Container.render (a screenshot), which this panel never uses
+    render: PushButton  # type: ignore[assignment]
+
     def __init__(self) -> None:
         self.format = ComboBox(label="format", choices=list(EXPORT_CHOICES), value=EXPORT_CHOICES[0][1],
                                tooltip="File format for DeepLabCut, SLEAP, NWB or movement.")
         self.individuals = ComboBox(label="animals", choices=list(INDIVIDUALS), value=INDIVIDUALS[0],
                                     tooltip="One file for all animals, or one per animal (NWB: always one per animal).")
-        self.out = FileEdit(label="save as", mode="w", value="",
+        self.out = FileEdit(label="save as", mode=FileDialogMode.OPTIONAL_FILE,
                             tooltip="Output file; leave empty for the result folder (e.g. <video>_dlc.h5).")
         self.apply_cleanup = CheckBox(text="apply the clean-up below", value=False,
                                       tooltip="Export the filtered positions instead of the raw ones.")
         self.export = PushButton(text="Export", tooltip="Write the saved results in the chosen format.")
 
-        self.cleanup_editors: dict[str, Widget] = {info.name: _editor(info) for info in describe(CleanupSettings)}
+        self.cleanup_editors: dict[str, ValueWidget] = {info.name: _editor(info) for info in describe(CleanupSettings)}
         self.show_filtered = PushButton(
             text="Show filtered keypoints",
             tooltip="Add (or refresh) a separate 'filtered' layer beside the keypoints; nothing is saved.")
@@ -78,7 +82,7 @@ class ExchangePanel(Container):
                                          "Stored in the result folder; drawn on the current frame and in renders.")
         self.save_skeleton = PushButton(text="Save and draw skeleton")
 
-        self.label_file = FileEdit(label="labels", mode="r", filter=_LABEL_FILTER, value="",
+        self.label_file = FileEdit(label="labels", mode=FileDialogMode.EXISTING_FILE, filter=_LABEL_FILTER,
                                tooltip="DeepLabCut CollectedData .h5/.csv or predictions, SLEAP .slp or analysis .h5, "
                                        "COCO keypoint .json made on this video.")
         self.replace = CheckBox(text="Replace manual frames", value=False,

@@ -227,6 +227,7 @@ class ExchangeTools:
         vectors = np.zeros((0, 2, 3)) if layer is None else skeleton_vectors(layer.data, layer.features, edges)
         lines = self.skeleton_layer()
         if lines is None and len(vectors):
+            assert layer is not None  # the vectors were drawn from it
             with adding_quietly(self.host.viewer, lambda: self.host.points_layer):
                 lines = self.host.viewer.add_vectors(
                     vectors, name="skeleton", edge_width=max(1.0, float(np.median(layer.size)) / 6),

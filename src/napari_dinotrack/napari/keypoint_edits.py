@@ -63,7 +63,7 @@ def row_of_points(frame: int, centre_yx: tuple[float, float], count: int, spacin
     return np.column_stack([np.full(count, float(frame)), np.full(count, cy), cx + offsets])
 
 
-def name_added_points(data: np.ndarray, features: pd.DataFrame, indices: Sequence[int],
+def name_added_points(data: np.ndarray, features: pd.DataFrame, indices: Sequence[int] | np.ndarray,
                       names: Sequence[str]) -> bool:
     """Give each added row the next of ``names`` its instance lacks on that frame (in place).
 

@@ -18,9 +18,10 @@ __all__ = ["get_label_reader", "read_label_layers"]
 
 
 def _single_path(path: str | list[str]) -> Path | None:
+    single: str | list[str] | None = path
     if isinstance(path, list | tuple):
-        path = path[0] if len(path) == 1 else None
-    return Path(path) if isinstance(path, str | Path) else None
+        single = path[0] if len(path) == 1 else None
+    return Path(single) if isinstance(single, str | Path) else None
 
 
 def get_label_reader(path: str | list[str]) -> ReaderFunction | None:

@@ -128,8 +128,8 @@ class LiveLabels:
                 out[sel] = self.frame(int(t))[tuple(np.asarray(k)[sel] if isinstance(k, np.ndarray | list) else k
                                                     for k in rest)]
             return out
-        ts = range(*tkey.indices(self.shape[0])) if isinstance(tkey, slice) else [int(t) for t in np.asarray(tkey)]
-        stack = [self.frame(t)[rest] for t in ts]
+        frames = range(*tkey.indices(self.shape[0])) if isinstance(tkey, slice) else [int(t) for t in np.asarray(tkey)]
+        stack = [self.frame(t)[rest] for t in frames]
         if not stack:
             return np.zeros((0, *np.zeros(self.shape[1:])[rest].shape), dtype=self.dtype)
         return np.stack(stack)

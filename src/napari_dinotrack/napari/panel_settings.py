@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -43,7 +44,8 @@ def read_panels(bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: Di
     tracker = {k: v for k, v in cp.values().items() if defaults.get(k) != v}
     return WidgetSettings(
         model=str(bp.model.value), local_folder=str(bp.folder.value or "") if bp.folder.value else "",
-        short_side=int(bp.short_side.value), device=str(bp.device.value), precision=str(bp.precision.value),
+        short_side=int(bp.short_side.value), device=str(bp.device.value),
+        precision=bp.precision.value,  # one of the combo's PRECISIONS; the settings model checks it
         preset=str(cp.preset.value), tracker=tracker, keypoint_names=sp.names.value,
         instance_name=sp.instance.value, show_trajectories=bool(dp.trajectories.value),
         tail_length=int(dp.tail_length.value), heatmap_opacity=float(dp.opacity.value),
@@ -55,10 +57,10 @@ def show_in_panels(s: WidgetSettings, bp: BackbonePanel, cp: TrackerConfigPanel,
                    dp: DisplayPanel, tp: TrackPanel) -> None:
     """Show saved settings in the panels; values the editors cannot take are skipped or clipped."""
     if s.local_folder and s.local_folder not in (".", ""):
-        bp.folder.value = s.local_folder
+        bp.folder.value = Path(s.local_folder)
     with contextlib.suppress(ValueError):  # a model no longer offered
         bp.model.value = s.model
-    bp.short_side.value = max(bp.short_side.min, min(bp.short_side.max, s.short_side))
+    bp.short_side.value = int(max(bp.short_side.min, min(bp.short_side.max, s.short_side)))
     if s.device in bp.device.choices:
         bp.device.value = s.device
     if s.precision in bp.precision.choices:

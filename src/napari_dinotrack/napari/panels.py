@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from magicgui.types import FileDialogMode
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -29,8 +31,9 @@ from magicgui.widgets import (
     SpinBox,
     Widget,
 )
+from magicgui.widgets.bases import ValueWidget
 
-from ..runsettings import MAX_SHORT_SIDE, MIN_SHORT_SIDE, PRECISIONS, RunSettings
+from ..runsettings import MAX_SHORT_SIDE, MIN_SHORT_SIDE, PRECISIONS, Direction, RunSettings
 from ..schema import SettingInfo, describe
 from ..tracking.config import PRESETS, TrackerConfig
 from .backbones import LOCAL_FOLDER, model_choices
@@ -205,7 +208,8 @@ class BackbonePanel(Container):
         self.model = ComboBox(label="model", choices=model_choices(),
                               tooltip="Feature extractor. DINOv3 needs its (gated) weights; "
                                       "'pixel:' needs none; 'local folder…' loads a save_pretrained folder.")
-        self.folder = FileEdit(label="folder", mode="d", tooltip="Folder with config.json + model.safetensors.")
+        self.folder = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY,
+                               tooltip="Folder with config.json + model.safetensors.")
         defaults = RunSettings()
         self.short_side = SpinBox(label="short side", value=defaults.short_side, min=MIN_SHORT_SIDE,
                                   max=MAX_SHORT_SIDE, step=16,
@@ -240,7 +244,7 @@ class BackbonePanel(Container):
             self.model.value = name
         elif name:
             self.model.value = LOCAL_FOLDER
-            self.folder.value = name
+            self.folder.value = Path(name)
 
 
 def _device_choices() -> list[str]:
@@ -285,7 +289,7 @@ class TrackerConfigPanel(Container):
                                tooltip="Starting points for common situations; editing any knob makes it 'custom'.")
         self.reset = PushButton(text="Reset to defaults")
         self.error = status_label()
-        self.editors: dict[str, Widget] = {}
+        self.editors: dict[str, ValueWidget] = {}
         widgets: list[Widget] = [self.preset, self.reset]
         by_group: dict[str, list[SettingInfo]] = {}
         for info in describe(TrackerConfig):
@@ -306,7 +310,7 @@ class TrackerConfigPanel(Container):
         self.changed.connect(self._on_edited)
 
     @staticmethod
-    def _editor(f: SettingInfo) -> Widget:
+    def _editor(f: SettingInfo) -> ValueWidget:
         default, lo, hi = f.default, f.lo, f.hi
         rng = ""
         if lo is not None or hi is not None:
@@ -411,8 +415,8 @@ class TrackPanel(Container):
         self.end_frame = SpinBox(value=0, min=0, max=0, enabled=False,
                                  tooltip="Last frame to track (inclusive), when 'to the end' is off.")
         self.to_end.changed.connect(lambda on: setattr(self.end_frame, "enabled", not on))
-        end = Container(widgets=[self.to_end, self.end_frame], layout="horizontal", labels=False,
-                        label="end frame")
+        end_widgets: list[Widget] = [self.to_end, self.end_frame]
+        end = Container(widgets=end_widgets, layout="horizontal", labels=False, label="end frame")
         end.margins = (0, 0, 0, 0)
         self.both_ways = CheckBox(text="both ways between manual frames", value=RunSettings().direction == "both",
                                   tooltip=RunSettings.model_fields["direction"].description)
@@ -428,7 +432,7 @@ class TrackPanel(Container):
                          labels=True)
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Direction:
         """``"both"`` or ``"forward"`` (see RunSettings.direction)."""
         return "both" if self.both_ways.value else "forward"
 

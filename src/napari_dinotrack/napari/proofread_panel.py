@@ -22,6 +22,9 @@ LEGEND = "● tracked · ◆ manual (white ring) · ✕ low score · ○ hidden"
 class ProofreadPanel(Container):
     """Previous/next suspicious frame, what is wrong here, a score/speed plot, colours and an identity swap."""
 
+    # the suspicious-frame count label shadows Container.count (a sequence method), which this panel never uses
+    count: Label  # type: ignore[assignment]
+
     def __init__(self) -> None:
         defaults = SuspicionSettings()
         fields = SuspicionSettings.model_fields

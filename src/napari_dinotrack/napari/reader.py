@@ -85,7 +85,7 @@ def _result_layers(layout: Any, n_frames: int, height: int, width: int, video_pa
     from .layer_styles import keypoints_layer_data
 
     layers: list[LayerData] = []
-    meta = {"video_path": video_path, "result_folder": str(layout.folder)}
+    meta: dict[str, Any] = {"video_path": video_path, "result_folder": str(layout.folder)}
     annotations = load_annotations(layout)
     if annotations:
         first = next(iter(annotations.values()))

@@ -204,8 +204,8 @@ class DinoTrackerWidget(QWidget):
         dp.tail_length.changed.connect(self.display.set_tail_length)
         dp.heatmap.changed.connect(self.heatmap.set_enabled)
         dp.opacity.changed.connect(self.heatmap.set_opacity)
-        for w in (dp.trajectories, dp.tail_length, dp.from_seed, dp.opacity):
-            w.changed.connect(self._settings_changed)
+        for editor in (dp.trajectories, dp.tail_length, dp.from_seed, dp.opacity):
+            editor.changed.connect(self._settings_changed)
 
     # ---------------------------------------------------------------- layers
     def _layer_choices(self, kind: str, _widget: Any = None) -> list[tuple[str, Any]]:
@@ -481,7 +481,7 @@ class DinoTrackerWidget(QWidget):
     @property
     def worker(self) -> Any:
         """The running tracking worker, or None."""
-        return self.run.worker if self.is_running else None
+        return self.run.worker if self.run is not None and self.is_running else None
 
     def track_from_here(self) -> Any:
         """Re-track from the current frame (its keypoints are the seed) to the end frame."""

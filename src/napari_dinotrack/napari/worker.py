@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from .backbones import BackboneCache, BackboneChoice
 if TYPE_CHECKING:
     from ..pipeline import FrameResult
     from ..proofreading.provenance import OtherModel
+    from ..runsettings import Direction
     from ..tracking.config import TrackerConfig
 
 __all__ = ["YIELD_EVERY_S", "RunControl", "TrackJob", "WorkerError", "run_tracking"]
@@ -39,7 +40,7 @@ class TrackJob:
     config: TrackerConfig
     start_frame: int | None = None
     end_frame: int | None = None
-    direction: str = "both"
+    direction: Direction = "both"
 
 
 class RunControl:
@@ -48,7 +49,7 @@ class RunControl:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.processor: Any = None
-        self.results: Iterator[Any] | None = None
+        self.results: Generator[Any, None, None] | None = None
         self.stop_requested = False
         #: predictions made by another backbone or short side than this run's (set by the worker)
         self.other_model: OtherModel | None = None
@@ -74,7 +75,7 @@ class RunControl:
         self.request_stop()
         if self.results is not None:
             with contextlib.suppress(Exception):
-                self.results.close()  # type: ignore[union-attr]
+                self.results.close()
 
 
 class WorkerError(Exception):
@@ -115,7 +116,7 @@ def _run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
 
     processor = DinoKeypointVideoProcessor(
         job.video_path, job.result_folder, model_name=backbone, short_side=job.short_side,
-        device=job.backbone.device_arg, runtime_config=job.config, direction=job.direction,  # type: ignore[arg-type]
+        device=job.backbone.device_arg, runtime_config=job.config, direction=job.direction,
     )
     control.attach(processor)
     results = processor.iter_results(start_frame=job.start_frame, end_frame=job.end_frame)
@@ -140,4 +141,4 @@ def _run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
             control.other_model = made_by_other_model(processor.layout, backbone.name, job.short_side)
     finally:
         with contextlib.suppress(Exception):
-            results.close()  # type: ignore[union-attr]
+            results.close()

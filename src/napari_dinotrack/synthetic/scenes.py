@@ -259,6 +259,7 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
                 wanted = hd + omega[a]
                 leaving = exit_window is not None and a == 0 and exit_window[0] <= t < exit_window[1]
                 if leaving:
+                    assert exit_window is not None  # leaving is only ever true inside the exit window
                     if exit_target is None:
                         # out through the nearest border, fully out of view well before the window ends
                         exit_target, distance = _outside_target(x, y, h, w, length)
@@ -297,7 +298,7 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
     return animals
 
 
-def _start_positions(rng, count, h, w, length):
+def _start_positions(rng, count, h, w, length) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     for _ in range(count):
         for _attempt in range(200):
@@ -308,10 +309,10 @@ def _start_positions(rng, count, h, w, length):
     return out
 
 
-def _outside_target(x, y, h, w, length):
+def _outside_target(x, y, h, w, length) -> tuple[tuple[float, float], float]:
     """A point beyond the border nearest to (x, y), and how far the animal walks to be out of view."""
     gaps = {"left": x, "right": w - x, "top": y, "bottom": h - y}
-    side = min(gaps, key=gaps.get)
+    side = min(gaps, key=gaps.__getitem__)
     beyond = 1.5 * length
     target = {"left": (-beyond, y), "right": (w + beyond, y), "top": (x, -beyond), "bottom": (x, h + beyond)}[side]
     return target, gaps[side] + beyond

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,8 +44,8 @@ def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, ma
     if len(pts) == 0:
         return FlowResult(np.zeros((0, 2), np.float32), np.zeros(0, bool))
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
-    params = {"winSize": (window, window), "maxLevel": LK_LEVELS, "criteria": criteria,
-              "minEigThreshold": MIN_TEXTURE}
+    params: dict[str, Any] = {"winSize": (window, window), "maxLevel": LK_LEVELS, "criteria": criteria,
+                              "minEigThreshold": MIN_TEXTURE}
     if guess is not None:
         start = np.ascontiguousarray(guess, dtype=np.float32).reshape(-1, 1, 2).copy()
         fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, start, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,

@@ -54,6 +54,7 @@ class FlowPose:
 def follow(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, gray: np.ndarray, window: int,
            instance_host: np.ndarray, prev_masks: np.ndarray | None, padded: tuple[int, int]) -> Flow:
     """One optical-flow call for every part and every support spot, from the previous frame to ``gray``."""
+    assert st.prev_gray is not None, "the caller only follows when the previous frame's grey image is kept"
     dev = st.pos.device
     spots, owners = support_points(st.pos_native, instance_host, st.n_instances, geo.patch_px * SPOT_SPACING_PATCHES,
                                    MAX_SPOTS, gray.shape[:2], prev_masks)

@@ -42,4 +42,4 @@ class TrackState:
     floor_look: torch.Tensor  # (C,) the floor's
     sym_pairs: torch.Tensor  # (P, 2) left/right keypoint pairs
     prev_gray: np.ndarray | None
-    prev_features: torch.Tensor | None
+    prev_features: torch.Tensor

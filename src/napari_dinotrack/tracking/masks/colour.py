@@ -30,7 +30,7 @@ def colour_histograms(img: np.ndarray, masks: np.ndarray, ring: int, ring_kernel
     and counting the whole frame would drown it in unrelated colours. ``ring_kernel`` is the
     (2 * ring + 1)-square structuring element that grows the band.
     """
-    union = masks.any(0)
+    union = np.any(masks, axis=0)
     if not union.any():
         return None
     ys = np.flatnonzero(union.any(1))

@@ -182,7 +182,7 @@ class DinoMaskPropagator:
             probs = F.grid_sample(soft[None], self._native_grid[:, rows, cols], mode="bilinear",
                                   padding_mode="border", align_corners=False)[0]
             scores = probs.permute(1, 2, 0).cpu().numpy()  # (h_roi, w_roi, I+1)
-            if use_colour:
+            if use_colour and img is not None:
                 labels = self._colour_scores(img[rows, cols], scores).argmax(axis=2)
             else:
                 labels = self._area_decode(scores, soft)
@@ -205,6 +205,16 @@ class DinoMaskPropagator:
         return torch.from_numpy(out.copy()).to(feats.device)
 
     # --- geometry helpers -------------------------------------------------------------------
+    @property
+    def _geo(self) -> WorkGeometry:
+        assert self._geometry is not None, "reset() sets the geometry before any helper runs"
+        return self._geometry
+
+    def _references(self) -> tuple[_Reference, ...]:
+        """The seed, then the most recent propagated frames."""
+        assert self._seed is not None, "reset() sets the seed reference"
+        return (self._seed, *self._recent)
+
     def _check_features(self, features: torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
         if features.ndim == 4 and features.shape[0] == 1:
             features = features[0]
@@ -240,7 +250,7 @@ class DinoMaskPropagator:
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         """(K, h, w) -> (N tiles, K, win * win): each query tile's key window, zero off the grid."""
-        geo, t, r = self._geometry, self.tile, self.radius
+        geo, t, r = self._geo, self.tile, self.radius
         win = t + 2 * r
         pad_b = self._nty * t - geo.grid_height
         pad_r = self._ntx * t - geo.grid_width
@@ -250,7 +260,7 @@ class DinoMaskPropagator:
 
     def _patch_labels(self, masks: torch.Tensor) -> torch.Tensor:
         """(I, H, W) exclusive bool masks -> (I + 1, h, w) patch coverage, background first."""
-        geo = self._geometry
+        geo = self._geo
         m = masks.float()[None]
         ph, pw = self._pool_size
         m = F.pad(m, (0, pw - m.shape[-1], 0, ph - m.shape[-2]))
@@ -274,9 +284,10 @@ class DinoMaskPropagator:
         was, a lag of about one frame's motion that the feature evidence never catches up with.
         """
         prev = self._prev_patch
+        assert prev is not None, "reset() sets the previous patch labels"
         if not np.any(self._velocity):
             return prev
-        geo = self._geometry
+        geo = self._geo
         h, w = geo.grid_height, geo.grid_width
         shift = torch.as_tensor(self._velocity / geo.patch_px, dtype=torch.float32, device=prev.device)  # (I, 2) y/x
         ys = torch.arange(h, device=prev.device, dtype=torch.float32) + 0.5
@@ -294,7 +305,7 @@ class DinoMaskPropagator:
             return None
         ys = torch.nonzero(support.any(1)).flatten()
         xs = torch.nonzero(support.any(0)).flatten()
-        geo = self._geometry
+        geo = self._geo
         # one patch of margin: bilinear resampling spreads a patch's prior halfway into its neighbours
         y0, y1 = int(ys[0]) - 1, int(ys[-1]) + 2
         x0, x1 = int(xs[0]) - 1, int(xs[-1]) + 2
@@ -306,7 +317,7 @@ class DinoMaskPropagator:
 
     # --- propagation ------------------------------------------------------------------------
     def _propagate(self, feats: torch.Tensor) -> torch.Tensor:
-        geo, t = self._geometry, self.tile
+        geo, t = self._geo, self.tile
         gh, gw = geo.grid_height, geo.grid_width
         c = feats.shape[0]
         hp, wp = self._nty * t, self._ntx * t
@@ -318,7 +329,7 @@ class DinoMaskPropagator:
         # top-k per reference, then top-k of those: same result as one top-k over all references
         # without ever holding every reference's affinities at once
         values, labels = [], []
-        for ref in (self._seed, *self._recent):
+        for ref in self._references():
             aff = torch.bmm(q, ref.keys)  # (N, t*t, win*win)
             aff.masked_fill_(self._invalid, _FAR)
             v, idx = aff.topk(k, dim=2)
@@ -345,7 +356,7 @@ class DinoMaskPropagator:
         result becomes the next frame's reference, masks shrink frame after frame. Instead each
         instance keeps its most probable pixels up to the area its patch coverage adds up to.
         """
-        geo = self._geometry
+        geo = self._geo
         areas = soft[1:].sum((1, 2)).cpu().numpy() * geo.patch_px**2
         inst = probs[..., 1:]
         best = inst.argmax(axis=2)
@@ -363,7 +374,7 @@ class DinoMaskPropagator:
     # --- pixel-level refinement --------------------------------------------------------------
     def _colour_scores(self, img: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """Label scores (h, w, L) from the prior ``probs`` and the seed's and recent frames' colours."""
-        hists = [ref.colour for ref in (self._seed, *self._recent) if ref.colour is not None]
+        hists = [ref.colour for ref in self._references() if ref.colour is not None]
         return colour_scores(hists, img, probs, smoothing=self.colour_smoothing, cap=self.colour_cap,
                              floor=self.prior_floor)
 
