@@ -83,8 +83,23 @@ def track_peak_rss_mb(model: Path, work: Path, short_side: int) -> float:
     layout.ensure_folder()
     write_manual(layout, clip.annotation(0))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "napari_dinotrack.cli", "track", str(video), "--model", str(model),
-                    "--short-side", str(short_side), "--device", "cpu", "--quiet"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_dinotrack.cli",
+            "track",
+            str(video),
+            "--model",
+            str(model),
+            "--short-side",
+            str(short_side),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        check=True,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert after > before, "a larger process ran first; measure before starting any other child"
     return after / 1024
@@ -104,9 +119,16 @@ def run_once(videos: list[Path], settings: RunSettings, workers: int) -> dict:
     first = min(r.started for r in summary.results)
     last = max(r.started + r.seconds for r in summary.results)
     frames = summary.frames
-    return {"workers": workers, "frames": frames, "tracking_s": last - first, "fps": frames / (last - first),
-            "cluster_start_s": started, "wall_s": wall, "worker_peak_rss_mb": rss,
-            "model_loads": sum(r.model_loaded for r in summary.results)}
+    return {
+        "workers": workers,
+        "frames": frames,
+        "tracking_s": last - first,
+        "fps": frames / (last - first),
+        "cluster_start_s": started,
+        "wall_s": wall,
+        "worker_peak_rss_mb": rss,
+        "model_loads": sum(r.model_loaded for r in summary.results),
+    }
 
 
 def main() -> None:
@@ -117,20 +139,32 @@ def main() -> None:
     parser.add_argument("--vit-short-side", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    report: dict = {"machine": platform.processor() or platform.machine(), "cpus": usable_cpus(),
-                    "torch": torch.__version__, "videos": args.videos, "frames_per_video": args.frames,
-                    "clip": "make_clip(n_instances=2), 224x160, 8 keypoints", "runs": []}
+    report: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": usable_cpus(),
+        "torch": torch.__version__,
+        "videos": args.videos,
+        "frames_per_video": args.frames,
+        "clip": "make_clip(n_instances=2), 224x160, 8 keypoints",
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         vit = random_vits16(work / "random-vits16")
         report["vit_parameters_mb_fp32"] = vit_weights_mb(vit)
-        report["track_process_peak_rss_mb"] = {"model": "random-vits16", "short_side": RunSettings().short_side,
-                                               "working_size": "1024x768", "batch_size": 8,
-                                               "mb": track_peak_rss_mb(vit, work, RunSettings().short_side)}
+        report["track_process_peak_rss_mb"] = {
+            "model": "random-vits16",
+            "short_side": RunSettings().short_side,
+            "working_size": "1024x768",
+            "batch_size": 8,
+            "mb": track_peak_rss_mb(vit, work, RunSettings().short_side),
+        }
         print(json.dumps(report["track_process_peak_rss_mb"]), flush=True)
         videos = write_videos(work, args.videos, args.frames)
-        backbones = [("pixel:", RunSettings(model="pixel:", short_side=160)),
-                     ("random-vits16", RunSettings(model=str(vit), short_side=args.vit_short_side))]
+        backbones = [
+            ("pixel:", RunSettings(model="pixel:", short_side=160)),
+            ("random-vits16", RunSettings(model=str(vit), short_side=args.vit_short_side)),
+        ]
         # 1 and 2 workers alternate, so a change in the machine's load hits both alike
         for name, settings in backbones:
             for _ in range(args.repeats):
@@ -142,8 +176,7 @@ def main() -> None:
                     report["runs"].append(result)
                     print(json.dumps(result), flush=True)
     for name, _ in backbones:
-        best = {w: max(r["fps"] for r in report["runs"] if r["backbone"] == name and r["workers"] == w)
-                for w in (1, 2)}
+        best = {w: max(r["fps"] for r in report["runs"] if r["backbone"] == name and r["workers"] == w) for w in (1, 2)}
         report[f"best_fps_{name}"] = best
         report[f"speedup_2_workers_{name}"] = best[2] / best[1]
     args.out.parent.mkdir(parents=True, exist_ok=True)

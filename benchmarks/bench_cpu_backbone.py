@@ -82,12 +82,21 @@ def main() -> None:
     default_threads = torch.get_num_threads()
     frames, source = test_frames(max(8, args.agreement_frames))
     geo = compute_geometry(frames.shape[1], frames.shape[2], args.short_side, 16)
-    result: dict = {"machine": os.uname().machine, "cpu_count": cores, "torch": torch.__version__,
-                    "default_threads": default_threads, "cpu_has_bf16": cpu_has_bf16(),
-                    "capabilities": {k: v for k, v in torch.cpu.get_capabilities().items()
-                                     if "bf16" in k or "amx" in k or k in ("avx512_f", "avx2")},
-                    "frames": source, "working_size": [geo.work_width, geo.work_height],
-                    "load_start": os.getloadavg()[0]}
+    result: dict = {
+        "machine": os.uname().machine,
+        "cpu_count": cores,
+        "torch": torch.__version__,
+        "default_threads": default_threads,
+        "cpu_has_bf16": cpu_has_bf16(),
+        "capabilities": {
+            k: v
+            for k, v in torch.cpu.get_capabilities().items()
+            if "bf16" in k or "amx" in k or k in ("avx512_f", "avx2")
+        },
+        "frames": source,
+        "working_size": [geo.work_width, geo.work_height],
+        "load_start": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = random_vits16(Path(tmp) / "vits16")
         fp32 = load_backbone(str(folder), device="cpu", precision="fp32")
@@ -120,7 +129,10 @@ def main() -> None:
             out = compiled.extract(one, geo, batch_size=1)
             result["compiled_agreement_with_eager_bf16"] = agreement(out, bf16.extract(one, geo))
             configs[f"bf16_b1_t{default_threads}_compiled"] = (
-                lambda: compiled.extract(one, geo, batch_size=1), default_threads, 1)
+                lambda: compiled.extract(one, geo, batch_size=1),
+                default_threads,
+                1,
+            )
         for fn, threads, _ in configs.values():  # warm-up
             timed_call(fn, threads)
         times: dict[str, list[float]] = {name: [] for name in configs}

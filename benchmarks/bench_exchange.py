@@ -29,8 +29,14 @@ from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.io.tables import read_tracks_csv, write_tracks_csv
 from napari_dinotrack.synthetic import make_clip, write_sample
 
-FORMATS = [("dlc", "out.h5"), ("dlc", "out.csv"), ("sleap", "out.analysis.h5"), ("sleap", "out.slp"),
-           ("nwb", "out.nwb"), ("netcdf", "out.nc")]
+FORMATS = [
+    ("dlc", "out.h5"),
+    ("dlc", "out.csv"),
+    ("sleap", "out.analysis.h5"),
+    ("sleap", "out.slp"),
+    ("nwb", "out.nwb"),
+    ("netcdf", "out.nc"),
+]
 
 
 def load_back(path: Path, fps: float):
@@ -75,8 +81,16 @@ def round_trips(tmp: Path) -> list[dict]:
         folder.mkdir()
         for part in export_results(layout.folder, to, folder / name):  # NWB: one file per animal
             worst, hidden, nan = compare(load_back(part, 10.0), rows)
-            out.append({"format": to, "file": part.name, "max_abs_error_px": worst, "hidden_points": hidden,
-                        "hidden_as_nan": nan, "bytes": part.stat().st_size})
+            out.append(
+                {
+                    "format": to,
+                    "file": part.name,
+                    "max_abs_error_px": worst,
+                    "hidden_points": hidden,
+                    "hidden_as_nan": nan,
+                    "bytes": part.stat().st_size,
+                }
+            )
             print(f"{to:7s} {part.name:20s} max |error| {worst:.2e} px, hidden -> NaN {nan}/{hidden}")
     return out
 

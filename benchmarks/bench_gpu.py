@@ -79,11 +79,20 @@ def end_to_end(video: Path, backbone, batch: int, short_side: int, device: torch
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     profile = RunProfile()
-    processor = DinoKeypointVideoProcessor(copy, model_name=backbone, short_side=short_side, device=str(device),
-                                           runtime_config=TrackerConfig(batch_size=batch))
+    processor = DinoKeypointVideoProcessor(
+        copy,
+        model_name=backbone,
+        short_side=short_side,
+        device=str(device),
+        runtime_config=TrackerConfig(batch_size=batch),
+    )
     summary = processor.process_video(profile=profile)
-    out = {"frames": summary.frames_tracked, "seconds": summary.seconds, "fps": summary.fps,
-           "profile": profile.summary()}
+    out = {
+        "frames": summary.frames_tracked,
+        "seconds": summary.seconds,
+        "fps": summary.fps,
+        "profile": profile.summary(),
+    }
     if device.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     shutil.rmtree(run_dir)
@@ -107,9 +116,15 @@ def main() -> None:
     short_side = args.short_side or (768 if device.type == "cuda" else 96)
     batches = [int(b) for b in args.batch_sizes.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    result: dict = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-                    "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
-                    "frames": args.frames, "video": [WIDTH, HEIGHT], "short_side": short_side}
+    result: dict = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+        "frames": args.frames,
+        "video": [WIDTH, HEIGHT],
+        "short_side": short_side,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -134,8 +149,9 @@ def main() -> None:
             alone["b8_compiled"] = backbone_alone(compiled.model, 8, geo, device, compiled.dtype, args.calls)
             ends["b8_compiled"] = end_to_end(plain, compiled, 8, short_side, device, work)
         if args.masks:
-            masked = write_walk_video(work / "masks.mp4", args.frames, HEIGHT, WIDTH, loop=150, speed=2.0,
-                                      polygons=True)
+            masked = write_walk_video(
+                work / "masks.mp4", args.frames, HEIGHT, WIDTH, loop=150, speed=2.0, polygons=True
+            )
             ends["b8_masks"] = end_to_end(masked, backbone, 8, short_side, device, work)
     result["backbone_alone"] = alone
     result["end_to_end"] = ends
@@ -143,8 +159,15 @@ def main() -> None:
     result["host_ms_per_frame"] = {k: v["profile"]["host_ms_per_frame"] for k, v in ends.items()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"end_to_end_over_backbone": result["end_to_end_over_backbone"],
-                      "host_ms_per_frame": result["host_ms_per_frame"]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "end_to_end_over_backbone": result["end_to_end_over_backbone"],
+                "host_ms_per_frame": result["host_ms_per_frame"],
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,22 @@ def cli_seconds(video: Path, seed: Path, folder: Path, short_side: int) -> tuple
     exe = Path(sys.executable).with_name("napari-dinotrack")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_dinotrack.cli"]
     start, cpu = time.perf_counter(), children_cpu_s()
-    subprocess.run([*command, "track", str(video), "--model", "pixel:", "--short-side", str(short_side),
-                    "--out", str(folder), "--quiet"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *command,
+            "track",
+            str(video),
+            "--model",
+            "pixel:",
+            "--short-side",
+            str(short_side),
+            "--out",
+            str(folder),
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start, children_cpu_s() - cpu
 
 
@@ -158,8 +172,12 @@ def dock_run(viewer, widget, seed: Path, folder: Path, n_frames: int) -> dict:
 
 def gap_stats(gaps: list[float]) -> dict:
     arr = np.asarray(gaps) if gaps else np.zeros(1)
-    return {"ticks": len(gaps), "gap_p50_ms": float(np.percentile(arr, 50)),
-            "gap_p95_ms": float(np.percentile(arr, 95)), "gap_max_ms": float(arr.max())}
+    return {
+        "ticks": len(gaps),
+        "gap_p50_ms": float(np.percentile(arr, 50)),
+        "gap_p95_ms": float(np.percentile(arr, 95)),
+        "gap_max_ms": float(arr.max()),
+    }
 
 
 def reference_gaps(video: Path, seed: Path, folder: Path, short_side: int, idle_s: float = 5.0) -> dict:
@@ -215,10 +233,16 @@ def main() -> None:
     from napari_dinotrack.runsettings import RunSettings
 
     short_side = RunSettings().short_side
-    report: dict = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "load_average_before": os.getloadavg()[0], "python": platform.python_version(),
-                    "clip": {"frames": n_frames, "size": [WIDTH, HEIGHT], "instances": 2, "keypoints": 8},
-                    "model": "pixel:", "short_side": short_side, "tick_ms": TICK_MS}
+    report: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_before": os.getloadavg()[0],
+        "python": platform.python_version(),
+        "clip": {"frames": n_frames, "size": [WIDTH, HEIGHT], "instances": 2, "keypoints": 8},
+        "model": "pixel:",
+        "short_side": short_side,
+        "tick_ms": TICK_MS,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ["NAPARI_DINOTRACK_SETTINGS"] = str(tmp / "settings.json")  # the dock's defaults, not yours
@@ -238,11 +262,14 @@ def main() -> None:
             cli.append(cli_seconds(video, seed, tmp / f"cli{i}", short_side))
             engine.append(engine_seconds(video, seed, tmp / f"engine{i}", short_side, n_frames))
             dock.append(dock_run(viewer, widget, seed, tmp / f"dock{i}", n_frames))
-            print(f"run {i}: cli {cli[-1][0]:.2f} s, engine {engine[-1][0]:.2f} s, dock {dock[-1]['seconds']:.2f} s, "
-                  f"gaps p95 {dock[-1]['gap_p95_ms']:.0f} ms max {dock[-1]['gap_max_ms']:.0f} ms "
-                  f"(idle p95 {reference[-1]['idle']['gap_p95_ms']:.0f}, engine without display p95 "
-                  f"{reference[-1]['engine_thread_no_display']['gap_p95_ms']:.0f}), "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"run {i}: cli {cli[-1][0]:.2f} s, engine {engine[-1][0]:.2f} s, dock {dock[-1]['seconds']:.2f} s, "
+                f"gaps p95 {dock[-1]['gap_p95_ms']:.0f} ms max {dock[-1]['gap_max_ms']:.0f} ms "
+                f"(idle p95 {reference[-1]['idle']['gap_p95_ms']:.0f}, engine without display p95 "
+                f"{reference[-1]['engine_thread_no_display']['gap_p95_ms']:.0f}), "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
         widget.shutdown()
         viewer.close()
     best = min(dock, key=lambda d: d["seconds"])
@@ -266,9 +293,11 @@ def main() -> None:
     report["cli_runs_s"] = [{"seconds": w, "cpu_seconds": c} for w, c in cli]
     report["engine_runs_s"] = [{"seconds": w, "cpu_seconds": c} for w, c in engine]
     report["load_average_after"] = os.getloadavg()[0]
-    report["targets_met"] = {"gap_p95_le_50ms": report["gap_p95_ms"] <= 50,
-                             "gap_max_le_200ms": report["gap_max_ms"] <= 200,
-                             "dock_le_1.2x_cli": report["dock_over_cli"] <= 1.2}
+    report["targets_met"] = {
+        "gap_p95_le_50ms": report["gap_p95_ms"] <= 50,
+        "gap_max_le_200ms": report["gap_max_ms"] <= 200,
+        "dock_le_1.2x_cli": report["dock_over_cli"] <= 1.2,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -63,8 +63,19 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
     copy = run_dir / video.name
     shutil.copy(video, copy)
     shutil.copytree(video.with_suffix(""), copy.with_suffix(""))
-    cmd = [sys.executable, "-m", "napari_dinotrack.cli", "track", str(copy), "--model", "pixel:",
-           "--short-side", "480", "--quiet", *track_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_dinotrack.cli",
+        "track",
+        str(copy),
+        "--model",
+        "pixel:",
+        "--short-side",
+        "480",
+        "--quiet",
+        *track_args,
+    ]
     prof_path = run_dir / "profile.json"
     if profile:
         cmd += ["--profile", str(prof_path)]
@@ -74,8 +85,13 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
     match = TRACKED.search(proc.stdout)
     assert match, proc.stdout + proc.stderr
     frames, seconds = int(match.group(1)), float(match.group(2))
-    out = {"frames": frames, "seconds": seconds, "ms_per_frame": 1000 * seconds / frames,
-           "load_before": load_before, "load_after": os.getloadavg()[0]}
+    out = {
+        "frames": frames,
+        "seconds": seconds,
+        "ms_per_frame": 1000 * seconds / frames,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
     if profile:
         out["profile"] = json.loads(prof_path.read_text())
     shutil.rmtree(run_dir)
@@ -145,8 +161,7 @@ def tracker_ops(video: Path, work: Path) -> dict:
     finally:
         tracker_module.KeypointTracker.step = original
         shutil.rmtree(run_dir)
-    return {"median": float(np.median(counts)), "min": int(min(counts)), "max": int(max(counts)),
-            "steps": len(counts)}
+    return {"median": float(np.median(counts)), "min": int(min(counts)), "max": int(max(counts)), "steps": len(counts)}
 
 
 def profile_cost(frames: int = 20000, batch: int = 8) -> dict:
@@ -223,21 +238,39 @@ def main() -> None:
     ap.add_argument("--cases", default="plain,masks")
     ap.add_argument("--overhead-repeats", type=int, default=3, help="profiled/unprofiled pairs (0: skip)")
     ap.add_argument("--track-args", default="", help="extra options for every `track` run")
-    ap.add_argument("--baseline-src", default=None,
-                    help="the src folder of another checkout (e.g. before a change), run alternately with this one")
+    ap.add_argument(
+        "--baseline-src",
+        default=None,
+        help="the src folder of another checkout (e.g. before a change), run alternately with this one",
+    )
     ap.add_argument("--no-ops", action="store_true", help="skip counting the tracker's tensor operations")
-    ap.add_argument("--threads-repeats", type=int, default=0,
-                    help="also compare 1 and 2 threads for the backbone (CLI --threads) and the tracking loop")
+    ap.add_argument(
+        "--threads-repeats",
+        type=int,
+        default=0,
+        help="also compare 1 and 2 threads for the backbone (CLI --threads) and the tracking loop",
+    )
     args = ap.parse_args()
     track_args = shlex.split(args.track_args)
     cases = [c for c in args.cases.split(",") if c]
 
     import torch
 
-    result: dict = {"label": args.label, "machine": os.uname().machine, "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__, "track_args": track_args,
-                    "setting": {"video": "640x480", "frames": args.frames, "animals": 2, "keypoints_per_animal": 4,
-                                "model": "pixel:", "short_side": 480}}
+    result: dict = {
+        "label": args.label,
+        "machine": os.uname().machine,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "track_args": track_args,
+        "setting": {
+            "video": "640x480",
+            "frames": args.frames,
+            "animals": 2,
+            "keypoints_per_animal": 4,
+            "model": "pixel:",
+            "short_side": 480,
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         videos = make_inputs(work, args.frames, 480, 640)
@@ -251,21 +284,29 @@ def main() -> None:
                     baseline[case].append(track_once(videos[case], work, True, [], args.baseline_src))
                     print(f"rep {rep} {case} baseline: {baseline[case][-1]['ms_per_frame']:.1f} ms/frame", flush=True)
                 runs[case].append(track_once(videos[case], work, True, track_args))
-                print(f"rep {rep} {case}: {runs[case][-1]['ms_per_frame']:.1f} ms/frame "
-                      f"(host {runs[case][-1]['profile']['host_ms_per_frame']:.2f})", flush=True)
+                print(
+                    f"rep {rep} {case}: {runs[case][-1]['ms_per_frame']:.1f} ms/frame "
+                    f"(host {runs[case][-1]['profile']['host_ms_per_frame']:.2f})",
+                    flush=True,
+                )
         result["cases"] = {c: summarise(r) for c, r in runs.items()}
         if args.baseline_src:
             result["baseline_cases"] = {c: summarise(r) for c, r in baseline.items()}
             result["speedup_over_baseline"] = {
-                c: result["baseline_cases"][c]["cli_ms_per_frame"]["median"] / result["cases"][c]["cli_ms_per_frame"]
-                ["median"] for c in cases}
+                c: result["baseline_cases"][c]["cli_ms_per_frame"]["median"]
+                / result["cases"][c]["cli_ms_per_frame"]["median"]
+                for c in cases
+            }
         if args.overhead_repeats:
             on, off = [], []
             for _ in range(args.overhead_repeats):
                 off.append(track_once(videos["plain"], work, False, track_args)["ms_per_frame"])
                 on.append(track_once(videos["plain"], work, True, track_args)["ms_per_frame"])
-            result["profile_overhead"] = {"with_profile_ms": on, "without_ms": off,
-                                          "ratio_of_medians": float(np.median(on) / np.median(off))}
+            result["profile_overhead"] = {
+                "with_profile_ms": on,
+                "without_ms": off,
+                "ratio_of_medians": float(np.median(on) / np.median(off)),
+            }
             print(f"profile overhead: {result['profile_overhead']['ratio_of_medians']:.3f}", flush=True)
         result["profile_cost"] = profile_cost()
         print("profile cost", result["profile_cost"], flush=True)
@@ -273,8 +314,9 @@ def main() -> None:
             feature = {"1": [], "2": []}
             for _ in range(args.threads_repeats):
                 for n in feature:
-                    feature[n].append(track_once(videos["plain"], work, False, [*track_args, "--threads", n])
-                                      ["ms_per_frame"])
+                    feature[n].append(
+                        track_once(videos["plain"], work, False, [*track_args, "--threads", n])["ms_per_frame"]
+                    )
             result["backbone_threads_cli_ms_per_frame"] = feature
             result["tracking_loop_threads"] = tracker_threads(videos["plain"], work, args.threads_repeats)
             print("threads", json.dumps(feature), json.dumps(result["tracking_loop_threads"]), flush=True)
@@ -285,9 +327,11 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     for case, s in result["cases"].items():
-        print(f"{case}: CLI {s['cli_ms_per_frame']['median']:.1f} ms/frame, host {s['host_ms_per_frame']:.2f} ms, "
-              f"tracker step {s['tracker_step_ms']:.1f} ms (flow {s['optical_flow_ms']:.2f}), "
-              f"masks {s['mask_propagation_ms']:.1f} ms")
+        print(
+            f"{case}: CLI {s['cli_ms_per_frame']['median']:.1f} ms/frame, host {s['host_ms_per_frame']:.2f} ms, "
+            f"tracker step {s['tracker_step_ms']:.1f} ms (flow {s['optical_flow_ms']:.2f}), "
+            f"masks {s['mask_propagation_ms']:.1f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Mask propagation: IoU on generated clips and per-frame cost next to the backbone's, in one run.
 
-    python benchmarks/bench_masks.py --out benchmarks/results/masks_cpu.json
+python benchmarks/bench_masks.py --out benchmarks/results/masks_cpu.json
 """
 
 from __future__ import annotations
@@ -52,9 +52,14 @@ def cost_run(backbone, height: int, width: int, short_side: int, repeats: int) -
     for t in range(2, repeats + 2):
         prop.step(feats[t], clip.frames[t])
     step_s = (time.perf_counter() - start) / repeats
-    return {"frame": [width, height], "grid": [geo.grid_height, geo.grid_width], "feature_dim": backbone.feature_dim,
-            "propagation_ms": 1000 * step_s, "backbone_ms": 1000 * backbone_s,
-            "propagation_over_backbone": step_s / backbone_s}
+    return {
+        "frame": [width, height],
+        "grid": [geo.grid_height, geo.grid_width],
+        "feature_dim": backbone.feature_dim,
+        "propagation_ms": 1000 * step_s,
+        "backbone_ms": 1000 * backbone_s,
+        "propagation_over_backbone": step_s / backbone_s,
+    }
 
 
 def main() -> None:
@@ -63,8 +68,11 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    report: dict = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-                    "cpu_threads": torch.get_num_threads()}
+    report: dict = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+    }
     pixel = load_backbone("pixel:", device=args.device)
     report["iou_pixel_backbone"] = {
         "crossing_two_animals": iou_run(make_clip(n_frames=30, n_instances=2, crossing=True, speed=4.0), pixel, 320),

@@ -42,10 +42,13 @@ CASES = [  # (batch, height, width, short side)
 
 
 def measure(batch: int, height: int, width: int, short_side: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(batch), str(height), str(width), str(short_side)],
-                          capture_output=True, text=True, check=True)
-    return {"batch": batch, "height": height, "width": width, "short_side": short_side,
-            **json.loads(proc.stdout)}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(batch), str(height), str(width), str(short_side)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"batch": batch, "height": height, "width": width, "short_side": short_side, **json.loads(proc.stdout)}
 
 
 def main() -> None:
@@ -54,12 +57,16 @@ def main() -> None:
     args = parser.parse_args()
     rows = [measure(*case) for case in CASES]
     for r in rows:
-        print(f"{r['batch']} x {r['width']}x{r['height']} -> short side {r['short_side']}: "
-              f"input {r['input_mb']:.0f} MB, output {r['output_mb']:.0f} MB, peak added {r['peak_added_mb']:.0f} MB")
+        print(
+            f"{r['batch']} x {r['width']}x{r['height']} -> short side {r['short_side']}: "
+            f"input {r['input_mb']:.0f} MB, output {r['output_mb']:.0f} MB, peak added {r['peak_added_mb']:.0f} MB"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-                                        "cases": rows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}", "cases": rows}, indent=2)
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,14 @@ def tiny_dinov3(folder: Path) -> Path:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     torch.manual_seed(0)
-    cfg = DINOv3ViTConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                          patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     DINOv3ViTModel(cfg).save_pretrained(folder)
     return folder
 
@@ -71,7 +77,7 @@ def extract(backbone, frames: np.ndarray, short_side: int, batch: int = 8) -> tu
     geo = compute_geometry(frames.shape[1], frames.shape[2], short_side, backbone.patch_size)
     feats = []
     for i in range(0, len(frames), batch):
-        feats.extend(backbone.extract(frames[i: i + batch], geo).float())
+        feats.extend(backbone.extract(frames[i : i + batch], geo).float())
     return feats, geo
 
 
@@ -129,9 +135,12 @@ def run_nn(scene: Scene, feats, geo) -> tuple[np.ndarray, np.ndarray]:
 
 
 def score(scene: Scene, keys, xy, vis) -> dict:
-    truth = tracks_from_arrays(np.arange(scene.n_frames), scene.keys,
-                               scene.xy.reshape(scene.n_frames, -1, 2).astype(np.float64),
-                               scene.visible.reshape(scene.n_frames, -1))
+    truth = tracks_from_arrays(
+        np.arange(scene.n_frames),
+        scene.keys,
+        scene.xy.reshape(scene.n_frames, -1, 2).astype(np.float64),
+        scene.visible.reshape(scene.n_frames, -1),
+    )
     pred = tracks_from_arrays(np.arange(scene.n_frames), keys, xy, vis)
     return evaluate(pred, truth, skip_frames=[0]).pooled
 
@@ -160,8 +169,9 @@ def main() -> None:
     try:
         backbones = {"pixel": load_backbone("pixel:")}
         if "tiny-dinov3" in kinds:
-            backbones["tiny-dinov3"] = load_backbone(str(tiny_dinov3(work / "tiny-dinov3")), device="cpu",
-                                                     precision="fp32")
+            backbones["tiny-dinov3"] = load_backbone(
+                str(tiny_dinov3(work / "tiny-dinov3")), device="cpu", precision="fp32"
+            )
         for family in families:
             for seed in seeds:
                 scene = make_scene(family, seed)
@@ -180,10 +190,27 @@ def main() -> None:
                             else:
                                 xy, vis = run_nn(scene, feats, geo)
                             m = score(scene, keys, xy, vis)
-                            row = {"family": family, "seed": seed, "features": kind, "short_side": side,
-                                   "variant": variant, "keypoints": len(keys), **extra,
-                                   **{k: m.get(k) for k in ("pck5", "pck10", "median_px", "identity_swaps",
-                                                            "lr_swaps", "hidden_recall", "visible_recall")}}
+                            row = {
+                                "family": family,
+                                "seed": seed,
+                                "features": kind,
+                                "short_side": side,
+                                "variant": variant,
+                                "keypoints": len(keys),
+                                **extra,
+                                **{
+                                    k: m.get(k)
+                                    for k in (
+                                        "pck5",
+                                        "pck10",
+                                        "median_px",
+                                        "identity_swaps",
+                                        "lr_swaps",
+                                        "hidden_recall",
+                                        "visible_recall",
+                                    )
+                                },
+                            }
                             rows.append(row)
                             print(json.dumps(row), flush=True)
                         del feats
@@ -196,9 +223,15 @@ def main() -> None:
 
 
 def write_report(out: Path | None, args: argparse.Namespace, overrides: dict, rows: list[dict]) -> dict:
-    report = {"seeds": args.seeds, "overrides": overrides, "torch": torch.__version__,
-              "machine": platform.machine(), "cpu_threads": torch.get_num_threads(),
-              "rows": rows, "summary": summarise(rows)}
+    report = {
+        "seeds": args.seeds,
+        "overrides": overrides,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "rows": rows,
+        "summary": summarise(rows),
+    }
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")
@@ -212,38 +245,52 @@ def summarise(rows: list[dict]) -> dict:
         groups[(r["family"], r["features"], r["short_side"], r["variant"])].append(r)
     out = {}
     for (family, kind, side, variant), rs in sorted(groups.items()):
+
         def mean(key, rs=rs):
             vals = [r[key] for r in rs if r.get(key) is not None]
             return float(np.mean(vals)) if vals else None
+
         out[f"{family}|{kind}|{side}|{variant}"] = {
-            "pck10": mean("pck10"), "median_px": mean("median_px"),
+            "pck10": mean("pck10"),
+            "median_px": mean("median_px"),
             "identity_swaps": sum(r["identity_swaps"] or 0 for r in rs),
             "lr_swaps": sum(r["lr_swaps"] or 0 for r in rs),
-            "hidden_recall": mean("hidden_recall"), "visible_recall": mean("visible_recall"),
-            "clips": len(rs)}
+            "hidden_recall": mean("hidden_recall"),
+            "visible_recall": mean("visible_recall"),
+            "clips": len(rs),
+        }
     return out
 
 
 def format_summary(summary: dict) -> str:
     lines = [f"{'family|features|side|variant':40s} pck10  median  id_sw lr_sw  hid_rec vis_rec"]
     for key, s in summary.items():
+
         def f(v, fmt="{:.2f}"):
             return fmt.format(v) if v is not None else "  -  "
-        lines.append(f"{key:40s} {f(s['pck10'])}  {f(s['median_px'], '{:6.1f}')}  {s['identity_swaps']:5d} "
-                     f"{s['lr_swaps']:5d}  {f(s['hidden_recall'])}    {f(s['visible_recall'])}")
+
+        lines.append(
+            f"{key:40s} {f(s['pck10'])}  {f(s['median_px'], '{:6.1f}')}  {s['identity_swaps']:5d} "
+            f"{s['lr_swaps']:5d}  {f(s['hidden_recall'])}    {f(s['visible_recall'])}"
+        )
     return "\n".join(lines)
 
 
 def format_markdown(summary: dict) -> str:
     """The docs table: one row per family, features and short side; full / flow / nn side by side."""
+
     def f(v, fmt="{:.2f}"):
         return fmt.format(v) if v is not None else "–"
 
-    lines = ["| family | features | short side | PCK@10 full / flow / nn | median px full / flow / nn "
-             "| id swaps full / flow | L/R swaps full / flow | hidden recall full / flow | visible recall full |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    keys = sorted({k.rsplit("|", 1)[0] for k in summary},
-                  key=lambda k: (FAMILIES.index(k.split("|")[0]), k.split("|")[1], int(k.split("|")[2])))
+    lines = [
+        "| family | features | short side | PCK@10 full / flow / nn | median px full / flow / nn "
+        "| id swaps full / flow | L/R swaps full / flow | hidden recall full / flow | visible recall full |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    keys = sorted(
+        {k.rsplit("|", 1)[0] for k in summary},
+        key=lambda k: (FAMILIES.index(k.split("|")[0]), k.split("|")[1], int(k.split("|")[2])),
+    )
     for key in keys:
         v = {variant: summary.get(f"{key}|{variant}", {}) for variant in VARIANTS}
         family, kind, side = key.split("|")
@@ -253,7 +300,8 @@ def format_markdown(summary: dict) -> str:
             f"| {v['full'].get('identity_swaps', '–')} / {v['flow'].get('identity_swaps', '–')} "
             f"| {v['full'].get('lr_swaps', '–')} / {v['flow'].get('lr_swaps', '–')} "
             f"| {f(v['full'].get('hidden_recall'))} / {f(v['flow'].get('hidden_recall'))} "
-            f"| {f(v['full'].get('visible_recall'))} |")
+            f"| {f(v['full'].get('visible_recall'))} |"
+        )
     return "\n".join(lines)
 
 

@@ -64,30 +64,49 @@ def prepare(work: Path, n_frames: int, short_side: int) -> int:
 
     clip = make_clip(n_frames=n_frames, height=480, width=640, n_instances=4, body_length=70.0, speed=4.0, seed=3)
     torch.manual_seed(0)
-    cfg = DINOv3ViTConfig(hidden_size=384, intermediate_size=768, num_hidden_layers=1, num_attention_heads=6,
-                          patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=384,
+        intermediate_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=6,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     DINOv3ViTModel(cfg).save_pretrained(work / "model")
     backbone = load_backbone(str(work / "model"), device="cpu", precision="fp32")
     geo = compute_geometry(480, 640, short_side, backbone.patch_size)
     with torch.no_grad():
-        feats = torch.cat([backbone.extract(clip.frames[i: i + 8], geo).float() for i in range(0, n_frames, 8)])
+        feats = torch.cat([backbone.extract(clip.frames[i : i + 8], geo).float() for i in range(0, n_frames, 8)])
     grays = [to_gray(f) for f in clip.frames]
-    torch.save({"features": feats, "grays": torch.from_numpy(np.stack(grays)), "height": torch.tensor(480),
-                "width": torch.tensor(640), "short_side": torch.tensor(short_side)},
-               work / "features.pt")
+    torch.save(
+        {
+            "features": feats,
+            "grays": torch.from_numpy(np.stack(grays)),
+            "height": torch.tensor(480),
+            "width": torch.tensor(640),
+            "short_side": torch.tensor(short_side),
+        },
+        work / "features.pt",
+    )
     seed = clip.annotation(0)
     write_frame(work / "seed.json", seed)
     return sum(len(inst.keypoints) for inst in seed.instances)
 
 
 def time_version(src: Path, work: Path, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(work), str(repeats)], check=False,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(src), str(work), str(repeats)], check=False, capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise SystemExit(f"the tracker in {src} failed:\n{out.stderr[-3000:]}")
     ms = np.array(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
-    return {"src": str(src), "median_ms": float(np.median(ms)), "mean_ms": float(ms.mean()),
-            "p90_ms": float(np.percentile(ms, 90)), "steps": int(ms.size)}
+    return {
+        "src": str(src),
+        "median_ms": float(np.median(ms)),
+        "mean_ms": float(ms.mean()),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "steps": int(ms.size),
+    }
 
 
 def main() -> None:
@@ -105,13 +124,29 @@ def main() -> None:
         for _ in range(args.repeats):  # alternating, so both see the same machine load
             runs["before"].append(time_version(args.baseline_src.resolve(), work, 1))
             runs["after"].append(time_version(HERE, work, 1))
-    report = {"keypoints": keypoints, "frames": args.frames, "short_side": args.short_side, "grid": [48, 64],
-              "channels": 384, "machine": platform.machine(), "processor": platform.processor(),
-              "torch": torch.__version__, "torch_threads": 1,
-              **{k: {"median_ms": float(np.median([r["median_ms"] for r in v])),
-                     "mean_ms": float(np.median([r["mean_ms"] for r in v])), "runs": v} for k, v in runs.items()}}
-    print(f"tracker step, {keypoints} keypoints, 48x64 patches x 384 channels, one thread: "
-          f"before {report['before']['median_ms']:.1f} ms, after {report['after']['median_ms']:.1f} ms (median)")
+    report = {
+        "keypoints": keypoints,
+        "frames": args.frames,
+        "short_side": args.short_side,
+        "grid": [48, 64],
+        "channels": 384,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+        "torch_threads": 1,
+        **{
+            k: {
+                "median_ms": float(np.median([r["median_ms"] for r in v])),
+                "mean_ms": float(np.median([r["mean_ms"] for r in v])),
+                "runs": v,
+            }
+            for k, v in runs.items()
+        },
+    }
+    print(
+        f"tracker step, {keypoints} keypoints, 48x64 patches x 384 channels, one thread: "
+        f"before {report['before']['median_ms']:.1f} ms, after {report['after']['median_ms']:.1f} ms (median)"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")

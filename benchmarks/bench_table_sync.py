@@ -27,9 +27,17 @@ from napari_dinotrack.io.table_index import TracksTable, identity_of
 
 
 def prediction(frame: int) -> FrameAnnotation:
-    instances = [Instance(f"mouse{i}", [Keypoint(part, 100.0 + frame % 97 + 10 * k, 50.0 + i * 40, True, 0.9)
-                                        for k, part in enumerate(("nose", "leftear", "rightear", "tail_base"))],
-                          group_id=i) for i in range(2)]
+    instances = [
+        Instance(
+            f"mouse{i}",
+            [
+                Keypoint(part, 100.0 + frame % 97 + 10 * k, 50.0 + i * 40, True, 0.9)
+                for k, part in enumerate(("nose", "leftear", "rightear", "tail_base"))
+            ],
+            group_id=i,
+        )
+        for i in range(2)
+    ]
     return FrameAnnotation(frame, 480, 640, instances, source="prediction", seed_frame=0, seed_digest="0" * 16)
 
 

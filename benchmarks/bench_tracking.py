@@ -66,8 +66,12 @@ def random_vits16(folder: Path) -> Path:
     return folder
 
 
-def score(pred: dict[int, dict[tuple[str, str], tuple[float, float]]], labels: Labels, t0: int,
-          shown: dict[int, dict[tuple[str, str], bool]] | None = None) -> dict:
+def score(
+    pred: dict[int, dict[tuple[str, str], tuple[float, float]]],
+    labels: Labels,
+    t0: int,
+    shown: dict[int, dict[tuple[str, str], bool]] | None = None,
+) -> dict:
     """Protocol metrics; with ``shown`` (the tracker's visibility) also how well it reports occlusion."""
     errors, pck5, pck10, pckd = [], [], [], []
     hidden_shown, visible_hidden = [], []
@@ -80,7 +84,8 @@ def score(pred: dict[int, dict[tuple[str, str], tuple[float, float]]], labels: L
             for key, xy in labels[f].items():
                 if key in shown.get(f, {}):
                     (visible_hidden if xy is not None else hidden_shown).append(
-                        (not shown[f][key]) if xy is not None else shown[f][key])
+                        (not shown[f][key]) if xy is not None else shown[f][key]
+                    )
         for inst in {k[0] for k in gt}:
             pts = np.array([v for k, v in gt.items() if k[0] == inst])
             diag = float(np.linalg.norm(pts.max(0) - pts.min(0))) if len(pts) > 1 else 100.0
@@ -128,8 +133,9 @@ def nearest_neighbour(video: Path, seed: FrameAnnotation, backbone, short_side: 
         for f in frames:
             feats = backbone.extract(reader.get_frame(f)[None], geo)[0].float()
             sims = torch.einsum("kc,chw->khw", templates, feats)[None]
-            up = F.interpolate(sims, size=(geo.padded_height, geo.padded_width), mode="bilinear",
-                               align_corners=False)[0, :, : geo.work_height, : geo.work_width]
+            up = F.interpolate(sims, size=(geo.padded_height, geo.padded_width), mode="bilinear", align_corners=False)[
+                0, :, : geo.work_height, : geo.work_width
+            ]
             idx = up.flatten(1).argmax(1)
             ys, xs = (idx // geo.work_width).float() + 0.5, (idx % geo.work_width).float() + 0.5
             out[f] = {k: (float(x) / geo.scale, float(y) / geo.scale) for k, x, y in zip(keys, xs, ys, strict=True)}
@@ -144,7 +150,7 @@ def backbone_fps(video: Path, backbone, short_side: int, n_frames: int, batch: i
     backbone.extract(frames[:batch], geo)  # warm-up
     start = time.perf_counter()
     for i in range(0, n_frames, batch):
-        feats = backbone.extract(frames[i: i + batch], geo)
+        feats = backbone.extract(frames[i : i + batch], geo)
     if feats.is_cuda:
         torch.cuda.synchronize()
     return n_frames / (time.perf_counter() - start)
@@ -161,17 +167,24 @@ def evaluate(name: str, video: Path, labels: Labels, backbone, args, work: Path)
     seed = seed_from_labels(labels, t0, info.height, info.width)
     write_manual(layout, seed)
     config = tracker_config(args)
-    processor = DinoKeypointVideoProcessor(video, result_folder=folder, model_name=backbone,
-                                           short_side=args.short_side, runtime_config=config)
+    processor = DinoKeypointVideoProcessor(
+        video, result_folder=folder, model_name=backbone, short_side=args.short_side, runtime_config=config
+    )
     summary = processor.process_video(end_frame=last)
     anns = load_annotations(layout)
     pred = {f: {(i.name, k.name): (k.x, k.y) for i in a.instances for k in i.keypoints} for f, a in anns.items()}
     shown = {f: {(i.name, k.name): k.visible for i in a.instances for k in i.keypoints} for f, a in anns.items()}
-    static = {f: {k: (kp.x, kp.y) for k, kp in zip(seed.keypoint_names(),
-                                                     [kp for i in seed.instances for kp in i.keypoints],
-                                                     strict=True)} for f in labels}
+    static = {
+        f: {
+            k: (kp.x, kp.y)
+            for k, kp in zip(seed.keypoint_names(), [kp for i in seed.instances for kp in i.keypoints], strict=True)
+        }
+        for f in labels
+    }
     result = {
-        "video": str(video), "frames": [t0, last], "size": [info.width, info.height],
+        "video": str(video),
+        "frames": [t0, last],
+        "size": [info.width, info.height],
         "tracker": score(pred, labels, t0, shown),
         "static_baseline": score(static, labels, t0),
         "end_to_end_fps": summary.fps,
@@ -200,15 +213,18 @@ def synthetic_cases(work: Path, occluder_seeds: int) -> list[tuple[str, Path, La
         ("synthetic_crossing_with_masks", {"n_frames": 40, "n_instances": 2, "crossing": True, "speed": 4.0}, True),
     ]
     # short clips whose occluder hides both heads, repeated with other textures: re-acquisition
-    specs += [(f"synthetic_occluded_heads_seed{k}", {"n_frames": 20, "n_instances": 2, "occluder": (8, 11),
-                                                       "seed": k}, False) for k in range(occluder_seeds)]
+    specs += [
+        (f"synthetic_occluded_heads_seed{k}", {"n_frames": 20, "n_instances": 2, "occluder": (8, 11), "seed": k}, False)
+        for k in range(occluder_seeds)
+    ]
     for name, kwargs, polygons in specs:
         clip = make_clip(**kwargs)
         video = clip.write(work / f"{name}.mp4")
         labels: Labels = {}
         for f in range(clip.n_frames):
-            labels[f] = {k: (tuple(map(float, clip.positions[k][f])) if clip.visible[k][f] else None)
-                         for k in clip.positions}
+            labels[f] = {
+                k: (tuple(map(float, clip.positions[k][f])) if clip.visible[k][f] else None) for k in clip.positions
+            }
         cases.append((name, video, labels, polygons))
         if polygons:
             layout = ResultLayout(video, work / name)
@@ -230,8 +246,13 @@ def main() -> None:
     parser.add_argument("--no-nn", action="store_true", help="skip the nearest-neighbour baseline")
     parser.add_argument("--no-synthetic", action="store_true")
     parser.add_argument("--occluder-seeds", type=int, default=6, help="generated occluded-heads clips")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="override a TrackerConfig setting, e.g. --set cycle_check=false")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a TrackerConfig setting, e.g. --set cycle_check=false",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
@@ -240,17 +261,23 @@ def main() -> None:
         model = random_vits16(work / "random-vits16") if args.model == "random-vits16" else args.model
         backbone = load_backbone(model, device=args.device)
         report = {
-            "model": args.model, "short_side": args.short_side, "device": str(backbone.device),
+            "model": args.model,
+            "short_side": args.short_side,
+            "device": str(backbone.device),
             "overrides": args.set,
-            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
             "cpu_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "datasets": {},
         }
         datasets = []
         if args.data.is_dir():
-            datasets = [(d.name, d / "video.mp4", read_labels(d / "labels.csv"), False)
-                        for d in sorted(args.data.iterdir()) if (d / "labels.csv").is_file()]
+            datasets = [
+                (d.name, d / "video.mp4", read_labels(d / "labels.csv"), False)
+                for d in sorted(args.data.iterdir())
+                if (d / "labels.csv").is_file()
+            ]
         if not args.no_synthetic and not args.speed_only:
             datasets += synthetic_cases(work, args.occluder_seeds)
         for name, video, labels, _ in datasets:
@@ -265,9 +292,18 @@ def main() -> None:
                     entry["end_to_end_fps"] = summary
                 entry["end_to_end_over_backbone"] = entry["end_to_end_fps"] / fps
             report["datasets"][name] = entry
-            print(name, json.dumps({k: v for k, v in entry.items() if not isinstance(v, dict)}),
-                  json.dumps({k: {m: v[m] for m in ("pck5", "pck10", "median_px")}
-                              for k, v in entry.items() if isinstance(v, dict)}), flush=True)
+            print(
+                name,
+                json.dumps({k: v for k, v in entry.items() if not isinstance(v, dict)}),
+                json.dumps(
+                    {
+                        k: {m: v[m] for m in ("pck5", "pck10", "median_px")}
+                        for k, v in entry.items()
+                        if isinstance(v, dict)
+                    }
+                ),
+                flush=True,
+            )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     finally:
@@ -280,8 +316,7 @@ def _speed_run(video: Path, labels: Labels, backbone, args, folder: Path) -> flo
     layout = ResultLayout(video, folder)
     layout.ensure_folder()
     write_manual(layout, seed_from_labels(labels, t0, info.height, info.width))
-    processor = DinoKeypointVideoProcessor(video, result_folder=folder, model_name=backbone,
-                                           short_side=args.short_side)
+    processor = DinoKeypointVideoProcessor(video, result_folder=folder, model_name=backbone, short_side=args.short_side)
     return processor.process_video(end_frame=min(info.n_frames - 1, t0 + args.speed_frames)).fps
 
 

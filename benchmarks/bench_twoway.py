@@ -45,8 +45,9 @@ def track(scene: Scene, video: Path, folder: Path, direction: str, model: str, s
     write_manual(layout, scene.annotation(0))
     write_manual(layout, scene.annotation(scene.n_frames - 1))
     t0 = time.perf_counter()
-    DinoKeypointVideoProcessor(video, folder, model_name=model, short_side=short_side,
-                               direction=direction).process_video()  # type: ignore[arg-type]
+    DinoKeypointVideoProcessor(
+        video, folder, model_name=model, short_side=short_side, direction=direction
+    ).process_video()  # type: ignore[arg-type]
     return time.perf_counter() - t0
 
 
@@ -81,8 +82,14 @@ def main() -> None:
                 for direction in ("forward", "both"):
                     folder = work / f"{family}_{seed}_{direction}"
                     seconds = track(scene, video, folder, direction, args.model, args.short_side)
-                    row = {"family": family, "seed": seed, "direction": direction, "frames": scene.n_frames,
-                           "seconds": seconds, **score(scene, folder)}
+                    row = {
+                        "family": family,
+                        "seed": seed,
+                        "direction": direction,
+                        "frames": scene.n_frames,
+                        "seconds": seconds,
+                        **score(scene, folder),
+                    }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     shutil.rmtree(folder)
@@ -122,15 +129,24 @@ def format_summary(summary: dict) -> str:
         def cell(key, entry_f=f, entry_b=b, fmt="{:.2f}"):
             return " / ".join("–" if e.get(key) is None else fmt.format(e[key]) for e in (entry_f, entry_b))
 
-        lines.append(f"{family:10s} | {cell('last_third_pck10'):28s} | {cell('last_third_median_px', fmt='{:.1f}'):20s}"
-                     f" | {cell('stretch_pck10')}")
+        lines.append(
+            f"{family:10s} | {cell('last_third_pck10'):28s} | {cell('last_third_median_px', fmt='{:.1f}'):20s}"
+            f" | {cell('stretch_pck10')}"
+        )
     return "\n".join(lines)
 
 
 def write_report(out: Path | None, args: argparse.Namespace, rows: list[dict]) -> dict:
-    report = {"seeds": args.seeds, "model": args.model, "short_side": args.short_side, "torch": torch.__version__,
-              "machine": platform.machine(), "cpu_threads": torch.get_num_threads(), "rows": rows,
-              "summary": summarise(rows)}
+    report = {
+        "seeds": args.seeds,
+        "model": args.model,
+        "short_side": args.short_side,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "rows": rows,
+        "summary": summarise(rows),
+    }
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1) + "\n")

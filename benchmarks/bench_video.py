@@ -1,6 +1,6 @@
 """Video stack speed and memory, plus import times of the package's entry points.
 
-    python benchmarks/bench_video.py --out benchmarks/results/video_cpu.json
+python benchmarks/bench_video.py --out benchmarks/results/video_cpu.json
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from napari_dinotrack.io.video import VideoReader, lazy_video, probe_video, writ
 def textured_frames(n: int, height: int, width: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (height, width + n * 2, 3), dtype=np.uint8)
-    return np.stack([base[:, 2 * t: 2 * t + width] for t in range(n)])
+    return np.stack([base[:, 2 * t : 2 * t + width] for t in range(n)])
 
 
 def rss_mb() -> float:
@@ -36,8 +36,10 @@ def rss_mb() -> float:
 
 def import_seconds(module: str) -> float:
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-            for _ in range(3)]
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+        for _ in range(3)
+    ]
     return min(runs)
 
 
@@ -88,8 +90,15 @@ def main() -> None:
         array[info.n_frames // 2].compute()
         report["dask_frame_ms"] = 1000 * (time.perf_counter() - start)
         report["video"] = {"frames": info.n_frames, "size": [info.width, info.height], "fps": info.fps}
-    report["import_s"] = {m: import_seconds(m) for m in (
-        "napari_dinotrack", "napari_dinotrack.cli", "napari_dinotrack.pipeline", "napari_dinotrack.napari.widget")}
+    report["import_s"] = {
+        m: import_seconds(m)
+        for m in (
+            "napari_dinotrack",
+            "napari_dinotrack.cli",
+            "napari_dinotrack.pipeline",
+            "napari_dinotrack.napari.widget",
+        )
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -46,8 +46,18 @@ def newest_write(layout: ResultLayout) -> int:
 
 
 def one_round(video: Path, layout: ResultLayout, rng: random.Random, n_frames: int, env: dict) -> dict:
-    args = [sys.executable, "-m", "napari_dinotrack.cli", "track", str(video), "--model", MODEL,
-            "--short-side", SHORT, "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "napari_dinotrack.cli",
+        "track",
+        str(video),
+        "--model",
+        MODEL,
+        "--short-side",
+        SHORT,
+        "--quiet",
+    ]
     start_frame = None
     if len(layout.frame_files()) == n_frames and rng.random() < 0.8:
         start_frame = rng.randrange(0, n_frames - 10)
@@ -73,10 +83,19 @@ def one_round(video: Path, layout: ResultLayout, rng: random.Random, n_frames: i
     tmp_left = sorted(p.name for p in layout.folder.iterdir() if p.name.endswith(".tmp"))
     report = TracksTable(layout).sync()  # what the next run does first
     table_ok = layout.tracks_csv.read_text(encoding="utf-8") == expected_table(layout)
-    return {"mode": mode, "start_frame": start_frame, "killed_after_s": round(elapsed, 2), "killed": killed,
-            "exit_code": proc.returncode, "temp_files_left": len(tmp_left), "frames_on_disk": len(layout.frame_files()),
-            "table_rebuilt": report.rebuilt, "jsons_reread": len(report.reread), "table_ok_after_sync": table_ok,
-            "error": stderr.strip().splitlines()[-1] if proc.returncode not in (0, -9) and stderr.strip() else None}
+    return {
+        "mode": mode,
+        "start_frame": start_frame,
+        "killed_after_s": round(elapsed, 2),
+        "killed": killed,
+        "exit_code": proc.returncode,
+        "temp_files_left": len(tmp_left),
+        "frames_on_disk": len(layout.frame_files()),
+        "table_rebuilt": report.rebuilt,
+        "jsons_reread": len(report.reread),
+        "table_ok_after_sync": table_ok,
+        "error": stderr.strip().splitlines()[-1] if proc.returncode not in (0, -9) and stderr.strip() else None,
+    }
 
 
 def run(kills: int, seed: int, n_frames: int) -> dict:
@@ -91,22 +110,57 @@ def run(kills: int, seed: int, n_frames: int) -> dict:
         rounds, t0 = [], time.monotonic()
         while sum(r["killed"] for r in rounds) < kills and len(rounds) < 4 * kills:
             rounds.append(one_round(video, layout, rng, n_frames, env))
-        final = subprocess.run([sys.executable, "-m", "napari_dinotrack.cli", "track", str(video), "--model", MODEL,
-                                "--short-side", SHORT, "--quiet"], env=env, capture_output=True, text=True)
+        final = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "napari_dinotrack.cli",
+                "track",
+                str(video),
+                "--model",
+                MODEL,
+                "--short-side",
+                SHORT,
+                "--quiet",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         reference = ResultLayout(video, Path(tmp) / "uninterrupted")
         reference.ensure_folder()
         write_manual(reference, clip.annotation(0))
-        subprocess.run([sys.executable, "-m", "napari_dinotrack.cli", "track", str(video), "--model", MODEL,
-                        "--short-side", SHORT, "--quiet", "--out", str(reference.folder)], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "napari_dinotrack.cli",
+                "track",
+                str(video),
+                "--model",
+                MODEL,
+                "--short-side",
+                SHORT,
+                "--quiet",
+                "--out",
+                str(reference.folder),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         anns = load_annotations(layout)
         rows = layout.tracks_csv.read_text(encoding="utf-8").splitlines()[1:]
         keys = [tuple(r.split(",")[:3]) for r in rows]
 
         def median_error(annotations: dict) -> float:
-            errs = [np.hypot(kp.x - clip.positions[i.name, kp.name][f][0], kp.y - clip.positions[i.name, kp.name][f][1])
-                    for f, a in annotations.items() for i in a.instances for kp in i.keypoints
-                    if clip.visible[i.name, kp.name][f]]
+            errs = [
+                np.hypot(kp.x - clip.positions[i.name, kp.name][f][0], kp.y - clip.positions[i.name, kp.name][f][1])
+                for f, a in annotations.items()
+                for i in a.instances
+                for kp in i.keypoints
+                if clip.visible[i.name, kp.name][f]
+            ]
             return round(float(np.median(errs)), 3)
 
         checks = {
@@ -120,13 +174,25 @@ def run(kills: int, seed: int, n_frames: int) -> dict:
             "table_ok_after_every_kill": all(r["table_ok_after_sync"] for r in rounds),
             "no_user_visible_errors": not any(r["error"] for r in rounds),
         }
-        checks["passed"] = (checks["final_exit_code"] == 0 and checks["every_frame_once"]
-                            and checks["table_equals_jsons"] and checks["no_temp_files"] and checks["lock_free"]
-                            and checks["table_ok_after_every_kill"] and checks["no_user_visible_errors"]
-                            and checks["median_error_px"] < checks["median_error_px_uninterrupted"] + 0.5)
-        return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "seed": seed, "n_frames": n_frames,
-                "kills": sum(r["killed"] for r in rounds), "rounds": rounds, "checks": checks,
-                "seconds": round(time.monotonic() - t0, 1)}
+        checks["passed"] = (
+            checks["final_exit_code"] == 0
+            and checks["every_frame_once"]
+            and checks["table_equals_jsons"]
+            and checks["no_temp_files"]
+            and checks["lock_free"]
+            and checks["table_ok_after_every_kill"]
+            and checks["no_user_visible_errors"]
+            and checks["median_error_px"] < checks["median_error_px_uninterrupted"] + 0.5
+        )
+        return {
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "seed": seed,
+            "n_frames": n_frames,
+            "kills": sum(r["killed"] for r in rounds),
+            "rounds": rounds,
+            "checks": checks,
+            "seconds": round(time.monotonic() - t0, 1),
+        }
 
 
 def main() -> int:

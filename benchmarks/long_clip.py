@@ -17,13 +17,22 @@ from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.synthetic import make_clip
 
 
-def write_walk_video(path: Path, n_frames: int, height: int, width: int, loop: int = 100,
-                     polygons: bool = False, speed: float = 1.0) -> Path:
+def write_walk_video(
+    path: Path, n_frames: int, height: int, width: int, loop: int = 100, polygons: bool = False, speed: float = 1.0
+) -> Path:
     """Write an ``n_frames`` video of two animals to ``path`` with its frame-0 seed (with outlines if asked)."""
     clip = make_clip(n_frames=loop, height=height, width=width, n_instances=2, speed=speed)
     order = np.concatenate([np.arange(loop), np.arange(loop - 2, 0, -1)])
-    writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=30.0, codec="libx264", quality=10,
-                                         pix_fmt_out="yuv444p", macro_block_size=1, output_params=["-g", "8"])
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (width, height),
+        fps=30.0,
+        codec="libx264",
+        quality=10,
+        pix_fmt_out="yuv444p",
+        macro_block_size=1,
+        output_params=["-g", "8"],
+    )
     writer.send(None)  # start the encoder
     try:
         for t in range(n_frames):

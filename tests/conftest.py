@@ -14,9 +14,14 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 # what Qt's xcb platform loads, and the package that brings each
-_QT_LIBRARIES = {"libxcb-icccm.so.4": "libxcb-icccm4", "libxcb-keysyms.so.1": "libxcb-keysyms1",
-                 "libxkbcommon-x11.so.0": "libxkbcommon-x11-0", "libxcb-cursor.so.0": "libxcb-cursor0",
-                 "libEGL.so.1": "libegl1", "libfontconfig.so.1": "libfontconfig1"}
+_QT_LIBRARIES = {
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libEGL.so.1": "libegl1",
+    "libfontconfig.so.1": "libfontconfig1",
+}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xvfb looks for the X server
@@ -32,14 +37,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print(f"installing what the napari tests need: {' '.join(missing)} …", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        done = subprocess.run(f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {wanted}",
-                              shell=True, env=env, stdout=subprocess.DEVNULL, check=False).returncode == 0
+        done = (
+            subprocess.run(
+                f"apt-get update -qq && apt-get install -y -qq --no-install-recommends {wanted}",
+                shell=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                check=False,
+            ).returncode
+            == 0
+        )
         missing = _missing_system_packages() if done else missing
         if not missing:
             return
-    pytest.exit(f"the napari tests need system packages that are missing: {' '.join(missing)} "
-                f"(install them, e.g. sudo apt-get install {wanted}; or run only the engine tests with "
-                "--ignore=tests/napari)", returncode=4)
+    pytest.exit(
+        f"the napari tests need system packages that are missing: {' '.join(missing)} "
+        f"(install them, e.g. sudo apt-get install {wanted}; or run only the engine tests with "
+        "--ignore=tests/napari)",
+        returncode=4,
+    )
 
 
 def _runs_gui_tests(config: pytest.Config) -> bool:
@@ -77,11 +93,37 @@ _VFR_TIMES = {
 def write_vfr(frames: np.ndarray, path: Path, fps: float = 30.0, style: str = "jitter") -> Path:
     """Encode (T, H, W, 3) uint8 frames losslessly as a variable-frame-rate video at ``path``."""
     _, h, w, _ = frames.shape
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-           "-vf", _VFR_TIMES[style].format(fps=fps), "-fps_mode", "passthrough",
-           *(["-enc_time_base:v", "1:90000"] if style == "jitter" else []),
-           "-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0", "-g", "8", f"file:{path}"]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        "-vf",
+        _VFR_TIMES[style].format(fps=fps),
+        "-fps_mode",
+        "passthrough",
+        *(["-enc_time_base:v", "1:90000"] if style == "jitter" else []),
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv444p",
+        "-qp",
+        "0",
+        "-g",
+        "8",
+        f"file:{path}",
+    ]
     subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
     return path
 

@@ -24,8 +24,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     folder = tmp_path_factory.mktemp("cli") / "tiny-dinov3"
-    cfg = DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=2, patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     DINOv3ViTModel(cfg).save_pretrained(folder)
     return folder
 
@@ -37,8 +43,7 @@ def test_models_lists_catalog(capsys: pytest.CaptureFixture[str]) -> None:
     assert "dinov2-small" in out and "not downloaded" in out and "gated" in out
 
 
-def test_models_json(capsys: pytest.CaptureFixture[str], tiny_model_dir: Path,
-                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_json(capsys: pytest.CaptureFixture[str], tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["models", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["default"] == "dinov3-vits16"
@@ -83,8 +88,7 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "models" in build_parser().format_help()
 
 
-def test_internal_error_exit_code(monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_error_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import napari_dinotrack.backbone.catalog as catalog
 
     def boom() -> list:

@@ -18,9 +18,22 @@ def test_napari_tests_stop_with_the_missing_packages_named(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()  # a PATH with neither Xvfb nor apt-get on it
     env = {**os.environ, "PATH": str(bare)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(TESTS / "napari" / "test_napari_reader.py")],
-                         cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS / "napari" / "test_napari_reader.py"),
+        ],
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 4, run.stdout + run.stderr
     out = run.stdout + run.stderr
     assert "missing: xvfb" in out and "apt-get install" in out and "core dumped" not in out
@@ -30,7 +43,12 @@ def test_engine_tests_do_not_need_an_x_server(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()
     env = {**os.environ, "PATH": str(bare)}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(TESTS / "test_runplan.py")], cwd=TESTS.parent, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "test_runplan.py")],
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr

@@ -111,7 +111,9 @@ def test_both_ways_a_fresh_seed_tracks_back_to_the_start_and_on_to_the_end():
 def test_both_ways_between_two_seeds_each_frame_is_tracked_from_both_ends():
     plan = plan_run({0: manual(0), 6: manual(6)}, 10)
     assert [(s.first, s.last, s.start, s.end, s.two_way) for s in plan.stretches] == [
-        (1, 5, 0, 6, True), (7, 9, 6, None, False)]
+        (1, 5, 0, 6, True),
+        (7, 9, 6, None, False),
+    ]
     assert plan.n_steps == 5 * 2 + 3
 
 
@@ -140,7 +142,8 @@ def test_both_ways_a_stopped_run_resumes_inside_its_stretch():
         del anns[f]
     plan = plan_run(anns, 12)
     assert [(s.first, s.last, s.start, s.end, s.forward_seed, s.backward_seed) for s in plan.stretches] == [
-        (7, 9, 6, 10, 0, 10)]
+        (7, 9, 6, 10, 0, 10)
+    ]
 
 
 def test_both_ways_frames_before_the_first_seed_resume_downwards():

@@ -25,6 +25,11 @@ def test_ruff_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_code_is_formatted():
+    proc = _ruff("format", "--check", "src", "tests", "benchmarks")
+    assert proc.returncode == 0, "run `ruff format src tests benchmarks`:\n" + proc.stdout + proc.stderr
+
+
 def test_engine_never_imports_qt_or_napari():
     offenders = []
     engine = [p for p in sorted(PACKAGE.rglob("*.py")) if "napari" not in p.relative_to(PACKAGE).parts[:-1]]
@@ -33,14 +38,17 @@ def test_engine_never_imports_qt_or_napari():
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0].strip()
             if code.startswith(("import ", "from ")) and any(
-                    name in code.split() or code.split()[1].startswith(name + ".")
-                    for name in ("napari", "qtpy", "PyQt5", "PyQt6", "PySide6", "magicgui", "superqt")):
+                name in code.split() or code.split()[1].startswith(name + ".")
+                for name in ("napari", "qtpy", "PyQt5", "PyQt6", "PySide6", "magicgui", "superqt")
+            ):
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
 
 
 def test_importing_the_package_stays_light():
-    code = ("import sys, napari_dinotrack, napari_dinotrack.cli; "
-            "print(sorted(m for m in ('torch', 'transformers', 'napari', 'qtpy') if m in sys.modules))")
+    code = (
+        "import sys, napari_dinotrack, napari_dinotrack.cli; "
+        "print(sorted(m for m in ('torch', 'transformers', 'napari', 'qtpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -61,9 +61,16 @@ class FeaturesAhead:
     the worker (default: :func:`backbone_threads`). Use as a context manager (or call :meth:`close`).
     """
 
-    def __init__(self, frames: Iterator[tuple[int, np.ndarray]], extract: Extract, geometry: WorkGeometry,
-                 batch_size: int, device: torch.device, profile: RunProfile | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        frames: Iterator[tuple[int, np.ndarray]],
+        extract: Extract,
+        geometry: WorkGeometry,
+        batch_size: int,
+        device: torch.device,
+        profile: RunProfile | None = None,
+        threads: int | None = None,
+    ) -> None:
         self._frames = frames
         self._extract = extract
         self._geometry = geometry

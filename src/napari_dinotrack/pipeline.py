@@ -159,11 +159,21 @@ class DinoKeypointVideoProcessor:
 
     def plan(self, start_frame: int | None = None, end_frame: int | None = None) -> RunPlan | None:
         """The frames a run would track now (None: everything is current)."""
-        return plan_run(self._load_annotations(), self.info.n_frames, start_frame, end_frame,
-                        where=str(self.layout.folder), direction=self.direction)
+        return plan_run(
+            self._load_annotations(),
+            self.info.n_frames,
+            start_frame,
+            end_frame,
+            where=str(self.layout.folder),
+            direction=self.direction,
+        )
 
-    def process_video(self, start_frame: int | None = None, end_frame: int | None = None,
-                      profile: bool | str | os.PathLike[str] | RunProfile | None = None) -> RunSummary:
+    def process_video(
+        self,
+        start_frame: int | None = None,
+        end_frame: int | None = None,
+        profile: bool | str | os.PathLike[str] | RunProfile | None = None,
+    ) -> RunSummary:
         """Track and write every stale frame (or ``start_frame``..``end_frame``); returns a summary.
 
         ``profile``: True (or a :class:`~.profiling.RunProfile`) records where the time goes into
@@ -184,8 +194,9 @@ class DinoKeypointVideoProcessor:
             prof.save(profile)
         return summary
 
-    def iter_results(self, start_frame: int | None = None, end_frame: int | None = None,
-                     profile: RunProfile | None = None) -> Generator[FrameResult, None, None]:
+    def iter_results(
+        self, start_frame: int | None = None, end_frame: int | None = None, profile: RunProfile | None = None
+    ) -> Generator[FrameResult, None, None]:
         """Track and yield each frame's result as it is produced; outputs are written as it goes.
 
         The first result is the frame tracking starts from (``reseeded=True``). Closing the
@@ -204,11 +215,16 @@ class DinoKeypointVideoProcessor:
             self.last_run_stopped = self._stop.is_set()
             self._stop.clear()
 
-    def _run(self, start_frame: int | None, end_frame: int | None,
-             profile: RunProfile | None) -> Iterator[FrameResult]:
+    def _run(self, start_frame: int | None, end_frame: int | None, profile: RunProfile | None) -> Iterator[FrameResult]:
         annotations = self._load_annotations()
-        plan = plan_run(annotations, self.info.n_frames, start_frame, end_frame, where=str(self.layout.folder),
-                        direction=self.direction)
+        plan = plan_run(
+            annotations,
+            self.info.n_frames,
+            start_frame,
+            end_frame,
+            where=str(self.layout.folder),
+            direction=self.direction,
+        )
         if plan is None:
             return
         self._check_seeds(annotations, plan)
@@ -221,18 +237,35 @@ class DinoKeypointVideoProcessor:
             self._learn_templates(tracker, reader, extract, geometry, plan, annotations)
             self.layout.ensure_folder()
             self.config.save(self.layout.config_json)
-            setup = {"model": backbone.name, "device": str(backbone.device), "batch_size": self.config.batch_size,
-                     "dtype": str(getattr(backbone, "dtype", "float32")).removeprefix("torch."),
-                     "short_side": self.short_side, "video": [self.info.width, self.info.height]}
-            with prof.running(plan.init_frame, plan.last, **setup), \
-                    ResultWriter(self.layout, plan.first, plan.last, profile=profile) as writer:
-                yield from self._track(plan, annotations, reader, extract, backbone.device, geometry, tracker,
-                                       writer, prof)
+            setup = {
+                "model": backbone.name,
+                "device": str(backbone.device),
+                "batch_size": self.config.batch_size,
+                "dtype": str(getattr(backbone, "dtype", "float32")).removeprefix("torch."),
+                "short_side": self.short_side,
+                "video": [self.info.width, self.info.height],
+            }
+            with (
+                prof.running(plan.init_frame, plan.last, **setup),
+                ResultWriter(self.layout, plan.first, plan.last, profile=profile) as writer,
+            ):
+                yield from self._track(
+                    plan, annotations, reader, extract, backbone.device, geometry, tracker, writer, prof
+                )
 
     # ------------------------------------------------------------------ the loop
-    def _track(self, plan: RunPlan, annotations: dict[int, FrameAnnotation], reader: VideoReader,
-               extract: Callable[..., torch.Tensor], device: torch.device, geometry: WorkGeometry,
-               tracker: KeypointTracker, writer: ResultWriter, prof: RunProfile) -> Iterator[FrameResult]:
+    def _track(
+        self,
+        plan: RunPlan,
+        annotations: dict[int, FrameAnnotation],
+        reader: VideoReader,
+        extract: Callable[..., torch.Tensor],
+        device: torch.device,
+        geometry: WorkGeometry,
+        tracker: KeypointTracker,
+        writer: ResultWriter,
+        prof: RunProfile,
+    ) -> Iterator[FrameResult]:
         """Track the plan's stretches in order: backward from a later seed first, then forward, merged."""
         run = _RunState(plan.n_steps)
         chunk = max(2 * self.config.batch_size, 16)
@@ -240,25 +273,61 @@ class DinoKeypointVideoProcessor:
             passes = _Passes(stretch, annotations)
             if stretch.end is not None:
                 frames = reader.iter_frames_reversed(stretch.first, stretch.end + 1, chunk=chunk)
-                yield from self._pass(frames, stretch.end, passes, "backward", annotations, extract, device,
-                                      geometry, tracker, writer, run, prof)
+                yield from self._pass(
+                    frames,
+                    stretch.end,
+                    passes,
+                    "backward",
+                    annotations,
+                    extract,
+                    device,
+                    geometry,
+                    tracker,
+                    writer,
+                    run,
+                    prof,
+                )
             if self._stop.is_set():
                 return  # a two-way stretch stopped in its backward pass has written nothing: it stays stale
             if stretch.start is not None:
                 frames = reader.iter_frames(stretch.start, stretch.last + 1, prefetch=chunk)
-                yield from self._pass(frames, stretch.start, passes, "forward", annotations, extract, device,
-                                      geometry, tracker, writer, run, prof)
+                yield from self._pass(
+                    frames,
+                    stretch.start,
+                    passes,
+                    "forward",
+                    annotations,
+                    extract,
+                    device,
+                    geometry,
+                    tracker,
+                    writer,
+                    run,
+                    prof,
+                )
             if self._stop.is_set():
                 return
 
-    def _pass(self, frames: Iterator[tuple[int, np.ndarray]], seed_frame: int, passes: _Passes, direction: str,
-              annotations: dict[int, FrameAnnotation], extract: Callable[..., torch.Tensor], device: torch.device,
-              geometry: WorkGeometry, tracker: KeypointTracker, writer: ResultWriter, run: _RunState,
-              prof: RunProfile) -> Iterator[FrameResult]:
+    def _pass(
+        self,
+        frames: Iterator[tuple[int, np.ndarray]],
+        seed_frame: int,
+        passes: _Passes,
+        direction: str,
+        annotations: dict[int, FrameAnnotation],
+        extract: Callable[..., torch.Tensor],
+        device: torch.device,
+        geometry: WorkGeometry,
+        tracker: KeypointTracker,
+        writer: ResultWriter,
+        run: _RunState,
+        prof: RunProfile,
+    ) -> Iterator[FrameResult]:
         """One pass over ``frames`` from ``seed_frame``, batch after batch while the next is on the worker thread."""
         threads = TrackingThreads(device)
-        with FeaturesAhead(frames, extract, geometry, self.config.batch_size, device, prof,
-                           threads=self.threads) as ahead:
+        with FeaturesAhead(
+            frames, extract, geometry, self.config.batch_size, device, prof, threads=self.threads
+        ) as ahead:
             batches = iter(ahead)
             while True:
                 t0 = time.perf_counter()
@@ -271,11 +340,30 @@ class DinoKeypointVideoProcessor:
                         return
                     with threads:
                         if idx == seed_frame:
-                            result = self._start_pass(idx, batch.images[k], batch.grays[k], batch.features[k],
-                                                      annotations, geometry, tracker, writer, run)
+                            result = self._start_pass(
+                                idx,
+                                batch.images[k],
+                                batch.grays[k],
+                                batch.features[k],
+                                annotations,
+                                geometry,
+                                tracker,
+                                writer,
+                                run,
+                            )
                         else:
-                            result = self._frame(idx, batch.images[k], batch.grays[k], batch.features[k],
-                                                 passes, direction, tracker, writer, run, prof)
+                            result = self._frame(
+                                idx,
+                                batch.images[k],
+                                batch.grays[k],
+                                batch.features[k],
+                                passes,
+                                direction,
+                                tracker,
+                                writer,
+                                run,
+                                prof,
+                            )
                     t1 = time.perf_counter()
                     prof.add("loop", idx, t1 - t0)
                     if result is not None:
@@ -283,9 +371,18 @@ class DinoKeypointVideoProcessor:
                     t0 = time.perf_counter()
                     prof.add("consumer", idx, t0 - t1)
 
-    def _start_pass(self, idx: int, img: np.ndarray, gray: np.ndarray, feats: torch.Tensor,
-                    annotations: dict[int, FrameAnnotation], geometry: WorkGeometry, tracker: KeypointTracker,
-                    writer: ResultWriter, run: _RunState) -> FrameResult | None:
+    def _start_pass(
+        self,
+        idx: int,
+        img: np.ndarray,
+        gray: np.ndarray,
+        feats: torch.Tensor,
+        annotations: dict[int, FrameAnnotation],
+        geometry: WorkGeometry,
+        tracker: KeypointTracker,
+        writer: ResultWriter,
+        run: _RunState,
+    ) -> FrameResult | None:
         """(Re)start the tracker from the keypoints (and masks) on a pass's first frame."""
         here = annotations[idx]
         tracker.start(here, feats, gray)
@@ -299,9 +396,19 @@ class DinoKeypointVideoProcessor:
             writer.put(here, masks, write_json=False, write_rows=False)
         return FrameResult(idx, here, masks, True, run.done, run.total, run.fps, frames_written=run.written)
 
-    def _frame(self, idx: int, img: np.ndarray, gray: np.ndarray, feats: torch.Tensor, passes: _Passes,
-               direction: str, tracker: KeypointTracker, writer: ResultWriter, run: _RunState,
-               prof: RunProfile) -> FrameResult:
+    def _frame(
+        self,
+        idx: int,
+        img: np.ndarray,
+        gray: np.ndarray,
+        feats: torch.Tensor,
+        passes: _Passes,
+        direction: str,
+        tracker: KeypointTracker,
+        writer: ResultWriter,
+        run: _RunState,
+        prof: RunProfile,
+    ) -> FrameResult:
         t0 = time.perf_counter()
         masks_t = run.propagator.step(feats, img) if run.propagator is not None else None
         t1 = time.perf_counter()
@@ -315,8 +422,9 @@ class DinoKeypointVideoProcessor:
             passes.keep_backward(idx, out, run.seed)
             ann = passes.prediction(run.seed, idx, out, provisional=True)
             run.count_frame(self.progress_callback)
-            return FrameResult(idx, ann, masks, False, run.done, run.total, run.fps, provisional=True,
-                               frames_written=run.written)
+            return FrameResult(
+                idx, ann, masks, False, run.done, run.total, run.fps, provisional=True, frames_written=run.written
+            )
         apart = None
         if direction == "forward" and passes.stretch.two_way:
             out, apart = passes.merge(out, idx, run.seed)
@@ -359,13 +467,20 @@ class DinoKeypointVideoProcessor:
                     "frames (or fix imageWidth/imageHeight if the coordinates are right)."
                 )
 
-    def _learn_templates(self, tracker: KeypointTracker, reader: VideoReader, extract: Callable[..., torch.Tensor],
-                         geometry: WorkGeometry, plan: RunPlan, annotations: dict[int, FrameAnnotation]) -> None:
+    def _learn_templates(
+        self,
+        tracker: KeypointTracker,
+        reader: VideoReader,
+        extract: Callable[..., torch.Tensor],
+        geometry: WorkGeometry,
+        plan: RunPlan,
+        annotations: dict[int, FrameAnnotation],
+    ) -> None:
         """Appearance of every keypoint on the manual frames nearest to the start, in batches."""
         nearest = sorted(plan.manual, key=lambda f: (abs(f - plan.init_frame), f))[: self.config.max_templates]
         others = [f for f in nearest if f != plan.init_frame]
         for i in range(0, len(others), self.config.batch_size):
-            chunk = others[i: i + self.config.batch_size]
+            chunk = others[i : i + self.config.batch_size]
             feats = extract(np.stack([reader.get_frame(f) for f in chunk]), geometry)
             for f, feat in zip(chunk, feats, strict=True):
                 tracker.add_templates(feat, annotations[f])
@@ -395,12 +510,14 @@ class DinoKeypointVideoProcessor:
                 masks[k] = outline
         return masks if masks.any() else None
 
-    def _start_propagator(self, feats: torch.Tensor, masks: np.ndarray | None, geometry: WorkGeometry,
-                          img: np.ndarray) -> MaskPropagator | None:
+    def _start_propagator(
+        self, feats: torch.Tensor, masks: np.ndarray | None, geometry: WorkGeometry, img: np.ndarray
+    ) -> MaskPropagator | None:
         if masks is None:
             return None
-        propagator = make_propagator(self.config.mask_propagation,
-                                     max_fallback_frames=self.config.max_mask_fallback_frames)
+        propagator = make_propagator(
+            self.config.mask_propagation, max_fallback_frames=self.config.max_mask_fallback_frames
+        )
         if propagator is not None:
             propagator.reset(feats, torch.from_numpy(masks).to(feats.device), geometry, img)
         return propagator
@@ -440,8 +557,9 @@ def _extractor(backbone: Backbone, batch_size: int) -> Callable[..., torch.Tenso
     return functools.partial(extract, batch_size=batch_size) if takes_batch_size else extract
 
 
-def _aligned(out: TrackOutput, keys: list[tuple[str, str]], wanted: list[tuple[str, str]],
-             like: TrackOutput) -> TrackOutput:
+def _aligned(
+    out: TrackOutput, keys: list[tuple[str, str]], wanted: list[tuple[str, str]], like: TrackOutput
+) -> TrackOutput:
     """``out`` (in ``keys`` order) in ``wanted`` order: the two seeds of a stretch may label different
     keypoints; one the other seed lacks counts as unseen by that pass."""
     if keys == wanted:
@@ -464,8 +582,12 @@ class _Passes:
     def __init__(self, stretch: Stretch, annotations: dict[int, FrameAnnotation]):
         self.stretch = stretch
         fwd, bwd = stretch.forward_seed, stretch.backward_seed
-        self.lineage = (fwd, annotations[fwd].digest() if fwd is not None else None,
-                        bwd, annotations[bwd].digest() if bwd is not None else None)
+        self.lineage = (
+            fwd,
+            annotations[fwd].digest() if fwd is not None else None,
+            bwd,
+            annotations[bwd].digest() if bwd is not None else None,
+        )
         self.backward: dict[int, TrackOutput] = {}
         self._backward_keys: list[tuple[str, str]] = []
 
@@ -482,8 +604,14 @@ class _Passes:
         backward = _aligned(self.backward.pop(frame), self._backward_keys, seed.keypoint_names(), forward)
         return merge_passes(forward, backward, frame, start, s.end)
 
-    def prediction(self, seed: FrameAnnotation, frame: int, out: TrackOutput, apart: np.ndarray | None = None,
-                   provisional: bool = False) -> FrameAnnotation:
+    def prediction(
+        self,
+        seed: FrameAnnotation,
+        frame: int,
+        out: TrackOutput,
+        apart: np.ndarray | None = None,
+        provisional: bool = False,
+    ) -> FrameAnnotation:
         """The seed's structure with this frame's positions, visibility and scores."""
         xy, visible, score = out.xy.tolist(), out.visible.tolist(), out.score.tolist()
         gaps = np.round(apart, 2).tolist() if apart is not None else None
@@ -497,6 +625,14 @@ class _Passes:
                 k += 1
             instances.append(Instance(inst.name, kps, group_id=inst.group_id))
         seed_frame, seed_digest, end_frame, end_digest = (None,) * 4 if provisional else self.lineage
-        return FrameAnnotation(frame, seed.image_height, seed.image_width, instances, source="prediction",
-                               seed_frame=seed_frame, seed_digest=seed_digest, end_frame=end_frame,
-                               end_digest=end_digest)
+        return FrameAnnotation(
+            frame,
+            seed.image_height,
+            seed.image_width,
+            instances,
+            source="prediction",
+            seed_frame=seed_frame,
+            seed_digest=seed_digest,
+            end_frame=end_frame,
+            end_digest=end_digest,
+        )

@@ -177,12 +177,17 @@ class RunProfile:
         for stage in STAGES:
             ms = self.stage_ms(stage.name)
             stages[stage.name] = {
-                "thread": stage.thread, "what": stage.what, "total_s": round(float(ms.sum()) / 1000, 4),
+                "thread": stage.thread,
+                "what": stage.what,
+                "total_s": round(float(ms.sum()) / 1000, 4),
                 **_stats(ms),
             }
         loop = self.stage_ms("loop")
-        named = sum(self.stage_ms(s.name) for s in STAGES
-                    if s.thread == "main" and s.name != "loop" and s.name not in _INSIDE_TRACKER)
+        named = sum(
+            self.stage_ms(s.name)
+            for s in STAGES
+            if s.thread == "main" and s.name != "loop" and s.name not in _INSIDE_TRACKER
+        )
         wall = self.wall_seconds
         return {
             "frames": n,
@@ -222,11 +227,15 @@ class RunProfile:
         for name, row in s["stages"].items():
             if row["total_s"] == 0 and name not in ("loop", "tracker_step"):
                 continue
-            lines.append(f"{name:<17} {row['thread']:<9} {row['mean_ms']:>9.3f} {row['p50_ms']:>8.3f} "
-                         f"{row['p95_ms']:>8.3f} {row['total_s']:>8.2f}")
+            lines.append(
+                f"{name:<17} {row['thread']:<9} {row['mean_ms']:>9.3f} {row['p50_ms']:>8.3f} "
+                f"{row['p95_ms']:>8.3f} {row['total_s']:>8.2f}"
+            )
         verdict = "within" if s["host_ms_per_frame"] <= HOST_BUDGET_MS else "over"
-        lines.append(f"{s['frames']} frames in {s['wall_s']:.2f} s ({s['fps']:.1f} frames/s); host time "
-                     f"{s['host_ms_per_frame']:.3f} ms/frame, {verdict} the {HOST_BUDGET_MS:g} ms budget")
+        lines.append(
+            f"{s['frames']} frames in {s['wall_s']:.2f} s ({s['fps']:.1f} frames/s); host time "
+            f"{s['host_ms_per_frame']:.3f} ms/frame, {verdict} the {HOST_BUDGET_MS:g} ms budget"
+        )
         return "\n".join(lines)
 
 
@@ -234,13 +243,20 @@ def _stats(ms: np.ndarray) -> dict[str, float]:
     if not len(ms):
         return {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
     p50, p95 = np.percentile(ms, [50, 95])
-    return {"mean_ms": round(float(ms.mean()), 4), "p50_ms": round(float(p50), 4),
-            "p95_ms": round(float(p95), 4), "max_ms": round(float(ms.max()), 4)}
+    return {
+        "mean_ms": round(float(ms.mean()), 4),
+        "p50_ms": round(float(p50), 4),
+        "p95_ms": round(float(p95), 4),
+        "max_ms": round(float(ms.max()), 4),
+    }
 
 
 def _machine() -> dict[str, Any]:
-    out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
-                           "cpu_count": os.cpu_count()}
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
     torch = sys.modules.get("torch")
     if torch is not None:
         out.update(torch=torch.__version__, torch_threads=torch.get_num_threads())

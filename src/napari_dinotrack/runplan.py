@@ -26,7 +26,6 @@ from .runsettings import DIRECTIONS, Direction
 __all__ = ["DIRECTIONS", "Direction", "RunPlan", "Stretch", "plan_run"]
 
 
-
 @dataclass(frozen=True)
 class Stretch:
     """Frames ``first``..``last`` to track: forward from frame ``start``, backward from frame ``end``.
@@ -145,8 +144,12 @@ class _Lineage:
 
 
 def plan_run(
-    annotations: dict[int, FrameAnnotation], n_frames: int, start_frame: int | None = None,
-    end_frame: int | None = None, where: str = "the result folder", direction: Direction = "both",
+    annotations: dict[int, FrameAnnotation],
+    n_frames: int,
+    start_frame: int | None = None,
+    end_frame: int | None = None,
+    where: str = "the result folder",
+    direction: Direction = "both",
 ) -> RunPlan | None:
     """The work to do, or None when every frame in range is already current.
 
@@ -203,8 +206,14 @@ def _stale_part(lineage: _Lineage, s: Stretch) -> Stretch | None:
         top = max(stale)
         return Stretch(s.first, top, None, top + 1, None, s.backward_seed)
     first = min(stale)
-    return Stretch(first, s.last, first - 1, s.end if s.last == (s.end or 0) - 1 else None, s.forward_seed,
-                   s.backward_seed if s.last == (s.end or 0) - 1 else None)
+    return Stretch(
+        first,
+        s.last,
+        first - 1,
+        s.end if s.last == (s.end or 0) - 1 else None,
+        s.forward_seed,
+        s.backward_seed if s.last == (s.end or 0) - 1 else None,
+    )
 
 
 def _forced(lineage: _Lineage, start_frame: int, last: int, n_frames: int, where: str) -> list[Stretch]:
@@ -212,8 +221,10 @@ def _forced(lineage: _Lineage, start_frame: int, last: int, n_frames: int, where
     if not 0 <= start_frame < n_frames:
         raise InputError(f"start frame {start_frame} is outside the video (0..{n_frames - 1})")
     if last < start_frame:
-        raise InputError(f"end frame {last} is before start frame {start_frame}: give an end frame after "
-                         "the start frame (or leave it out to track to the end)")
+        raise InputError(
+            f"end frame {last} is before start frame {start_frame}: give an end frame after "
+            "the start frame (or leave it out to track to the end)"
+        )
     if start_frame not in lineage.annotations:
         raise InputError(
             f"{where}: frame {start_frame} has no keypoints to start from. Label it and save it as "
@@ -227,8 +238,7 @@ def _forced(lineage: _Lineage, start_frame: int, last: int, n_frames: int, where
         stop = (nxt - 1) if nxt is not None and nxt <= last + 1 else last
         if stop > begin:
             forward = begin if lineage.annotations[begin].is_manual else lineage.before(begin)
-            out.append(Stretch(begin + 1, stop, begin, nxt if two_way else None, forward,
-                               nxt if two_way else None))
+            out.append(Stretch(begin + 1, stop, begin, nxt if two_way else None, forward, nxt if two_way else None))
         if nxt is None or nxt > last:
             break
         begin = nxt

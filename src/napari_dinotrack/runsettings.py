@@ -25,14 +25,23 @@ DIRECTIONS: tuple[str, ...] = ("both", "forward")
 class RunSettings(Settings):
     """The backbone and the working resolution of a run."""
 
-    model: str = setting(DEFAULT_MODEL, "Backbone: catalog name, Hugging Face id, local folder or pixel:.",
-                         group="backbone")
+    model: str = setting(
+        DEFAULT_MODEL, "Backbone: catalog name, Hugging Face id, local folder or pixel:.", group="backbone"
+    )
     direction: Direction = setting(
-        "both", "both = frames between two manual frames are tracked from each end and merged, frames before "
-        "the first manual frame backward; forward = forward from each manual frame only.", group="run")
-    short_side: int = setting(768, "Working resolution: the video's short side is resized to this many pixels.",
-                              ge=MIN_SHORT_SIDE, le=MAX_SHORT_SIDE, group="backbone")
+        "both",
+        "both = frames between two manual frames are tracked from each end and merged, frames before "
+        "the first manual frame backward; forward = forward from each manual frame only.",
+        group="run",
+    )
+    short_side: int = setting(
+        768,
+        "Working resolution: the video's short side is resized to this many pixels.",
+        ge=MIN_SHORT_SIDE,
+        le=MAX_SHORT_SIDE,
+        group="backbone",
+    )
     device: str = setting("auto", "auto, cpu, cuda, cuda:N, N (a GPU index) or mps.", group="backbone")
     precision: Precision = setting(
-        "auto", "Backbone precision: auto = bf16 on GPUs and on CPUs with bf16 support, else fp32.",
-        group="backbone")
+        "auto", "Backbone precision: auto = bf16 on GPUs and on CPUs with bf16 support, else fp32.", group="backbone"
+    )

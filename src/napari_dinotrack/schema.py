@@ -20,8 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
-__all__ = ["STRICT", "SettingInfo", "Settings", "describe", "explain", "load_settings_file", "parse_value", "setting",
-           "validate_settings"]
+__all__ = [
+    "STRICT",
+    "SettingInfo",
+    "Settings",
+    "describe",
+    "explain",
+    "load_settings_file",
+    "parse_value",
+    "setting",
+    "validate_settings",
+]
 
 STRICT = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, strict=True)
 """Model config of every settings model: unknown names, NaN/inf and silent type coercion are errors."""
@@ -47,8 +56,9 @@ class Settings(BaseModel):
             raise ConfigError(explain(exc, type(self))) from None
 
 
-def setting(default: Any, description: str, *, ge: float | None = None, le: float | None = None,
-            group: str = "general") -> Any:
+def setting(
+    default: Any, description: str, *, ge: float | None = None, le: float | None = None, group: str = "general"
+) -> Any:
     """A settings field: default, one-line help, inclusive bounds and the GUI group it belongs to."""
     return Field(default, description=description, ge=ge, le=le, json_schema_extra={"group": group})
 
@@ -78,8 +88,19 @@ def describe(model: type[BaseModel]) -> list[SettingInfo]:
             lo = getattr(meta, "ge", lo)
             hi = getattr(meta, "le", hi)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        out.append(SettingInfo(name, kind, info.default, info.description or "", lo, hi, choices,
-                               str(extra.get("group", "general")), optional))
+        out.append(
+            SettingInfo(
+                name,
+                kind,
+                info.default,
+                info.description or "",
+                lo,
+                hi,
+                choices,
+                str(extra.get("group", "general")),
+                optional,
+            )
+        )
     return out
 
 

@@ -23,8 +23,14 @@ def _offline_empty_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def _save_tiny_dinov3(folder: Path) -> Path:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-    cfg = DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=2, patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     DINOv3ViTModel(cfg).save_pretrained(folder)
     return folder
 
@@ -37,12 +43,9 @@ def _save_tiny_dinov2(folder: Path, registers: bool = False) -> Path:
         Dinov2WithRegistersModel,
     )
 
-    kw = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
-              patch_size=14, image_size=56)
+    kw = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, patch_size=14, image_size=56)
     if registers:
-        Dinov2WithRegistersModel(
-            Dinov2WithRegistersConfig(num_register_tokens=4, **kw)
-        ).save_pretrained(folder)
+        Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=4, **kw)).save_pretrained(folder)
     else:
         Dinov2Model(Dinov2Config(**kw)).save_pretrained(folder)
     return folder

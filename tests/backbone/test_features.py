@@ -20,8 +20,7 @@ def _frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     # smooth-ish content plus noise, so resizing matters
     yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)),
-                     ((xx + yy) % 256)], axis=-1)
+    base = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)), ((xx + yy) % 256)], axis=-1)
     out = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
         noise = rng.integers(-40, 40, size=(h, w, 3))
@@ -32,8 +31,7 @@ def _frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 def _manual_features(bb: HFDinoBackbone, frames: np.ndarray, geom) -> torch.Tensor:
     """An independent reimplementation: resize, normalise, pad, forward, slice, normalise."""
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
-    x = F.interpolate(x, size=(geom.work_height, geom.work_width), mode="bilinear",
-                      antialias=True, align_corners=False)
+    x = F.interpolate(x, size=(geom.work_height, geom.work_width), mode="bilinear", antialias=True, align_corners=False)
     x = (x - MEAN) / STD
     p = bb.patch_size
     ph = -(-geom.work_height // p) * p
@@ -67,8 +65,7 @@ def v2(tiny_dinov2_dir: Path) -> HFDinoBackbone:
         (33, 47, 20, (2, 2)),  # tiny frame, short side not a patch multiple
     ],
 )
-def test_shapes_and_norm_dinov3(v3: HFDinoBackbone, h: int, w: int, short: int,
-                                grid: tuple[int, int]) -> None:
+def test_shapes_and_norm_dinov3(v3: HFDinoBackbone, h: int, w: int, short: int, grid: tuple[int, int]) -> None:
     geom = compute_geometry(h, w, short, v3.patch_size)
     feats = v3.extract(_frames(2 if short < 768 else 1, h, w), geom)
     assert feats.shape == (2 if short < 768 else 1, 64, *grid)
@@ -78,8 +75,7 @@ def test_shapes_and_norm_dinov3(v3: HFDinoBackbone, h: int, w: int, short: int,
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-4)
 
 
-@pytest.mark.parametrize(("h", "w", "grid"), [(121, 161, (5, 7)), (161, 121, (7, 5)),
-                                                (300, 90, (16, 5))])
+@pytest.mark.parametrize(("h", "w", "grid"), [(121, 161, (5, 7)), (161, 121, (7, 5)), (300, 90, (16, 5))])
 def test_dinov2_non_square(v2: HFDinoBackbone, h: int, w: int, grid: tuple[int, int]) -> None:
     geom = compute_geometry(h, w, 64, v2.patch_size)
     frames = _frames(2, h, w, seed=3)
@@ -93,16 +89,14 @@ def test_dinov2_registers(tiny_dinov2_reg_dir: Path) -> None:
     bb = load_backbone(str(tiny_dinov2_reg_dir), device="cpu", precision="fp32")
     geom = compute_geometry(121, 161, 64, bb.patch_size)
     frames = _frames(1, 121, 161)
-    torch.testing.assert_close(bb.extract(frames, geom), _manual_features(bb, frames, geom),
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(bb.extract(frames, geom), _manual_features(bb, frames, geom), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(("h", "w", "short"), [(121, 161, 64), (768, 1024, 128)])
 def test_matches_manual_forward_dinov3(v3: HFDinoBackbone, h: int, w: int, short: int) -> None:
     geom = compute_geometry(h, w, short, v3.patch_size)
     frames = _frames(2, h, w, seed=1)
-    torch.testing.assert_close(v3.extract(frames, geom), _manual_features(v3, frames, geom),
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(v3.extract(frames, geom), _manual_features(v3, frames, geom), atol=1e-4, rtol=1e-4)
 
 
 def test_batched_equals_per_frame(tiny_dinov3_dir: Path) -> None:
@@ -115,12 +109,12 @@ def test_batched_equals_per_frame(tiny_dinov3_dir: Path) -> None:
     assert batched.shape == single.shape == (5, 64, 4, 6)
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
     bb.batch_size = 8
-    torch.testing.assert_close(bb.extract(torch.from_numpy(frames), geom), batched,
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(bb.extract(torch.from_numpy(frames), geom), batched, atol=1e-4, rtol=0)
     # a run's batch size, given per call, wins over the backbone's own
     sizes = []
-    hook = bb.model.register_forward_hook(lambda _m, args, kwargs, _out: sizes.append(kwargs["pixel_values"].shape[0]),
-                                          with_kwargs=True)
+    hook = bb.model.register_forward_hook(
+        lambda _m, args, kwargs, _out: sizes.append(kwargs["pixel_values"].shape[0]), with_kwargs=True
+    )
     try:
         torch.testing.assert_close(bb.extract(frames, geom, batch_size=4), batched, atol=1e-4, rtol=0)
     finally:
@@ -141,8 +135,9 @@ def test_bf16_on_cpu_returns_float32(tiny_dinov3_dir: Path, v3: HFDinoBackbone) 
 def test_preprocessor_stats_are_used(tiny_dinov3_dir: Path, v3: HFDinoBackbone) -> None:
     geom = compute_geometry(121, 161, 64, v3.patch_size)
     frames = _frames(1, 121, 161)
-    other = HFDinoBackbone(v3.model, name="x", device=v3.device, dtype=v3.dtype,
-                           mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    other = HFDinoBackbone(
+        v3.model, name="x", device=v3.device, dtype=v3.dtype, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    )
     assert not torch.allclose(other.extract(frames, geom), v3.extract(frames, geom), atol=1e-3)
 
 

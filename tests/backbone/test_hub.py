@@ -36,7 +36,9 @@ def _hub_error(kind: str, status: int):
     import httpx
     from huggingface_hub import errors
 
-    request = httpx.Request("GET", "https://huggingface.co/facebook/dinov3-vits16-pretrain-lvd1689m/resolve/main/config.json")
+    request = httpx.Request(
+        "GET", "https://huggingface.co/facebook/dinov3-vits16-pretrain-lvd1689m/resolve/main/config.json"
+    )
     return getattr(errors, kind)("Client error for url", response=httpx.Response(status, request=request))
 
 

@@ -60,8 +60,7 @@ def test_load_local_folder(tiny_dinov3_dir: Path) -> None:
 
 def test_load_dinov2_folders(tiny_dinov2_dir: Path, tiny_dinov2_reg_dir: Path) -> None:
     bb = load_backbone(str(tiny_dinov2_dir))
-    assert (bb.patch_size, bb.feature_dim, bb.num_special_tokens, bb.family) == (
-        14, 64, 1, "dinov2")
+    assert (bb.patch_size, bb.feature_dim, bb.num_special_tokens, bb.family) == (14, 64, 1, "dinov2")
     reg = load_backbone(str(tiny_dinov2_reg_dir))
     assert (reg.patch_size, reg.num_special_tokens) == (14, 5)
 
@@ -74,8 +73,9 @@ def test_precision_bf16_on_cpu(tiny_dinov3_dir: Path) -> None:
 
 def test_preprocessor_config_mean_std(tiny_dinov3_dir: Path, copy_model) -> None:
     folder = copy_model(tiny_dinov3_dir, "with-prep")
-    (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]})
+    )
     bb = load_backbone(str(folder))
     assert bb.mean == (0.5, 0.5, 0.5) and bb.std == (0.25, 0.25, 0.25)
 
@@ -96,8 +96,14 @@ def test_location_env_folder_matching_architecture(tmp_path: Path, monkeypatch) 
     from transformers import DINOv3ViTConfig
 
     # a folder with an arbitrary name whose config has the ViT-B/16 architecture
-    cfg = DINOv3ViTConfig(hidden_size=768, intermediate_size=64, num_hidden_layers=12,
-                          num_attention_heads=2, patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=768,
+        intermediate_size=64,
+        num_hidden_layers=12,
+        num_attention_heads=2,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     folder = tmp_path / "my-weights"
     folder.mkdir()
     (folder / "config.json").write_text(cfg.to_json_string())
@@ -116,8 +122,9 @@ def test_location_env_folder_matching_architecture(tmp_path: Path, monkeypatch) 
         "models/dinov3-vits16",
     ],
 )
-def test_location_env_parent_folder(tiny_dinov3_dir: Path, copy_model, tmp_path: Path,
-                                    monkeypatch, relative: str) -> None:
+def test_location_env_parent_folder(
+    tiny_dinov3_dir: Path, copy_model, tmp_path: Path, monkeypatch, relative: str
+) -> None:
     folder = copy_model(tiny_dinov3_dir, relative)
     monkeypatch.setenv("DINOV3_LOCATION", str(tmp_path / "models"))
     assert locate_weights("dinov3-vits16") == (str(folder), {})
@@ -176,8 +183,7 @@ def test_unreachable_hub_error_is_fast(monkeypatch) -> None:
     assert "facebook/dinov3-vitb16-pretrain-lvd1689m" in str(info.value)
 
 
-@pytest.mark.parametrize("path", ["/nonexistent/dinov3-model", "./missing-model-dir",
-                                  "~/no/such/model/folder"])
+@pytest.mark.parametrize("path", ["/nonexistent/dinov3-model", "./missing-model-dir", "~/no/such/model/folder"])
 def test_missing_local_path(path: str) -> None:
     with pytest.raises(BackboneUnavailableError, match="no such folder") as info:
         load_backbone(path)
@@ -208,8 +214,16 @@ def test_unsupported_architecture(tmp_path: Path) -> None:
     from transformers import ViTConfig, ViTModel
 
     folder = tmp_path / "vit"
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=32, image_size=32, patch_size=16)).save_pretrained(folder)
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=16,
+        )
+    ).save_pretrained(folder)
     with pytest.raises(BackboneUnavailableError, match="architecture"):
         load_backbone(str(folder))
 

@@ -76,14 +76,42 @@ def dask_cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     dask = [sys.executable, "-m", "dask"]
     procs = []
     try:
-        procs.append(subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                                       "--no-dashboard"], env=env, cwd=scratch, start_new_session=True,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [*dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+                env=env,
+                cwd=scratch,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         for name in ("w1", "w2"):
-            procs.append(subprocess.Popen(
-                [*dask, "worker", address, "--name", name, "--host", "127.0.0.1", "--nthreads", "2",
-                 "--resources", "GPU=1", "--no-dashboard", "--local-directory", str(scratch)],
-                env=env, cwd=scratch, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        *dask,
+                        "worker",
+                        address,
+                        "--name",
+                        name,
+                        "--host",
+                        "127.0.0.1",
+                        "--nthreads",
+                        "2",
+                        "--resources",
+                        "GPU=1",
+                        "--no-dashboard",
+                        "--local-directory",
+                        str(scratch),
+                    ],
+                    env=env,
+                    cwd=scratch,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         deadline = time.monotonic() + 120
         while True:
             try:

@@ -25,8 +25,7 @@ N_FRAMES = 24
 
 
 def _tables(videos: list[Path]) -> dict[str, list[dict]]:
-    return {v.stem: read_tracks_csv(ResultLayout(v).tracks_csv) for v in videos
-            if ResultLayout(v).tracks_csv.exists()}
+    return {v.stem: read_tracks_csv(ResultLayout(v).tracks_csv) for v in videos if ResultLayout(v).tracks_csv.exists()}
 
 
 def _result_files(videos: list[Path]) -> dict[Path, int]:
@@ -38,7 +37,8 @@ def _assert_complete(video: Path, n_frames: int) -> None:
     assert sorted(load_annotations(layout)) == list(range(n_frames))
     rows = read_tracks_csv(layout.tracks_csv)
     assert [(r["frame"], r["keypoint"]) for r in rows] == [
-        (f, k) for f in range(n_frames) for k in ("nose", "leftear", "rightear", "tail_base")]
+        (f, k) for f in range(n_frames) for k in ("nose", "leftear", "rightear", "tail_base")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +69,34 @@ def test_rerun_does_nothing_more_and_writes_the_summary(local_batch, tmp_path, c
     videos, _ = local_batch
     before = _result_files(videos)
     summary_csv = tmp_path / "summary.csv"
-    code = main(["batch", *map(str, videos), "--workers", "2", "--model", "pixel:", "--short-side", "64",
-                 "--summary", str(summary_csv), "--quiet"])
+    code = main(
+        [
+            "batch",
+            *map(str, videos),
+            "--workers",
+            "2",
+            "--model",
+            "pixel:",
+            "--short-side",
+            "64",
+            "--summary",
+            str(summary_csv),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 3, out.err
     assert _result_files(videos) == before  # no result file rewritten
     with summary_csv.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["video", "frames", "seconds", "fps", "status", "mean_score", "error"]
-    assert [(r["status"], r["frames"]) for r in rows] == [(CURRENT, "0"), (CURRENT, "0"), (FAILED, "0"),
-                                                          (CURRENT, "0")]
+    assert [(r["status"], r["frames"]) for r in rows] == [(CURRENT, "0"), (CURRENT, "0"), (FAILED, "0"), (CURRENT, "0")]
     assert str(videos[2]) in rows[2]["error"]
     assert "3 up to date, 1 failed" in out.out and "mouse2.mp4" in out.out
     assert "Dask dashboard: http" in out.err
 
 
-def test_external_scheduler_gives_the_local_results(fast, make_videos, dask_cli_cluster, local_batch,
-                                                      tmp_path):
+def test_external_scheduler_gives_the_local_results(fast, make_videos, dask_cli_cluster, local_batch, tmp_path):
     local_videos, local_summary = local_batch
     videos = make_videos(tmp_path, broken=2, n_frames=N_FRAMES)
     summary = track_many(videos, fast, scheduler=dask_cli_cluster, quiet=True)
@@ -95,7 +106,8 @@ def test_external_scheduler_gives_the_local_results(fast, make_videos, dask_cli_
     assert external.keys() == local.keys() == {"mouse0", "mouse1", "mouse3"}
     for name, rows in external.items():
         assert [(r["frame"], r["keypoint"], r["visible"]) for r in rows] == [
-            (r["frame"], r["keypoint"], r["visible"]) for r in local[name]]
+            (r["frame"], r["keypoint"], r["visible"]) for r in local[name]
+        ]
         xy = [v for r in rows for v in (r["x"], r["y"]) if v is not None]
         assert xy == pytest.approx([v for r in local[name] for v in (r["x"], r["y"]) if v is not None], abs=1e-2)
     # each worker has one GPU slot: it never tracked two videos at once although it has two threads
@@ -108,15 +120,15 @@ def test_external_scheduler_gives_the_local_results(fast, make_videos, dask_cli_
         assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans))
 
 
-def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(fast, make_videos, dask_cli_cluster,
-                                                               tmp_path):
+def test_a_worker_killed_mid_run_and_a_rerun_complete_the_job(fast, make_videos, dask_cli_cluster, tmp_path):
     from distributed import Client
 
     n_frames = 160
     videos = make_videos(tmp_path, n=3, n_frames=n_frames)
     outcome: dict = {}
-    batch = threading.Thread(target=lambda: outcome.update(
-        summary=track_many(videos, fast, scheduler=dask_cli_cluster, quiet=True)))
+    batch = threading.Thread(
+        target=lambda: outcome.update(summary=track_many(videos, fast, scheduler=dask_cli_cluster, quiet=True))
+    )
     with Client(dask_cli_cluster) as client:
         pids = client.run(os.getpid)
         batch.start()
@@ -150,13 +162,18 @@ def _frames_written(video: Path) -> int:
     return sum(1 for _ in ResultLayout(video).folder.glob("*.json"))
 
 
-def test_stop_ends_every_video_after_its_current_frame_and_keeps_what_was_written(fast, make_videos,
-                                                                                  tmp_path):
+def test_stop_ends_every_video_after_its_current_frame_and_keeps_what_was_written(fast, make_videos, tmp_path):
     n_frames = 300
     videos = make_videos(tmp_path, n=2, n_frames=n_frames)
     stop = threading.Event()
-    summary = track_many(videos, fast, workers=1, quiet=True, stop=stop,
-                         on_frames=lambda video, done, total: stop.set() if done >= 5 else None)
+    summary = track_many(
+        videos,
+        fast,
+        workers=1,
+        quiet=True,
+        stop=stop,
+        on_frames=lambda video, done, total: stop.set() if done >= 5 else None,
+    )
     assert summary.exit_code == 3
     assert [r.status for r in summary.results] == [STOPPED, STOPPED]
     assert "stopped after" in summary.results[0].error and "stopped before it started" in summary.results[1].error

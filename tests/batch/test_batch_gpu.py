@@ -33,8 +33,9 @@ def test_a_cpu_machine_shares_its_cores_among_the_workers(monkeypatch):
 
 
 def _worker(name: str, gpus: int) -> SimpleNamespace:
-    return SimpleNamespace(name=name, address="tcp://10.0.0.7:4321",
-                           state=SimpleNamespace(total_resources={"GPU": gpus} if gpus else {}))
+    return SimpleNamespace(
+        name=name, address="tcp://10.0.0.7:4321", state=SimpleNamespace(total_resources={"GPU": gpus} if gpus else {})
+    )
 
 
 def test_each_running_video_holds_its_own_gpu_of_its_worker(four_gpus):

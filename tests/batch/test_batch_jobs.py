@@ -63,10 +63,12 @@ def test_video_list_folders_comments_and_repeats(make_videos, tmp_path):
 
 
 def test_summary_table_and_csv(tmp_path):
-    summary = BatchSummary([
-        VideoResult("/data/a.mp4", TRACKED, frames=100, seconds=4.0, mean_score=0.8),
-        VideoResult("/data/b.mp4", FAILED, error="/data/b.mp4: cannot be opened"),
-    ])
+    summary = BatchSummary(
+        [
+            VideoResult("/data/a.mp4", TRACKED, frames=100, seconds=4.0, mean_score=0.8),
+            VideoResult("/data/b.mp4", FAILED, error="/data/b.mp4: cannot be opened"),
+        ]
+    )
     assert summary.exit_code == 3 and summary.counts() == "2 videos: 1 tracked, 1 failed"
     table = summary.table().splitlines()
     assert table[0].split() == ["video", "frames", "seconds", "fps", "status", "mean", "score"]
@@ -74,8 +76,15 @@ def test_summary_table_and_csv(tmp_path):
     assert table[-1] == "failed: /data/b.mp4: cannot be opened"
     with summary.write_csv(tmp_path / "out" / "summary.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows[1] == {"video": "/data/b.mp4", "frames": "0", "seconds": "0.0", "fps": "0.0", "status": "failed",
-                       "mean_score": "", "error": "/data/b.mp4: cannot be opened"}
+    assert rows[1] == {
+        "video": "/data/b.mp4",
+        "frames": "0",
+        "seconds": "0.0",
+        "fps": "0.0",
+        "status": "failed",
+        "mean_score": "",
+        "error": "/data/b.mp4: cannot be opened",
+    }
     assert BatchSummary([VideoResult("a", CURRENT)]).exit_code == 0
 
 

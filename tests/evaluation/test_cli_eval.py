@@ -15,8 +15,21 @@ from napari_dinotrack.evaluation import evaluate, read_labels_csv, read_result_f
 from napari_dinotrack.io.labelme import write_manual
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-POOLED = ("pck5", "pck10", "pck_bbox", "median_px", "mean_px", "identity_swaps", "lr_swaps", "hidden_recall",
-          "visible_recall", "ttff_median_frames", "ttff_median_fraction", "never_failed", "points")
+POOLED = (
+    "pck5",
+    "pck10",
+    "pck_bbox",
+    "median_px",
+    "mean_px",
+    "identity_swaps",
+    "lr_swaps",
+    "hidden_recall",
+    "visible_recall",
+    "ttff_median_frames",
+    "ttff_median_fraction",
+    "never_failed",
+    "points",
+)
 
 
 def _copy_results(tracked_clip, tmp_path: Path) -> Path:
@@ -25,8 +38,17 @@ def _copy_results(tracked_clip, tmp_path: Path) -> Path:
 
 def test_eval_prints_a_table_and_writes_json_and_a_plot(tracked_clip, tmp_path, capsys):
     out_json, out_png = tmp_path / "out" / "scores.json", tmp_path / "out" / "errors.png"
-    code = main(["eval", str(tracked_clip.layout.folder), str(tracked_clip.labels),
-                 "--json", str(out_json), "--plot", str(out_png)])
+    code = main(
+        [
+            "eval",
+            str(tracked_clip.layout.folder),
+            str(tracked_clip.labels),
+            "--json",
+            str(out_json),
+            "--plot",
+            str(out_png),
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     rows = {line.split()[0] for line in out.out.splitlines() if line.strip()}
@@ -72,12 +94,18 @@ def test_the_video_path_finds_its_result_folder(tracked_clip, capsys):
     assert "11 frames scored" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("frame,instance,keypoint,x,y\n1,animal1,nose,10,20\n2,animal1,nose,ten,20\n", "line 3: x 'ten' is not a number"),
-    ("frame,instance,keypoint,x\n1,animal1,nose,10\n", "missing column(s) y"),
-    ("frame,instance,keypoint,x,y\n1,animal1,nose,,20\n", "y is given but x is empty"),
-    ("", "the file is empty"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "frame,instance,keypoint,x,y\n1,animal1,nose,10,20\n2,animal1,nose,ten,20\n",
+            "line 3: x 'ten' is not a number",
+        ),
+        ("frame,instance,keypoint,x\n1,animal1,nose,10\n", "missing column(s) y"),
+        ("frame,instance,keypoint,x,y\n1,animal1,nose,,20\n", "y is given but x is empty"),
+        ("", "the file is empty"),
+    ],
+)
 def test_bad_labels_file_exits_2_with_file_and_line(tracked_clip, tmp_path, capsys, content, message):
     labels = tmp_path / "bad.csv"
     labels.write_text(content, encoding="utf-8")
@@ -115,8 +143,17 @@ def test_labels_for_other_animals_exit_2_naming_both_sides(tracked_clip, tmp_pat
 def test_plot_without_matplotlib_names_the_extra_before_writing_anything(tracked_clip, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     out_json = tmp_path / "scores.json"
-    code = main(["eval", str(tracked_clip.layout.folder), str(tracked_clip.labels), "--json", str(out_json),
-                 "--plot", str(tmp_path / "errors.png")])
+    code = main(
+        [
+            "eval",
+            str(tracked_clip.layout.folder),
+            str(tracked_clip.labels),
+            "--json",
+            str(out_json),
+            "--plot",
+            str(tmp_path / "errors.png"),
+        ]
+    )
     assert code == 2
     assert 'pip install "napari-dinotrack[plot]"' in capsys.readouterr().err
     assert not out_json.exists()
@@ -135,8 +172,24 @@ def test_real_labelled_mouse_video(tmp_path, capsys):
     layout = ResultLayout(video, folder)
     layout.ensure_folder()
     write_manual(layout, read_labels_csv(labels).annotation(0, info.height, info.width))
-    assert main(["track", str(video), "--out", str(folder), "--model", "pixel:", "--short-side", "384",
-                 "--end-frame", "29", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "track",
+                str(video),
+                "--out",
+                str(folder),
+                "--model",
+                "pixel:",
+                "--short-side",
+                "384",
+                "--end-frame",
+                "29",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out_json = tmp_path / "m4s1.json"
     assert main(["eval", str(folder), str(labels), "--json", str(out_json)]) == 0
     out = capsys.readouterr().out

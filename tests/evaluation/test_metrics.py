@@ -27,12 +27,15 @@ def one_animal():
     """
     keys = [("m", "nose"), ("m", "tail")]
     truth = _tracks(range(5), keys, [[[100, 100], [130, 140]]] * 5)
-    offsets = np.array([
-        [[3, 4], [0, 0]],
-        [[0, 0], [0, 10.5]],
-        [[6, 8], [12, 16]],
-        [[0, 2], [0, 21]],
-    ], float)
+    offsets = np.array(
+        [
+            [[3, 4], [0, 0]],
+            [[0, 0], [0, 10.5]],
+            [[6, 8], [12, 16]],
+            [[0, 2], [0, 21]],
+        ],
+        float,
+    )
     xy = truth.xy[1:] + offsets
     visible = np.ones((4, 2), bool)
     visible[1, 0] = False  # frame 2: the visible nose is reported hidden
@@ -117,18 +120,27 @@ def test_bbox_uses_every_labelled_visible_keypoint_and_the_median_diagonal_when_
 
 def test_identity_swaps_need_a_far_prediction_nearer_another_animals_label():
     keys = [("a", "nose"), ("b", "nose")]
-    truth = _tracks(range(4), keys, [
-        [[0, 0], [30, 0]],
-        [[0, 0], [30, 0]],
-        [[0, 0], [12, 0]],
-        [[0, 0], [NAN, NAN]],  # b's nose hidden: nothing to be confused with
-    ])
-    pred = _tracks(range(4), keys, [
-        [[25, 0], [30, 0]],  # 25 px off, 5 px from b's nose: a swap
-        [[14, 0], [30, 0]],  # 14 px off but 16 px from b's nose: just wrong
-        [[8, 0], [12, 0]],  # nearer b's nose, but within 10 px of its own: not a swap
-        [[25, 0], [30, 0]],
-    ], visible=np.ones((4, 2), bool))
+    truth = _tracks(
+        range(4),
+        keys,
+        [
+            [[0, 0], [30, 0]],
+            [[0, 0], [30, 0]],
+            [[0, 0], [12, 0]],
+            [[0, 0], [NAN, NAN]],  # b's nose hidden: nothing to be confused with
+        ],
+    )
+    pred = _tracks(
+        range(4),
+        keys,
+        [
+            [[25, 0], [30, 0]],  # 25 px off, 5 px from b's nose: a swap
+            [[14, 0], [30, 0]],  # 14 px off but 16 px from b's nose: just wrong
+            [[8, 0], [12, 0]],  # nearer b's nose, but within 10 px of its own: not a swap
+            [[25, 0], [30, 0]],
+        ],
+        visible=np.ones((4, 2), bool),
+    )
     report = evaluate(pred, truth)
     assert report.pooled["identity_swaps"] == 1
     assert report.per_keypoint["nose"]["identity_swaps"] == 1
@@ -136,20 +148,32 @@ def test_identity_swaps_need_a_far_prediction_nearer_another_animals_label():
 
 
 def test_left_right_pairs_match_names_case_and_separators():
-    keys = [("m", "LeftEar"), ("m", "right_ear"), ("m", "left-paw"), ("m", "Right Paw"), ("m", "nose"),
-            ("m", "left_eye"), ("n", "right_eye")]
+    keys = [
+        ("m", "LeftEar"),
+        ("m", "right_ear"),
+        ("m", "left-paw"),
+        ("m", "Right Paw"),
+        ("m", "nose"),
+        ("m", "left_eye"),
+        ("n", "right_eye"),
+    ]
     assert sorted(left_right_pairs(keys)) == [(0, 1), (2, 3)]  # left_eye's partner is on another animal
 
 
 def test_lr_swaps_need_both_sides_nearer_the_partner():
     keys = [("m", "LeftEar"), ("m", "right_ear")]
     truth = _tracks(range(4), keys, [[[0, 0], [10, 0]]] * 4)
-    pred = _tracks(range(4), keys, [
-        [[9, 0], [1, 0]],  # both swapped
-        [[9, 0], [12, 0]],  # only the left one is nearer its partner
-        [[6, 0], [4, 0]],  # both (slightly) swapped
-        [[9, 0], [1, 0]],
-    ], visible=np.array([[1, 1], [1, 1], [1, 1], [1, 0]], bool))  # last frame: the right ear reported hidden
+    pred = _tracks(
+        range(4),
+        keys,
+        [
+            [[9, 0], [1, 0]],  # both swapped
+            [[9, 0], [12, 0]],  # only the left one is nearer its partner
+            [[6, 0], [4, 0]],  # both (slightly) swapped
+            [[9, 0], [1, 0]],
+        ],
+        visible=np.array([[1, 1], [1, 1], [1, 1], [1, 0]], bool),
+    )  # last frame: the right ear reported hidden
     report = evaluate(pred, truth)
     assert report.pooled["lr_swaps"] == 2
     assert report.per_keypoint["LeftEar"]["lr_swaps"] == 2 and report.per_keypoint["right_ear"]["lr_swaps"] == 2
@@ -159,7 +183,8 @@ def test_hidden_and_visible_recall():
     keys = [("m", "nose"), ("m", "tail"), ("m", "paw")]
     truth = _tracks([1, 2], keys, [[[0, 0], [NAN, NAN], [NAN, NAN]], [[0, 0], [NAN, NAN], [5, 5]]])
     pred = tracks_from_arrays(
-        [1, 2], keys,
+        [1, 2],
+        keys,
         xy=np.array([[[0, 0], [1, 1], [2, 2]], [[0, 0], [1, 1], [NAN, NAN]]], float),
         visible=np.array([[True, False, True], [False, True, False]]),
         labelled=np.array([[True, True, True], [True, True, False]]),  # frame 2: no paw written

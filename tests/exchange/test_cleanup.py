@@ -66,9 +66,14 @@ def test_savgol_smooths_and_keeps_points_next_to_gaps(ds):
     assert out.attrs["cleanup"] == "Savitzky-Golay 7/2"
 
 
-@pytest.mark.parametrize(("changes", "message"), [({"median_window": 4}, "odd number"),
-                                                  ({"savgol_window": 3, "savgol_order": 3}, "larger than"),
-                                                  ({"min_confidence": 1.5}, "min_confidence")])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"median_window": 4}, "odd number"),
+        ({"savgol_window": 3, "savgol_order": 3}, "larger than"),
+        ({"min_confidence": 1.5}, "min_confidence"),
+    ],
+)
 def test_invalid_settings_are_config_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         CleanupSettings(**changes)

@@ -41,8 +41,17 @@ def max_error(ds, csv_rows) -> float:
     return worst
 
 
-@pytest.mark.parametrize(("to", "name"), [("dlc", "out.h5"), ("dlc", "out.csv"), ("sleap", "out.analysis.h5"),
-                                          ("sleap", "out.slp"), ("nwb", "out.nwb"), ("netcdf", "out.nc")])
+@pytest.mark.parametrize(
+    ("to", "name"),
+    [
+        ("dlc", "out.h5"),
+        ("dlc", "out.csv"),
+        ("sleap", "out.analysis.h5"),
+        ("sleap", "out.slp"),
+        ("nwb", "out.nwb"),
+        ("netcdf", "out.nc"),
+    ],
+)
 def test_every_format_round_trips_to_the_csv(tracked, tmp_path, to, name, capsys):
     out = tmp_path / name
     assert main(["export", str(tracked.folder), "--to", to, "--out", str(out)]) == 0, capsys.readouterr().err
@@ -125,8 +134,23 @@ def test_clean_up_changes_the_export_not_the_results(tracked, tmp_path):
     before = {p.name: p.read_bytes() for p in tracked.folder.iterdir()}
     raw, smooth = tmp_path / "raw.nc", tmp_path / "smooth.nc"
     assert main(["export", str(tracked.folder), "--to", "netcdf", "--out", str(raw)]) == 0
-    assert main(["export", str(tracked.folder), "--to", "netcdf", "--out", str(smooth), "--max-gap", "2",
-                 "--median-window", "3"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tracked.folder),
+                "--to",
+                "netcdf",
+                "--out",
+                str(smooth),
+                "--max-gap",
+                "2",
+                "--median-window",
+                "3",
+            ]
+        )
+        == 0
+    )
     raw_ds, smooth_ds = xr.open_dataset(raw), xr.open_dataset(smooth)
     frame, instance, keypoint = tracked.hidden
     assert np.isnan(raw_ds["position"].isel(time=frame).sel(keypoints=keypoint, individuals=instance)).all()
@@ -135,11 +159,14 @@ def test_clean_up_changes_the_export_not_the_results(tracked, tmp_path):
     assert {p.name: p.read_bytes() for p in tracked.folder.iterdir()} == before
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--to", "dlc", "--out", "x.nwb"], "must end in .h5 or .csv"),
-    (["--to", "dlc", "--median-window", "4"], "odd number"),
-    (["--to", "sleap", "--skeleton", "MISSING"], "cannot read the skeleton file"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "dlc", "--out", "x.nwb"], "must end in .h5 or .csv"),
+        (["--to", "dlc", "--median-window", "4"], "odd number"),
+        (["--to", "sleap", "--skeleton", "MISSING"], "cannot read the skeleton file"),
+    ],
+)
 def test_bad_options_exit_2_with_a_message(tracked, tmp_path, args, message, capsys):
     args = [a.replace("MISSING", str(tmp_path / "none.json")) for a in args]
     if "--out" in args:

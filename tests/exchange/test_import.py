@@ -48,8 +48,12 @@ def write_dlc(ds, path: Path) -> Path:
 def tracking_error(clip, layout: ResultLayout) -> float:
     """Mean distance of the tracked keypoints to the ground truth over the frames that are not seeds."""
     anns = load_annotations(layout)
-    errors = [np.hypot(kp.x - clip.positions["animal1", kp.name][f][0], kp.y - clip.positions["animal1", kp.name][f][1])
-              for f, ann in anns.items() if f not in SEED_FRAMES for kp in ann.instances[0].keypoints]
+    errors = [
+        np.hypot(kp.x - clip.positions["animal1", kp.name][f][0], kp.y - clip.positions["animal1", kp.name][f][1])
+        for f, ann in anns.items()
+        if f not in SEED_FRAMES
+        for kp in ann.instances[0].keypoints
+    ]
     assert len(errors) == (clip.n_frames - len(SEED_FRAMES)) * len(clip.part_names)
     return float(np.mean(errors))
 
@@ -129,14 +133,17 @@ def test_our_slp_and_coco_exports_come_back_as_seeds(clip_video, tmp_path, capsy
     assert sorted(coco_anns) == list(SEED_FRAMES)
     for f in SEED_FRAMES:
         a, b = coco_anns[f].instances[0], slp_anns[f].instances[0]
-        assert [(k.name, round(k.x, 2), round(k.y, 2)) for k in a.keypoints] == \
-               [(k.name, round(k.x, 2), round(k.y, 2)) for k in b.keypoints]
+        assert [(k.name, round(k.x, 2), round(k.y, 2)) for k in a.keypoints] == [
+            (k.name, round(k.x, 2), round(k.y, 2)) for k in b.keypoints
+        ]
 
 
 def test_only_some_frames_and_renamed_keypoints(clip_video, tmp_path, capsys):
     clip, video = clip_video
-    labels = write_dlc(movement_dataset(clip).assign_coords(keypoints=["snout", "leftear", "rightear", "tail_base"]),
-                       tmp_path / "seeds.h5")
+    labels = write_dlc(
+        movement_dataset(clip).assign_coords(keypoints=["snout", "leftear", "rightear", "tail_base"]),
+        tmp_path / "seeds.h5",
+    )
     layout = ResultLayout(video)
     assert main(["import", str(labels), str(video), "--frames", "6"]) == 0, capsys.readouterr().err
     assert manual_frames(layout) == [6]
@@ -152,15 +159,30 @@ def test_only_some_frames_and_renamed_keypoints(clip_video, tmp_path, capsys):
 
 
 def _coco(path: Path, width: int, height: int, keypoints: list[float], names=("nose", "tail_base")) -> Path:
-    path.write_text(json.dumps({
-        "images": [{"id": 1, "file_name": "frame_000002.png", "width": width, "height": height}],
-        "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "keypoints": keypoints}],
-        "categories": [{"id": 1, "name": "mouse", "keypoints": list(names), "skeleton": [[1, 2]]}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "frame_000002.png", "width": width, "height": height}],
+                "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "keypoints": keypoints}],
+                "categories": [{"id": 1, "name": "mouse", "keypoints": list(names), "skeleton": [[1, 2]]}],
+            }
+        )
+    )
     return path
 
 
-@pytest.mark.parametrize("case", ["3-D coordinates", "keypoint count", "other video size", "outside the frame",
-                                  "beyond the last frame", "not a label file", "unknown keypoints"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "3-D coordinates",
+        "keypoint count",
+        "other video size",
+        "outside the frame",
+        "beyond the last frame",
+        "not a label file",
+        "unknown keypoints",
+    ],
+)
 def test_bad_files_exit_2_naming_the_file_and_write_nothing(clip_video, tmp_path, case, capsys):
     clip, video = clip_video
     layout = ResultLayout(video)
@@ -213,15 +235,17 @@ def test_deeplabcut_labels_of_a_real_video(tmp_path, capsys):
     parts = list(dict.fromkeys(labels["keypoint"]))
     wide = labels.pivot(index="frame", columns="keypoint", values=["x", "y"]).swaplevel(axis=1)
     table = wide[[(p, c) for p in parts for c in ("x", "y")]]
-    table.columns = pd.MultiIndex.from_tuples([("Pranav", p, c) for p, c in table.columns],
-                                              names=["scorer", "bodyparts", "coords"])
+    table.columns = pd.MultiIndex.from_tuples(
+        [("Pranav", p, c) for p, c in table.columns], names=["scorer", "bodyparts", "coords"]
+    )
     table.index = pd.MultiIndex.from_tuples([("labeled-data", "m4s1", f"img{f:04d}.png") for f in table.index])
     csv = tmp_path / "CollectedData_Pranav.csv"
     table.to_csv(csv)
     video = SHARED / "dlc_openfield_m4s1" / "video.mp4"
     out = tmp_path / "results"
-    assert main(["import", str(csv), str(video), "--out", str(out), "--frames", "0,50,115"]) == 0, \
+    assert main(["import", str(csv), str(video), "--out", str(out), "--frames", "0,50,115"]) == 0, (
         capsys.readouterr().err
+    )
     layout = ResultLayout(video, out)
     assert manual_frames(layout) == [0, 50, 115]
     snout = load_annotations(layout, [50])[50].instances[0].keypoint("snout")

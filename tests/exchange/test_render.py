@@ -27,7 +27,7 @@ def test_overlay_video_shows_dots_and_rings(tracked, tmp_path, capsys):
     original = VideoReader(tracked.video).get_frame(frame).astype(int)
 
     def around(img, x, y):
-        return img[y - 1:y + 2, x - 1:x + 2].reshape(-1, 3).mean(axis=0)
+        return img[y - 1 : y + 2, x - 1 : x + 2].reshape(-1, 3).mean(axis=0)
 
     for kp, colour in zip(ann.instance(instance).keypoints, PALETTE, strict=False):
         x, y = round(kp.x), round(kp.y)

@@ -33,43 +33,67 @@ def as_tuple(ann: FrameAnnotation) -> Any:
         poly = None if inst.polygon is None else np.asarray(inst.polygon).tolist()
         kps = [(k.name, k.x, k.y, k.visible, k.score, k.extra) for k in inst.keypoints]
         insts.append((inst.name, kps, poly, inst.group_id, inst.extra))
-    return (ann.frame, ann.image_height, ann.image_width, insts, ann.source, ann.seed_frame,
-            ann.seed_digest, ann.other_shapes, ann.extra)
+    return (
+        ann.frame,
+        ann.image_height,
+        ann.image_width,
+        insts,
+        ann.source,
+        ann.seed_frame,
+        ann.seed_digest,
+        ann.other_shapes,
+        ann.extra,
+    )
 
 
 def sample(source: str = "manual") -> FrameAnnotation:
     return FrameAnnotation(
-        frame=7, image_height=480, image_width=640, source=source,  # type: ignore[arg-type]
+        frame=7,
+        image_height=480,
+        image_width=640,
+        source=source,  # type: ignore[arg-type]
         instances=[
-            Instance("mouse1", [
-                Keypoint("nose", 10.125, 20.5, True, 0.9876),
-                Keypoint("leftear", 12.0, 22.25, False, 0.5, extra={"misses": 3}),
-            ], polygon=SQUARE.copy(), group_id=1, extra={"note": "outline"}),
+            Instance(
+                "mouse1",
+                [
+                    Keypoint("nose", 10.125, 20.5, True, 0.9876),
+                    Keypoint("leftear", 12.0, 22.25, False, 0.5, extra={"misses": 3}),
+                ],
+                polygon=SQUARE.copy(),
+                group_id=1,
+                extra={"note": "outline"},
+            ),
             Instance("mouse2", [Keypoint("nose", 100.0, 200.0)], group_id=2),
         ],
-        other_shapes=[{"label": "arena", "points": [[0, 0], [9, 9]], "group_id": None,
-                       "shape_type": "rectangle", "flags": {}}],
+        other_shapes=[
+            {"label": "arena", "points": [[0, 0], [9, 9]], "group_id": None, "shape_type": "rectangle", "flags": {}}
+        ],
         extra={"caption": "hello", "otherData": {"k": [1, 2]}, "version": "5.4.1"},
     )
 
 
 def point(label: str, x: float, y: float, **kw: Any) -> dict[str, Any]:
-    shape = {"label": label, "points": [[x, y]], "group_id": None, "shape_type": "point",
-             "flags": {}}
+    shape = {"label": label, "points": [[x, y]], "group_id": None, "shape_type": "point", "flags": {}}
     shape.update(kw)
     return shape
 
 
 def polygon(label: str, pts: np.ndarray, **kw: Any) -> dict[str, Any]:
-    shape = {"label": label, "points": np.asarray(pts).tolist(), "group_id": None,
-             "shape_type": "polygon", "flags": {}}
+    shape = {"label": label, "points": np.asarray(pts).tolist(), "group_id": None, "shape_type": "polygon", "flags": {}}
     shape.update(kw)
     return shape
 
 
 def labelme_file(path: Path, shapes: list[dict[str, Any]], **top: Any) -> Path:
-    data = {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": "x.png",
-            "imageData": None, "imageHeight": 100, "imageWidth": 120}
+    data = {
+        "version": "5.4.1",
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": "x.png",
+        "imageData": None,
+        "imageHeight": 100,
+        "imageWidth": 120,
+    }
     data.update(top)
     path.write_text(json.dumps(data))
     return path
@@ -89,19 +113,25 @@ def test_round_trip(tmp_path: Path, source: str) -> None:
 
 
 def test_round_trip_defaults_and_group_id_from_index(tmp_path: Path) -> None:
-    ann = FrameAnnotation(0, 10, 10, [Instance("a", [Keypoint("p", 1, 2)]),
-                                      Instance("b", [Keypoint("p", 3, 4)])])
+    ann = FrameAnnotation(0, 10, 10, [Instance("a", [Keypoint("p", 1, 2)]), Instance("b", [Keypoint("p", 3, 4)])])
     path = tmp_path / "f.json"
     write_frame(path, ann)
     data = json.loads(path.read_text())
-    assert list(data)[:7] == ["version", "flags", "shapes", "imagePath", "imageData",
-                              "imageHeight", "imageWidth"]
+    assert list(data)[:7] == ["version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth"]
     assert data["version"] == "5.5.0" and data["flags"] == {} and data["imagePath"] == ""
     assert "dinotrack" not in data
     assert [s["group_id"] for s in data["shapes"]] == [0, 1]
-    assert data["shapes"][0] == {"label": "p", "points": [[1.0, 2.0]], "group_id": 0,
-                                 "shape_type": "point", "flags": {}, "description": "",
-                                 "instance_label": "a", "visible": True, "score": 1.0}
+    assert data["shapes"][0] == {
+        "label": "p",
+        "points": [[1.0, 2.0]],
+        "group_id": 0,
+        "shape_type": "point",
+        "flags": {},
+        "description": "",
+        "instance_label": "a",
+        "visible": True,
+        "score": 1.0,
+    }
     back = read_frame(path, frame=0)
     assert back.extra == {}
     assert [i.group_id for i in back.instances] == [0, 1]
@@ -109,10 +139,15 @@ def test_round_trip_defaults_and_group_id_from_index(tmp_path: Path) -> None:
 
 
 def test_instance_order_kept_with_and_without_polygon(tmp_path: Path) -> None:
-    ann = FrameAnnotation(0, 100, 100, [
-        Instance("plain", [Keypoint("p", 80, 80)]),
-        Instance("outlined", [Keypoint("p", 10, 10)], polygon=SQUARE.copy()),
-    ])
+    ann = FrameAnnotation(
+        0,
+        100,
+        100,
+        [
+            Instance("plain", [Keypoint("p", 80, 80)]),
+            Instance("outlined", [Keypoint("p", 10, 10)], polygon=SQUARE.copy()),
+        ],
+    )
     write_frame(tmp_path / "f.json", ann)
     back = read_frame(tmp_path / "f.json", 0)
     assert [i.name for i in back.instances] == ["plain", "outlined"]
@@ -140,12 +175,14 @@ def test_writer_rejects_bad_models(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------- Annolid-style input
 def test_link_by_instance_label_in_flags_and_display_label(tmp_path: Path) -> None:
-    path = labelme_file(tmp_path / "v_000000012.json", [
-        point("m1_nose", 5, 5, display_label="nose", flags={"instance_label": "mouse1"}),
-        point("tail", 6, 6, instance_label="mouse2", velocity=[0.1, 0.2], quality=0.75,
-              description="Cutie+DINO"),
-        point("mouse1:ear", 7, 7, flags={"instance_label": "mouse1", "occluded": True}),
-    ])
+    path = labelme_file(
+        tmp_path / "v_000000012.json",
+        [
+            point("m1_nose", 5, 5, display_label="nose", flags={"instance_label": "mouse1"}),
+            point("tail", 6, 6, instance_label="mouse2", velocity=[0.1, 0.2], quality=0.75, description="Cutie+DINO"),
+            point("mouse1:ear", 7, 7, flags={"instance_label": "mouse1", "occluded": True}),
+        ],
+    )
     ann = read_frame(path)
     assert ann.frame == 12
     assert ann.source == "manual"
@@ -160,20 +197,22 @@ def test_link_by_instance_label_in_flags_and_display_label(tmp_path: Path) -> No
 
 def test_link_by_group_id_and_by_containing_polygon(tmp_path: Path) -> None:
     far = SQUARE + 100
-    path = labelme_file(tmp_path / "f_000000000.json", [
-        polygon("mouseA", SQUARE, group_id=1),
-        polygon("outline", far, flags={"instance_label": "mouseB"}),
-        point("nose", 200, 200, group_id=1),        # group_id shared with mouseA's polygon
-        point("ear", 120, 120),                     # inside mouseB's polygon
-        point("tail", 300, 300, group_id=7),        # group_id without polygon
-        point("paw", 301, 301, group_id=7),
-        point("lost", 400, 400),                    # no information at all
-        point("other", 401, 401),
-    ])
+    path = labelme_file(
+        tmp_path / "f_000000000.json",
+        [
+            polygon("mouseA", SQUARE, group_id=1),
+            polygon("outline", far, flags={"instance_label": "mouseB"}),
+            point("nose", 200, 200, group_id=1),  # group_id shared with mouseA's polygon
+            point("ear", 120, 120),  # inside mouseB's polygon
+            point("tail", 300, 300, group_id=7),  # group_id without polygon
+            point("paw", 301, 301, group_id=7),
+            point("lost", 400, 400),  # no information at all
+            point("other", 401, 401),
+        ],
+    )
     ann = read_frame(path)
     names = {i.name: [k.name for k in i.keypoints] for i in ann.instances}
-    assert names == {"mouseA": ["nose"], "mouseB": ["ear"], "instance7": ["tail", "paw"],
-                     "animal": ["lost", "other"]}
+    assert names == {"mouseA": ["nose"], "mouseB": ["ear"], "instance7": ["tail", "paw"], "animal": ["lost", "other"]}
     assert [i.name for i in ann.instances] == ["mouseA", "mouseB", "instance7", "animal"]
     assert ann.instance("mouseA").group_id == 1
     assert ann.instance("instance7").group_id == 7
@@ -182,11 +221,23 @@ def test_link_by_group_id_and_by_containing_polygon(tmp_path: Path) -> None:
 
 
 def test_other_shapes_and_unknown_keys_survive_rewrite(tmp_path: Path) -> None:
-    rect = {"label": "box", "points": [[1, 1], [5, 5]], "group_id": None,
-            "shape_type": "rectangle", "flags": {}, "mask": None}
-    path = labelme_file(tmp_path / "f_000000001.json", [
-        rect, point("nose", 1, 2, mask=None, custom={"a": 1}),
-    ], caption="c", otherData={"z": 1})
+    rect = {
+        "label": "box",
+        "points": [[1, 1], [5, 5]],
+        "group_id": None,
+        "shape_type": "rectangle",
+        "flags": {},
+        "mask": None,
+    }
+    path = labelme_file(
+        tmp_path / "f_000000001.json",
+        [
+            rect,
+            point("nose", 1, 2, mask=None, custom={"a": 1}),
+        ],
+        caption="c",
+        otherData={"z": 1},
+    )
     ann = read_frame(path)
     assert ann.other_shapes == [rect]
     out = tmp_path / "g_000000001.json"
@@ -222,7 +273,7 @@ def test_prediction_marker_and_edited_prediction(tmp_path: Path) -> None:
     assert {s["description"] for s in data["shapes"][:-1]} == {"napari-dinotrack"}
     back = read_frame(path)
     assert (back.source, back.seed_frame, back.seed_digest) == ("prediction", 1, "d1")
-    data["shapes"][1]["points"] = [[11.0, 20.5]]   # the user moved the nose in LabelMe
+    data["shapes"][1]["points"] = [[11.0, 20.5]]  # the user moved the nose in LabelMe
     path.write_text(json.dumps(data, indent=2))
     edited = read_frame(path)
     assert edited.source == "manual"
@@ -243,11 +294,11 @@ def test_key_reordering_keeps_prediction(tmp_path: Path) -> None:
 def test_write_prediction_rules(tmp_path: Path) -> None:
     layout = ResultLayout(tmp_path / "vid.mp4")
     ann = sample("manual")
-    assert write_prediction(layout, ann) is True          # forced to prediction
+    assert write_prediction(layout, ann) is True  # forced to prediction
     path = layout.frame_json(7)
     assert frame_source(path) == "prediction"
     ann.instances[0].keypoints[0].x = 11.0
-    assert write_prediction(layout, ann) is True          # our own prediction: replaced
+    assert write_prediction(layout, ann) is True  # our own prediction: replaced
     assert read_frame(path).instances[0].keypoints[0].x == 11.0
 
     write_manual(layout, sample())
@@ -277,8 +328,9 @@ def test_write_manual_keeps_unknown_keys_and_other_shapes(tmp_path: Path) -> Non
     layout.ensure_folder()
     rect = {"label": "box", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"}
     labelme_file(layout.frame_json(4), [rect, point("nose", 1, 1)], caption="keep me")
-    new = FrameAnnotation(4, 100, 120, [Instance("animal", [Keypoint("nose", 3, 3)])],
-                          source="prediction", extra={"caption": "mine"})
+    new = FrameAnnotation(
+        4, 100, 120, [Instance("animal", [Keypoint("nose", 3, 3)])], source="prediction", extra={"caption": "mine"}
+    )
     path = write_manual(layout, new)
     back = read_frame(path)
     assert back.source == "manual"
@@ -336,24 +388,28 @@ def test_load_annotations_and_manual_frames(tmp_path: Path) -> None:
         (json.dumps({"shapes": [], "imageWidth": 10, "imageHeight": "a"}), "imageHeight"),
         (json.dumps({"shapes": [], "imageWidth": 0, "imageHeight": 10}), "imageWidth"),
         (json.dumps({"shapes": {}, "imageWidth": 10, "imageHeight": 10}), "shapes"),
-        (json.dumps({"shapes": [point("nose", 1, 1) | {"points": []}],
-                     "imageWidth": 10, "imageHeight": 10}), "exactly one"),
-        (json.dumps({"shapes": [{"label": "nose", "shape_type": "point"}],
-                     "imageWidth": 10, "imageHeight": 10}), "no coordinates"),
-        (json.dumps({"shapes": [point("nose", "a", 1)],
-                     "imageWidth": 10, "imageHeight": 10}), "must be a number"),
-        ('{"shapes": [{"label": "nose", "shape_type": "point", "points": [[NaN, 1]]}],'
-         ' "imageWidth": 10, "imageHeight": 10}', "finite"),
-        (json.dumps({"shapes": [point("nose", 1, 1, visible="yes")],
-                     "imageWidth": 10, "imageHeight": 10}), "visible"),
-        (json.dumps({"shapes": [point("nose", 1, 1, score=None, quality="x")],
-                     "imageWidth": 10, "imageHeight": 10}), "score"),
-        (json.dumps({"shapes": [point("nose", 1, 1, group_id=[1])],
-                     "imageWidth": 10, "imageHeight": 10}), "group_id"),
-        (json.dumps({"shapes": [point("", 1, 1)],
-                     "imageWidth": 10, "imageHeight": 10}), "no label"),
-        (json.dumps({"shapes": [polygon("m", SQUARE[:2])],
-                     "imageWidth": 10, "imageHeight": 10}), "at least 3"),
+        (
+            json.dumps({"shapes": [point("nose", 1, 1) | {"points": []}], "imageWidth": 10, "imageHeight": 10}),
+            "exactly one",
+        ),
+        (
+            json.dumps({"shapes": [{"label": "nose", "shape_type": "point"}], "imageWidth": 10, "imageHeight": 10}),
+            "no coordinates",
+        ),
+        (json.dumps({"shapes": [point("nose", "a", 1)], "imageWidth": 10, "imageHeight": 10}), "must be a number"),
+        (
+            '{"shapes": [{"label": "nose", "shape_type": "point", "points": [[NaN, 1]]}],'
+            ' "imageWidth": 10, "imageHeight": 10}',
+            "finite",
+        ),
+        (json.dumps({"shapes": [point("nose", 1, 1, visible="yes")], "imageWidth": 10, "imageHeight": 10}), "visible"),
+        (
+            json.dumps({"shapes": [point("nose", 1, 1, score=None, quality="x")], "imageWidth": 10, "imageHeight": 10}),
+            "score",
+        ),
+        (json.dumps({"shapes": [point("nose", 1, 1, group_id=[1])], "imageWidth": 10, "imageHeight": 10}), "group_id"),
+        (json.dumps({"shapes": [point("", 1, 1)], "imageWidth": 10, "imageHeight": 10}), "no label"),
+        (json.dumps({"shapes": [polygon("m", SQUARE[:2])], "imageWidth": 10, "imageHeight": 10}), "at least 3"),
         (json.dumps({"shapes": [3], "imageWidth": 10, "imageHeight": 10}), "shape #0"),
     ],
 )
@@ -367,10 +423,14 @@ def test_malformed_files(tmp_path: Path, content: str, expected: str) -> None:
 
 
 def test_duplicate_keypoint_names_name_both(tmp_path: Path) -> None:
-    path = labelme_file(tmp_path / "dup_000000001.json", [
-        point("nose", 1, 1, group_id=1), point("ear", 2, 2, group_id=1),
-        point("nose", 3, 3, group_id=1),
-    ])
+    path = labelme_file(
+        tmp_path / "dup_000000001.json",
+        [
+            point("nose", 1, 1, group_id=1),
+            point("ear", 2, 2, group_id=1),
+            point("nose", 3, 3, group_id=1),
+        ],
+    )
     with pytest.raises(AnnotationError) as info:
         read_frame(path)
     msg = str(info.value)
@@ -389,8 +449,7 @@ def test_frame_number_needed(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- atomic write
-def test_failed_serialisation_leaves_old_file(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_serialisation_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "v_000000007.json"
     write_frame(path, sample())
     before = path.read_bytes()
@@ -406,8 +465,7 @@ def test_failed_serialisation_leaves_old_file(tmp_path: Path,
     assert sorted(os.listdir(tmp_path)) == ["v_000000007.json"]
 
 
-def test_atomic_write_failure_removes_temp(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_failure_removes_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "f.txt"
     atomic_write_text(path, "old")
     os.chmod(path, 0o640)
@@ -449,7 +507,7 @@ def test_names_with_line_breaks_are_refused(tmp_path: Path, sep: str, where: str
     assert "line break" in str(info.value) and path.name in str(info.value) and "shape #" in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\")", "+1", "-nose", "@SUM(A1)", "\tnose"])
+@pytest.mark.parametrize("name", ['=HYPERLINK("http://x")', "+1", "-nose", "@SUM(A1)", "\tnose"])
 @pytest.mark.parametrize("where", ["label", "instance_label"])
 def test_names_that_spreadsheets_run_as_formulas_are_refused(tmp_path: Path, name: str, where: str) -> None:
     shapes = [point(name, 10, 10)] if where == "label" else [point("nose", 10, 10, instance_label=name)]
@@ -459,8 +517,10 @@ def test_names_that_spreadsheets_run_as_formulas_are_refused(tmp_path: Path, nam
 
 
 def test_names_with_those_characters_inside_are_fine(tmp_path: Path) -> None:
-    path = labelme_file(tmp_path / "v_000000000.json", [point("left-ear", 1, 2, instance_label="m=1@home"),
-                                                        point("a+b", 3, 4, instance_label="m=1@home")])
+    path = labelme_file(
+        tmp_path / "v_000000000.json",
+        [point("left-ear", 1, 2, instance_label="m=1@home"), point("a+b", 3, 4, instance_label="m=1@home")],
+    )
     ann = read_frame(path)
     assert ann.keypoint_names() == [("m=1@home", "left-ear"), ("m=1@home", "a+b")]
 

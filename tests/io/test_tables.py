@@ -16,10 +16,14 @@ from napari_dinotrack.io.tables import (
 
 def _frame(frame: int, dx: float = 0.0) -> FrameAnnotation:
     return FrameAnnotation(
-        frame=frame, image_height=100, image_width=200,
+        frame=frame,
+        image_height=100,
+        image_width=200,
         instances=[
-            Instance("mouse", [Keypoint("nose", 10.12345 + dx, 20.5, True, 0.98765),
-                               Keypoint("tail", 30.0, 40.0, False, 0.1)]),
+            Instance(
+                "mouse",
+                [Keypoint("nose", 10.12345 + dx, 20.5, True, 0.98765), Keypoint("tail", 30.0, 40.0, False, 0.1)],
+            ),
             Instance("rat", [Keypoint("nose", 1.0, 2.0)]),
         ],
     )
@@ -46,8 +50,15 @@ def test_write_and_read_sorted(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [path]
     rows = read_tracks_csv(path)
     assert len(rows) == 6
-    assert rows[1] == {"frame": 1, "instance": "mouse", "keypoint": "tail", "x": None,
-                       "y": None, "visible": False, "score": 0.1}
+    assert rows[1] == {
+        "frame": 1,
+        "instance": "mouse",
+        "keypoint": "tail",
+        "x": None,
+        "y": None,
+        "visible": False,
+        "score": 0.1,
+    }
     assert rows[0]["x"] == pytest.approx(11.123)
 
 
@@ -110,9 +121,22 @@ def test_appender_refuses_foreign_file(tmp_path: Path) -> None:
 
 
 def test_names_from_code_cannot_become_formulas_or_broken_rows(tmp_path: Path) -> None:
-    ann = FrameAnnotation(frame=2, image_height=10, image_width=10, instances=[
-        Instance("=cmd|' /C calc'!A0", [Keypoint("@SUM(1)", 1.0, 2.0), Keypoint("tail\nbase", 3.0, 4.0),
-                                        Keypoint("left\u2028ear", 5.0, 6.0), Keypoint("-1", 7.0, 8.0)])])
+    ann = FrameAnnotation(
+        frame=2,
+        image_height=10,
+        image_width=10,
+        instances=[
+            Instance(
+                "=cmd|' /C calc'!A0",
+                [
+                    Keypoint("@SUM(1)", 1.0, 2.0),
+                    Keypoint("tail\nbase", 3.0, 4.0),
+                    Keypoint("left\u2028ear", 5.0, 6.0),
+                    Keypoint("-1", 7.0, 8.0),
+                ],
+            )
+        ],
+    )
     path = tmp_path / "t.csv"
     write_tracks_csv(path, [ann])
     lines = path.read_text().split("\n")
@@ -123,16 +147,19 @@ def test_names_from_code_cannot_become_formulas_or_broken_rows(tmp_path: Path) -
     assert all(not cell.startswith(("=", "+", "-", "@")) for line in lines[1:-1] for cell in line.split(",")[1:3])
 
 
-@pytest.mark.parametrize("text", [
-    "frame,instance\n1,a\n",
-    ",".join(COLUMNS) + "\nx,a,b,1,2,1,0.5\n",
-    ",".join(COLUMNS) + "\n-1,a,b,1,2,1,0.5\n",
-    ",".join(COLUMNS) + "\n1,a,b,nan,2,1,0.5\n",
-    ",".join(COLUMNS) + "\n1,a,b,1,2,yes,0.5\n",
-    ",".join(COLUMNS) + "\n1,a,b,1,2,1\n",
-    ",".join(COLUMNS) + '\n1,"a,b,1,2,1,0.5\n',
-    "\xff\xfe".encode("latin-1").decode("latin-1"),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "frame,instance\n1,a\n",
+        ",".join(COLUMNS) + "\nx,a,b,1,2,1,0.5\n",
+        ",".join(COLUMNS) + "\n-1,a,b,1,2,1,0.5\n",
+        ",".join(COLUMNS) + "\n1,a,b,nan,2,1,0.5\n",
+        ",".join(COLUMNS) + "\n1,a,b,1,2,yes,0.5\n",
+        ",".join(COLUMNS) + "\n1,a,b,1,2,1\n",
+        ",".join(COLUMNS) + '\n1,"a,b,1,2,1,0.5\n',
+        "\xff\xfe".encode("latin-1").decode("latin-1"),
+    ],
+)
 def test_malformed_tables_are_input_errors_naming_the_file(tmp_path: Path, text: str) -> None:
     from napari_dinotrack.errors import InputError
 

@@ -42,9 +42,7 @@ def make_frames(n: int, h: int = H, w: int = W) -> np.ndarray:
         frames[i, ..., 2] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
         for bit in range(GRID_ROWS * GRID_COLS):
             r, c = divmod(bit, GRID_COLS)
-            frames[i, r * bh : (r + 1) * bh, c * bw : (c + 1) * bw, 1] = (
-                235 if (i >> bit) & 1 else 20
-            )
+            frames[i, r * bh : (r + 1) * bh, c * bw : (c + 1) * bw, 1] = 235 if (i >> bit) & 1 else 20
     return frames
 
 
@@ -142,9 +140,7 @@ def test_random_access_every_frame_other_containers(tmp_path: Path, suffix: str)
         assert [frame_number(reader.get_frame(i)) for i in range(12)] == list(range(12))
 
 
-def test_chunks_boundaries_and_last_partial_chunk(
-    videos: dict[str, Path], sequential: np.ndarray
-) -> None:
+def test_chunks_boundaries_and_last_partial_chunk(videos: dict[str, Path], sequential: np.ndarray) -> None:
     with VideoReader(videos["main"], chunk_size=CHUNK) as reader:
         assert reader.n_chunks == 6
         last = reader.read_chunk(5)
@@ -167,8 +163,7 @@ def test_lru_cache_is_bounded(videos: dict[str, Path]) -> None:
         for c in range(reader.n_chunks):
             reader.read_chunk(c)
             assert len(reader.cached_chunks()) <= 3
-        assert reader.cached_chunks() == [reader.n_chunks - 3, reader.n_chunks - 2,
-                                          reader.n_chunks - 1]
+        assert reader.cached_chunks() == [reader.n_chunks - 3, reader.n_chunks - 2, reader.n_chunks - 1]
         hit = reader.read_chunk(reader.n_chunks - 3)
         assert reader.read_chunk(reader.n_chunks - 3) is hit  # served from cache
         assert reader.cached_chunks()[-1] == reader.n_chunks - 3  # now most recent
@@ -217,9 +212,7 @@ def test_iter_frames_early_exit_stops_thread(videos: dict[str, Path], how: str) 
         assert not [t for t in threading.enumerate() if t.name.startswith("dinotrack-decode")]
 
 
-def test_iter_frames_error_is_raised_in_consumer(
-    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_iter_frames_error_is_raised_in_consumer(videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     def broken_reader(*args: object, **kwargs: object):
         yield {"size": (W, H), "fps": 15.0}
         yield bytes(W * H * 3)
@@ -275,7 +268,12 @@ def test_grayscale_video_decodes_to_rgb(tmp_path: Path) -> None:
     gray = make_frames(6)[..., 1]
     path = tmp_path / "gray.mkv"
     writer = imageio_ffmpeg.write_frames(
-        str(path), (W, H), pix_fmt_in="gray", pix_fmt_out="gray", codec="ffv1", fps=10,
+        str(path),
+        (W, H),
+        pix_fmt_in="gray",
+        pix_fmt_out="gray",
+        codec="ffv1",
+        fps=10,
         macro_block_size=1,
     )
     writer.send(None)
@@ -373,10 +371,10 @@ def test_real_video_openfield() -> None:
 # --------------------------------------------------------------------------- variable frame rate
 
 
-@pytest.mark.parametrize(("suffix", "style"), [(".mp4", "jitter"), (".mkv", "jitter"), (".avi", "jitter"),
-                                               (".mp4", "collisions")])
-def test_variable_frame_rate_every_frame_by_every_access(tmp_path: Path, vfr_video, suffix: str,
-                                                         style: str) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "style"), [(".mp4", "jitter"), (".mkv", "jitter"), (".avi", "jitter"), (".mp4", "collisions")]
+)
+def test_variable_frame_rate_every_frame_by_every_access(tmp_path: Path, vfr_video, suffix: str, style: str) -> None:
     path = vfr_video(make_frames(40), tmp_path / f"vfr{suffix}", style=style)
     info = probe_video(path)
     assert info.n_frames == 40

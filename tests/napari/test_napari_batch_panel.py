@@ -13,8 +13,9 @@ from napari_dinotrack.synthetic import make_clip
 pytest.importorskip("distributed", reason="the folder batch needs the [batch] extra (dask.distributed)")
 
 
-def test_the_other_videos_of_the_folder_are_tracked_in_the_background(make_napari_viewer_proxy, open_tracker,
-                                                                      sample_video: Path, qtbot):
+def test_the_other_videos_of_the_folder_are_tracked_in_the_background(
+    make_napari_viewer_proxy, open_tracker, sample_video: Path, qtbot
+):
     folder = sample_video.parent
     clip = make_clip(n_frames=12, height=96, width=128, speed=2.5)
     labelled = clip.write(folder / "mouse1.mp4")

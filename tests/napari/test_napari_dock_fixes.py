@@ -56,8 +56,9 @@ def _consistent(layout: ResultLayout) -> list[int]:
 
 
 # 1 -------------------------------------------------------------------------------------------------------------
-def test_painted_label_values_map_to_the_keypoints_animals(make_napari_viewer_proxy, open_tracker, pair_video,
-                                                           monkeypatch):
+def test_painted_label_values_map_to_the_keypoints_animals(
+    make_napari_viewer_proxy, open_tracker, pair_video, monkeypatch
+):
     import napari.utils.notifications as notifications
 
     warnings: list[str] = []
@@ -84,8 +85,9 @@ def test_painted_label_values_map_to_the_keypoints_animals(make_napari_viewer_pr
 
 
 # 2 -------------------------------------------------------------------------------------------------------------
-def test_closing_the_dock_stops_the_run_and_a_new_dock_waits_for_it(make_napari_viewer_proxy, sample_video,
-                                                                    monkeypatch, qtbot):
+def test_closing_the_dock_stops_the_run_and_a_new_dock_waits_for_it(
+    make_napari_viewer_proxy, sample_video, monkeypatch, qtbot
+):
     from napari_dinotrack.napari.reader import read_video
 
     _pace(monkeypatch, 0.6)  # the frame in progress when the dock closes takes a while to finish
@@ -119,8 +121,9 @@ def test_closing_the_dock_stops_the_run_and_a_new_dock_waits_for_it(make_napari_
     again.shutdown()
 
 
-def test_a_folder_in_use_is_a_readable_message(make_napari_viewer_proxy, open_tracker, sample_video, wait_run,
-                                               monkeypatch):
+def test_a_folder_in_use_is_a_readable_message(
+    make_napari_viewer_proxy, open_tracker, sample_video, wait_run, monkeypatch
+):
     import napari.utils.notifications as notifications
 
     from napari_dinotrack.errors import FolderInUseError
@@ -145,8 +148,9 @@ def test_a_folder_in_use_is_a_readable_message(make_napari_viewer_proxy, open_tr
 
 
 # 3 -------------------------------------------------------------------------------------------------------------
-def test_heatmap_click_keeps_the_keypoints_layer_active_and_adds_no_point(make_napari_viewer_proxy, open_tracker,
-                                                                           sample_video, qtbot):
+def test_heatmap_click_keeps_the_keypoints_layer_active_and_adds_no_point(
+    make_napari_viewer_proxy, open_tracker, sample_video, qtbot
+):
     from napari_dinotrack.napari.heatmap import HEATMAP_LAYER
 
     viewer = make_napari_viewer_proxy()
@@ -166,8 +170,9 @@ def test_heatmap_click_keeps_the_keypoints_layer_active_and_adds_no_point(make_n
 
 
 # 4 -------------------------------------------------------------------------------------------------------------
-def test_long_errors_wrap_without_widening_the_dock(make_napari_viewer, open_tracker, sample_video, wait_run,
-                                                    tmp_path, monkeypatch, qtbot):
+def test_long_errors_wrap_without_widening_the_dock(
+    make_napari_viewer, open_tracker, sample_video, wait_run, tmp_path, monkeypatch, qtbot
+):
     viewer = make_napari_viewer(show=True)
     widget = open_tracker(viewer, sample_video, model="dinov3-vits16")  # weights missing offline
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
@@ -192,8 +197,9 @@ def test_long_errors_wrap_without_widening_the_dock(make_napari_viewer, open_tra
 
 
 # 5 -------------------------------------------------------------------------------------------------------------
-def test_only_masks_layers_of_the_video_size_can_be_picked(make_napari_viewer_proxy, open_tracker, sample_video,
-                                                           clip_shape):
+def test_only_masks_layers_of_the_video_size_can_be_picked(
+    make_napari_viewer_proxy, open_tracker, sample_video, clip_shape
+):
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
     small = viewer.add_labels(np.zeros((1, 40, 50), np.uint8), name="small", translate=(0, 20, 30))
@@ -215,8 +221,9 @@ def test_layer_pickers_show_renamed_layers(make_napari_viewer_proxy, open_tracke
     widget.shutdown()
 
 
-def test_a_keypoints_layer_deleted_mid_run_comes_back_whole(make_napari_viewer_proxy, open_tracker, sample_video,
-                                                            clip_shape, slow_engine, wait_run, qtbot):
+def test_a_keypoints_layer_deleted_mid_run_comes_back_whole(
+    make_napari_viewer_proxy, open_tracker, sample_video, clip_shape, slow_engine, wait_run, qtbot
+):
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
     widget.track()
@@ -231,8 +238,9 @@ def test_a_keypoints_layer_deleted_mid_run_comes_back_whole(make_napari_viewer_p
 
 
 # 7 -------------------------------------------------------------------------------------------------------------
-def test_added_keypoints_are_saved_once_placed_and_not_selected(make_napari_viewer_proxy, open_tracker, tmp_path,
-                                                                qtbot):
+def test_added_keypoints_are_saved_once_placed_and_not_selected(
+    make_napari_viewer_proxy, open_tracker, tmp_path, qtbot
+):
     from napari.layers.base import ActionType
 
     from napari_dinotrack.napari.keypoint_edits import SAVE_DEBOUNCE_MS
@@ -258,8 +266,7 @@ def test_added_keypoints_are_saved_once_placed_and_not_selected(make_napari_view
 
 
 # 8 -------------------------------------------------------------------------------------------------------------
-def test_results_of_another_model_are_flagged_and_retracked(make_napari_viewer_proxy, open_tracker, wait_run,
-                                                            tmp_path):
+def test_results_of_another_model_are_flagged_and_retracked(make_napari_viewer_proxy, open_tracker, wait_run, tmp_path):
     from napari_dinotrack.synthetic import make_clip
 
     clip = make_clip(n_frames=8, height=96, width=128)
@@ -290,8 +297,9 @@ def test_results_of_another_model_are_flagged_and_retracked(make_napari_viewer_p
 
 
 # 9 -------------------------------------------------------------------------------------------------------------
-def test_menu_entry_end_frame_trajectory_colours_and_labels(make_napari_viewer_proxy, open_tracker, sample_video,
-                                                            clip_shape, wait_run):
+def test_menu_entry_end_frame_trajectory_colours_and_labels(
+    make_napari_viewer_proxy, open_tracker, sample_video, clip_shape, wait_run
+):
     from napari.plugins import menu_item_template
     from npe2 import PluginManager
 
@@ -307,8 +315,9 @@ def test_menu_entry_end_frame_trajectory_colours_and_labels(make_napari_viewer_p
     points, tracks = widget.points_layer, widget.display.tracks_layer()
     nose_track = tracks.data[:, 0][tracks.features["keypoint"].to_numpy() == "nose"][0]
     nose_colour = tracks.track_colors[tracks.data[:, 0] == nose_track][0]
-    nose_row = np.flatnonzero((points.features["keypoint"] == "nose").to_numpy()
-                              & (points.features["source"] == "prediction").to_numpy())[0]
+    nose_row = np.flatnonzero(
+        (points.features["keypoint"] == "nose").to_numpy() & (points.features["source"] == "prediction").to_numpy()
+    )[0]
     np.testing.assert_allclose(nose_colour, points.border_color[nose_row], atol=1e-6)
     assert "animal1:nose" in list(points.text.values)
     widget.shutdown()

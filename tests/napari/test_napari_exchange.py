@@ -41,8 +41,9 @@ def _dlc_labels(path: Path, frames: dict[int, np.ndarray], n_frames: int) -> Pat
     return path
 
 
-def test_keypoints_layer_saves_as_dlc_and_netcdf(make_napari_viewer, open_tracker, wait_run, sample_video, clip_shape,
-                                                 tmp_path):
+def test_keypoints_layer_saves_as_dlc_and_netcdf(
+    make_napari_viewer, open_tracker, wait_run, sample_video, clip_shape, tmp_path
+):
     import xarray as xr
     from movement.io import load_poses
 
@@ -62,8 +63,9 @@ def test_keypoints_layer_saves_as_dlc_and_netcdf(make_napari_viewer, open_tracke
 
     for ds in (load_poses.from_dlc_file(h5), load_poses.from_dlc_file(csv), xr.open_dataset(nc)):
         assert ds.sizes["time"] == clip_shape[0]
-        for (t, y, x), kp, visible in zip(layer.data, layer.features["keypoint"], layer.features["visible"],
-                                          strict=True):
+        for (t, y, x), kp, visible in zip(
+            layer.data, layer.features["keypoint"], layer.features["visible"], strict=True
+        ):
             xy = ds["position"].isel(time=round(t)).sel(keypoints=kp, individuals="animal1").values
             if visible:
                 np.testing.assert_allclose(xy, [x, y], atol=1e-3)
@@ -94,8 +96,9 @@ def test_label_files_open_onto_the_video(make_napari_viewer_proxy, sample_video,
     assert get_label_reader(str(ResultLayout(sample_video).frame_json(0))) is None
 
 
-def test_dock_panel_filters_exports_draws_imports_and_renders(make_napari_viewer, open_tracker, wait_run, qtbot,
-                                                              sample_video, clip_shape, tmp_path):
+def test_dock_panel_filters_exports_draws_imports_and_renders(
+    make_napari_viewer, open_tracker, wait_run, qtbot, sample_video, clip_shape, tmp_path
+):
     viewer = make_napari_viewer()
     widget = _tracked(viewer, open_tracker, wait_run, sample_video)
     tools, panel = widget.exchange, widget.exchange.panel
@@ -200,6 +203,6 @@ def test_screenshots_of_the_filtered_layer_and_an_overlay_frame(make_napari_view
     frame = VideoReader(overlay).get_frame(30)
     y, x = np.round(widget.points_layer.data[widget.points_layer.data[:, 0] == 30, 1:].mean(axis=0)).astype(int)
     top, left = int(np.clip(y - 45, 0, frame.shape[0] - 90)), int(np.clip(x - 70, 0, frame.shape[1] - 120))
-    detail = frame[top:top + 90, left:left + 120]
+    detail = frame[top : top + 90, left : left + 120]
     iio.imwrite(shots / "overlay_frame.png", cv2.resize(detail, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST))
     widget.shutdown()

@@ -69,8 +69,9 @@ def test_compute_heatmap_with_pixel_backbone_caches_frames():
     assert first.image[int(nose[1]), int(nose[0])] > 0.9
     again = compute_heatmap(HeatmapRequest(1, 10.0, 10.0), get_frame, PixelBackbone(), 96, cache, "clip")
     assert again.cached and calls == [1]
-    seeded = compute_heatmap(HeatmapRequest(2, 10.0, 10.0, reference_frame=0), get_frame, PixelBackbone(), 96,
-                             cache, "clip")
+    seeded = compute_heatmap(
+        HeatmapRequest(2, 10.0, 10.0, reference_frame=0), get_frame, PixelBackbone(), 96, cache, "clip"
+    )
     assert calls == [1, 2, 0] and seeded.image.shape == (96, 128)
 
 

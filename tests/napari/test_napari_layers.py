@@ -75,8 +75,7 @@ def test_points_without_features_get_default_names():
     data = np.array([[4, 10.0, 20.0], [4, 30.0, 40.0], [5, 1.0, 1.0]])
     ann = points_to_annotation(data, None, 4, 50, 60, default_instance="mouse")
     assert [i.name for i in ann.instances] == ["mouse"]
-    assert [(k.name, k.x, k.y) for k in ann.instances[0].keypoints] == [("point1", 20.0, 10.0),
-                                                                       ("point2", 40.0, 30.0)]
+    assert [(k.name, k.x, k.y) for k in ann.instances[0].keypoints] == [("point1", 20.0, 10.0), ("point2", 40.0, 30.0)]
 
 
 def test_duplicate_names_are_made_unique():

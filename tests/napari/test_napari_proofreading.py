@@ -48,8 +48,11 @@ def _press(viewer, key: str) -> None:
 
 def _rows(layer, frame: int, instance: str, keypoint: str) -> np.ndarray:
     feats = layer.features
-    return np.flatnonzero((np.round(layer.data[:, 0]) == frame) & (feats["instance"] == instance).to_numpy()
-                          & (feats["keypoint"] == keypoint).to_numpy())
+    return np.flatnonzero(
+        (np.round(layer.data[:, 0]) == frame)
+        & (feats["instance"] == instance).to_numpy()
+        & (feats["keypoint"] == keypoint).to_numpy()
+    )
 
 
 def test_next_and_previous_suspicious_frame(make_napari_viewer_proxy, open_tracker, proofread_clip: Path):
@@ -89,8 +92,9 @@ def test_corrections_update_the_list(make_napari_viewer_proxy, open_tracker, pro
     widget.shutdown()
 
 
-def test_score_plot_follows_the_selected_keypoint_and_a_click_jumps(make_napari_viewer_proxy, open_tracker,
-                                                                    proofread_clip: Path, qtbot):
+def test_score_plot_follows_the_selected_keypoint_and_a_click_jumps(
+    make_napari_viewer_proxy, open_tracker, proofread_clip: Path, qtbot
+):
     from qtpy.QtCore import QPoint, Qt
 
     viewer = make_napari_viewer_proxy()
@@ -154,15 +158,17 @@ def test_swap_identities_from_the_dock(make_napari_viewer_proxy, open_tracker, p
     assert after.instance("animal2").keypoints[0].y == pytest.approx(before.instance("animal1").keypoints[0].y)
     assert layer.data[_rows(layer, 9, "animal2", "nose")[0], 1] == pytest.approx(y1)  # the layer shows it
     assert read_frame(layout.frame_json(4)).instance("animal1").keypoints[0].y == pytest.approx(
-        layer.data[_rows(layer, 4, "animal1", "nose")[0], 1], abs=1e-3)
+        layer.data[_rows(layer, 4, "animal1", "nose")[0], 1], abs=1e-3
+    )
     panel.start.value, panel.end.value = 0, 3
     panel.swap.clicked.emit()
     assert "Manual frames kept as labelled: 0" in panel.status.value
     widget.shutdown()
 
 
-def test_shortcuts_are_bound_listed_in_tooltips_and_unbound_on_close(make_napari_viewer_proxy, open_tracker,
-                                                                     proofread_clip: Path):
+def test_shortcuts_are_bound_listed_in_tooltips_and_unbound_on_close(
+    make_napari_viewer_proxy, open_tracker, proofread_clip: Path
+):
     from napari_dinotrack.napari.shortcuts import SHORTCUTS
 
     viewer = make_napari_viewer_proxy()

@@ -18,8 +18,7 @@ def _settle(qtbot, viewer, ms: int = 150) -> None:
     qtbot.wait(ms)
 
 
-def test_screenshots_and_responsiveness(make_napari_viewer, wait_run, tick_monitor, tmp_path: Path, qtbot,
-                                        capsys):
+def test_screenshots_and_responsiveness(make_napari_viewer, wait_run, tick_monitor, tmp_path: Path, qtbot, capsys):
     from napari_dinotrack.napari.live_display import TRACKS_REFRESH_S
     from napari_dinotrack.napari.sample import SAMPLE_FRAMES, make_sample_data
 
@@ -54,10 +53,12 @@ def test_screenshots_and_responsiveness(make_napari_viewer, wait_run, tick_monit
     assert len(widget.display.tracks_layer().data) == SAMPLE_FRAMES * n_keypoints - (~points.features["visible"]).sum()
     gaps = np.asarray(tick_monitor.gaps)
     with capsys.disabled():  # timings are reported, not asserted (benchmarks/bench_gui.py measures them)
-        print(f"\n[responsiveness] run {summary['seconds']:.2f} s, {summary['frames']} frames; 20 ms timer: "
-              f"{len(gaps)} ticks, max gap {gaps.max(initial=0):.0f} ms, p95 {np.percentile(gaps, 95):.0f} ms; "
-              f"{stats['count']:.0f} refreshes, max {stats['max_ms']:.0f} ms, "
-              f"{stats['tracks_rebuilds']:.0f} trajectory rebuilds")
+        print(
+            f"\n[responsiveness] run {summary['seconds']:.2f} s, {summary['frames']} frames; 20 ms timer: "
+            f"{len(gaps)} ticks, max gap {gaps.max(initial=0):.0f} ms, p95 {np.percentile(gaps, 95):.0f} ms; "
+            f"{stats['count']:.0f} refreshes, max {stats['max_ms']:.0f} ms, "
+            f"{stats['tracks_rebuilds']:.0f} trajectory rebuilds"
+        )
 
     viewer.dims.set_current_step(0, 25)
     widget.collapsibles["Motion prior & mask"].expand(animate=False)
@@ -102,8 +103,9 @@ def test_screenshots_and_responsiveness(make_napari_viewer, wait_run, tick_monit
     assert all((anns[f].seed_frame, anns[f].end_frame) == (0, 12) for f in range(1, 12))
     assert all((anns[f].seed_frame, anns[f].end_frame) == (12, None) for f in range(13, SAMPLE_FRAMES))
     widget.proofreader.recheck()
-    flagged = {f for f, reasons in widget.proofreader.suspicions.items() if any(
-        r.reason == "disagreement" for r in reasons)}
+    flagged = {
+        f for f, reasons in widget.proofreader.suspicions.items() if any(r.reason == "disagreement" for r in reasons)
+    }
     assert flagged and flagged <= set(range(1, 12))
     viewer.dims.set_current_step(0, 0)
     widget.proofreader.next_suspicious()

@@ -44,8 +44,9 @@ def paced_engine(monkeypatch):
     monkeypatch.setattr(DinoKeypointVideoProcessor, "iter_results", paced)
 
 
-def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape,
-                           paced_engine):
+def test_track_sample_live(
+    make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape, paced_engine
+):
     n_frames = clip_shape[0]
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
@@ -89,8 +90,9 @@ def test_track_sample_live(make_napari_viewer_proxy, open_tracker, wait_run, sam
     widget.shutdown()
 
 
-def test_stop_midway_keeps_files_intact(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
-                                        clip_shape, paced_engine):
+def test_stop_midway_keeps_files_intact(
+    make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape, paced_engine
+):
     n_frames = clip_shape[0]
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video)
@@ -111,8 +113,7 @@ def test_stop_midway_keeps_files_intact(make_napari_viewer_proxy, open_tracker, 
     widget.shutdown()
 
 
-def test_correct_and_track_from_here(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
-                                     clip_shape):
+def test_correct_and_track_from_here(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape):
     from napari.layers.base import ActionType
 
     n_frames = clip_shape[0]
@@ -129,8 +130,7 @@ def test_correct_and_track_from_here(make_napari_viewer_proxy, open_tracker, wai
     rows = np.flatnonzero((layer.data[:, 0] == t) & (layer.features["keypoint"] == "nose").to_numpy())
     assert len(rows) == 1
     layer.data[rows[0], 1:] += (6.0, 6.0)  # the user drags the nose
-    layer.events.data(value=layer.data, action=ActionType.CHANGED, data_indices=(int(rows[0]),),
-                      vertex_indices=((),))
+    layer.events.data(value=layer.data, action=ActionType.CHANGED, data_indices=(int(rows[0]),), vertex_indices=((),))
     worker = widget.track_from_here()  # saves the pending correction first
     assert worker is not None
     assert frame_source(layout.frame_json(t)) == "manual" and t in manual_frames(layout)
@@ -150,12 +150,19 @@ def test_correct_and_track_from_here(make_napari_viewer_proxy, open_tracker, wai
     widget.shutdown()
 
 
-def test_track_with_tiny_dinov3_from_local_folder(make_napari_viewer_proxy, open_tracker, wait_run,
-                                                  sample_video: Path, tmp_path: Path):
+def test_track_with_tiny_dinov3_from_local_folder(
+    make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, tmp_path: Path
+):
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-    cfg = DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                          patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     folder = tmp_path / "tiny-dinov3"
     DINOv3ViTModel(cfg).save_pretrained(folder)
 
@@ -175,8 +182,9 @@ def test_track_with_tiny_dinov3_from_local_folder(make_napari_viewer_proxy, open
     widget.shutdown()
 
 
-def test_missing_weights_error_is_shown(make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path,
-                                        tmp_path: Path, monkeypatch):
+def test_missing_weights_error_is_shown(
+    make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, tmp_path: Path, monkeypatch
+):
     import napari.utils.notifications as notifications
 
     errors: list[str] = []

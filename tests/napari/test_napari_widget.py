@@ -18,9 +18,11 @@ from napari_dinotrack.tracking.config import PRESETS, TrackerConfig
 
 
 def test_widget_modules_import_no_torch():
-    code = ("import sys, napari_dinotrack.napari.widget, napari_dinotrack.napari.reader, "
-            "napari_dinotrack.napari.sample, napari_dinotrack.napari.heatmap; "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, napari_dinotrack.napari.widget, napari_dinotrack.napari.reader, "
+        "napari_dinotrack.napari.sample, napari_dinotrack.napari.heatmap; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
 
@@ -29,9 +31,17 @@ def test_dock_from_manifest(make_napari_viewer_proxy):
     viewer = make_napari_viewer_proxy()
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-dinotrack", "DINO Keypoint Tracker")
     assert type(widget).__name__ == "DinoTrackerWidget"
-    assert list(widget.collapsibles) == ["Layers", "Backbone", "Motion prior & mask", "Seed tools", "Track",
-                                         "Proofread", "Display: trajectories & heatmap",
-                                         "Export · import · clean-up · render", "Track a folder in the background"]
+    assert list(widget.collapsibles) == [
+        "Layers",
+        "Backbone",
+        "Motion prior & mask",
+        "Seed tools",
+        "Track",
+        "Proofread",
+        "Display: trajectories & heatmap",
+        "Export · import · clean-up · render",
+        "Track a folder in the background",
+    ]
     widget.shutdown()
 
 
@@ -107,8 +117,7 @@ def test_add_keypoints_and_save_seed(make_napari_viewer_proxy, open_tracker, tmp
     widget.shutdown()
 
 
-def test_user_edits_are_saved_as_manual_debounced(make_napari_viewer_proxy, open_tracker, sample_video: Path,
-                                                  qtbot):
+def test_user_edits_are_saved_as_manual_debounced(make_napari_viewer_proxy, open_tracker, sample_video: Path, qtbot):
     from napari.layers.base import ActionType
 
     from napari_dinotrack.napari.keypoint_edits import SAVE_DEBOUNCE_MS

@@ -22,8 +22,9 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def labelled_clip(tmp_path: Path):
     """Factory: make_clip(**kwargs) written to tmp_path with one frame's ground truth (frame 0) saved as the seed."""
 
-    def make(name: str = "clip", polygons: bool = False, seed_frame: int = 0,
-             **kwargs) -> tuple[SyntheticClip, Path, ResultLayout]:
+    def make(
+        name: str = "clip", polygons: bool = False, seed_frame: int = 0, **kwargs
+    ) -> tuple[SyntheticClip, Path, ResultLayout]:
         clip = make_clip(**kwargs)
         video = clip.write(tmp_path / f"{name}.mp4")
         layout = ResultLayout(video)
@@ -39,8 +40,14 @@ def tiny_dinov3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
     folder = tmp_path_factory.mktemp("tiny-dinov3")
-    cfg = DINOv3ViTConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                          patch_size=16, num_register_tokens=4)
+    cfg = DINOv3ViTConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=16,
+        num_register_tokens=4,
+    )
     DINOv3ViTModel(cfg).save_pretrained(folder)
     return folder
 

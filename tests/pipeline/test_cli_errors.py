@@ -28,9 +28,19 @@ def error_of(capsys) -> str:
 # ------------------------------------------------------------------ settings
 
 
-@pytest.mark.parametrize("text", ['{"min_similarity": NaN}', '{"motion_prior_weight": Infinity}',
-                                  '{"batch_size": 4.5}', '{"batch_size": "8"}', "[1, 2]", '"x"',
-                                  "[" * 100_000 + "]" * 100_000, "{\"a\": \xff}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"min_similarity": NaN}',
+        '{"motion_prior_weight": Infinity}',
+        '{"batch_size": 4.5}',
+        '{"batch_size": "8"}',
+        "[1, 2]",
+        '"x"',
+        "[" * 100_000 + "]" * 100_000,
+        '{"a": \xff}',
+    ],
+)
 def test_bad_settings_files(labelled_clip, tmp_path, capsys, text):
     _, video, layout = labelled_clip(n_frames=4)
     config = tmp_path / "settings.json"
@@ -40,8 +50,17 @@ def test_bad_settings_files(labelled_clip, tmp_path, capsys, text):
     assert sorted(layout.frame_files()) == [0]  # nothing was tracked with them
 
 
-@pytest.mark.parametrize("setting", ["min_similarity=NaN", "min_similarity=nan", "motion_prior_weight=-Infinity",
-                                     "mask_propagation=cutie", "batch_size=0", "unknown_knob=1"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "min_similarity=NaN",
+        "min_similarity=nan",
+        "motion_prior_weight=-Infinity",
+        "mask_propagation=cutie",
+        "batch_size=0",
+        "unknown_knob=1",
+    ],
+)
 def test_bad_settings_on_the_command_line(labelled_clip, capsys, setting):
     _, video, _ = labelled_clip(n_frames=4)
     assert track(video, "--set", setting) == 2
@@ -65,11 +84,14 @@ def test_bad_pixel_backbones(labelled_clip, capsys, model):
     assert model in err and "multiple of 4" in err
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--model", "pixel:64", "--short-side", "32"], "at least one patch"),
-    (["--short-side", "16"], "short_side"),
-    (["--short-side", "100000"], "short_side"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--model", "pixel:64", "--short-side", "32"], "at least one patch"),
+        (["--short-side", "16"], "short_side"),
+        (["--short-side", "100000"], "short_side"),
+    ],
+)
 def test_working_sizes_that_cannot_work(labelled_clip, capsys, args, words):
     _, video, _ = labelled_clip(n_frames=4)
     argv = ["track", str(video), "--model", PIXEL, "--quiet", *args]
@@ -102,22 +124,29 @@ def test_an_end_frame_before_the_start_frame(labelled_clip, capsys):
 # ------------------------------------------------------------------ seeds without keypoints
 
 
-@pytest.mark.parametrize(("shapes", "words"), [
-    ([], "no shapes at all"),
-    (None, "no shapes at all"),
-    ([{"label": "box", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"},
-      {"label": "c", "points": [[9, 9], [12, 9]], "shape_type": "circle"},
-      {"label": "l", "points": [[1, 1], [9, 9]], "shape_type": "line"}], "only 1 circle, 1 line, 1 rectangle"),
-    ([{"label": "nose", "points": [[10, 10]], "shape_type": "Point"}], "'Point'"),
-])
+@pytest.mark.parametrize(
+    ("shapes", "words"),
+    [
+        ([], "no shapes at all"),
+        (None, "no shapes at all"),
+        (
+            [
+                {"label": "box", "points": [[1, 1], [5, 5]], "shape_type": "rectangle"},
+                {"label": "c", "points": [[9, 9], [12, 9]], "shape_type": "circle"},
+                {"label": "l", "points": [[1, 1], [9, 9]], "shape_type": "line"},
+            ],
+            "only 1 circle, 1 line, 1 rectangle",
+        ),
+        ([{"label": "nose", "points": [[10, 10]], "shape_type": "Point"}], "'Point'"),
+    ],
+)
 def test_a_seed_without_keypoints(tmp_path, capsys, shapes, words):
     from napari_dinotrack.synthetic import make_clip
 
     video = make_clip(n_frames=6).write(tmp_path / "clip.mp4")
     layout = ResultLayout(video)
     layout.ensure_folder()
-    data = {"version": "5.5.0", "flags": {}, "imagePath": "", "imageData": None, "imageHeight": 160,
-            "imageWidth": 224}
+    data = {"version": "5.5.0", "flags": {}, "imagePath": "", "imageData": None, "imageHeight": 160, "imageWidth": 224}
     if shapes is not None:
         data["shapes"] = shapes
     layout.frame_json(0).write_text(json.dumps(data))
@@ -225,8 +254,19 @@ def test_the_folder_of_another_video_is_refused(labelled_clip, tmp_path, capsys)
     assert "already tracked" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", ['=HYPERLINK("http://evil","x")', "+1+1", "-2", "@SUM(A1)", "nose\ntip",
-                                  "nose\rtip", "nose\u0085tip", "nose\u2028tip"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        '=HYPERLINK("http://evil","x")',
+        "+1+1",
+        "-2",
+        "@SUM(A1)",
+        "nose\ntip",
+        "nose\rtip",
+        "nose\u0085tip",
+        "nose\u2028tip",
+    ],
+)
 def test_a_seed_with_an_unsafe_name(labelled_clip, capsys, name):
     _, video, layout = labelled_clip(n_frames=6)
     data = json.loads(layout.frame_json(0).read_text())

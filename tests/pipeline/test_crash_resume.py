@@ -18,8 +18,12 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "crash_resume.py"
 @pytest.mark.slow
 def test_random_kills_during_track_lose_nothing(tmp_path):
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--kills", "3", "--frames", "60", "--seed", "1",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--kills", "3", "--frames", "60", "--seed", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     report = json.loads(out.read_text())
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert report["kills"] == 3

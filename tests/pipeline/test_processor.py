@@ -90,8 +90,9 @@ def test_same_input_gives_byte_identical_outputs(labelled_clip, tmp_path):
 
 def test_stop_midway_keeps_results_and_a_rerun_finishes(labelled_clip):
     clip, video, layout = labelled_clip(n_frames=30)
-    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT,
-                                           runtime_config=TrackerConfig(batch_size=4))
+    processor = DinoKeypointVideoProcessor(
+        video, model_name=PIXEL, short_side=SHORT, runtime_config=TrackerConfig(batch_size=4)
+    )
     seen = []
     for result in processor.iter_results():
         seen.append(result.frame)
@@ -215,8 +216,9 @@ def test_two_way_merge_lands_on_the_later_seed(labelled_clip):
     near = anns[22]
     for inst_near, inst_seed in zip(near.instances, seed.instances, strict=True):
         for kp_near, kp_seed in zip(inst_near.keypoints, inst_seed.keypoints, strict=True):
-            truth_step = np.hypot(*(clip.positions[inst_seed.name, kp_seed.name][23]
-                                    - clip.positions[inst_seed.name, kp_seed.name][22]))
+            truth_step = np.hypot(
+                *(clip.positions[inst_seed.name, kp_seed.name][23] - clip.positions[inst_seed.name, kp_seed.name][22])
+            )
             assert np.hypot(kp_near.x - kp_seed.x, kp_near.y - kp_seed.y) < truth_step + 3.0
             assert "disagreement_px" in kp_near.extra
 
@@ -292,8 +294,9 @@ def test_without_propagation_the_seed_polygon_does_not_pin_keypoints(labelled_cl
     config = TrackerConfig(mask_propagation="none", clamp_to_mask=True, reject_outside_mask=True)
     DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT, runtime_config=config).process_video()
     errs, _ = errors_against_truth(clip, layout, range(12, 24))  # by now the animal has left its seed outline
-    assert not clip.masks[0, 0][round(clip.positions["animal1", "nose"][23][1]),
-                                round(clip.positions["animal1", "nose"][23][0])]
+    assert not clip.masks[0, 0][
+        round(clip.positions["animal1", "nose"][23][1]), round(clip.positions["animal1", "nose"][23][0])
+    ]
     assert np.median(errs) < 1.5 and np.mean(errs < 5) > 0.95
     assert not MaskStore(layout.masks_dir).frames()[1:]  # nothing propagated, nothing stored for predictions
 
@@ -314,7 +317,7 @@ def test_seed_masks_come_from_the_store_unless_the_outline_was_edited_elsewhere(
     seed = load_annotations(layout)[0]
     painted = clip.masks[0, 0].copy()
     ys, xs = np.nonzero(painted)
-    painted[ys.min() - 3: ys.min(), xs.min(): xs.min() + 4] = True  # a small touch-up above the body
+    painted[ys.min() - 3 : ys.min(), xs.min() : xs.min() + 4] = True  # a small touch-up above the body
     MaskStore(layout.masks_dir).write(0, painted[None], ["animal1"])
     assert np.array_equal(processor._seed_masks(seed)[0], painted)
 
@@ -327,8 +330,11 @@ def test_a_real_dino_model_drives_keypoints_and_masks_together(labelled_clip, ti
     """The Hugging Face path end to end: its features feed the tracker and the mask propagation."""
     clip, video, layout = labelled_clip(n_frames=8, n_instances=2, crossing=True, polygons=True)
     config = TrackerConfig(restrict_search_to_mask=True)
-    results = list(DinoKeypointVideoProcessor(video, model_name=str(tiny_dinov3), short_side=160,
-                                              runtime_config=config).iter_results())
+    results = list(
+        DinoKeypointVideoProcessor(
+            video, model_name=str(tiny_dinov3), short_side=160, runtime_config=config
+        ).iter_results()
+    )
     assert [r.frame for r in results] == list(range(8))
     assert all(r.masks is not None and r.masks.shape == (2, *clip.frames.shape[1:3]) for r in results)
     assert MaskStore(layout.masks_dir).frames() == list(range(8))

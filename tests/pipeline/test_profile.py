@@ -25,8 +25,24 @@ def folder_bytes(folder):
 def test_track_profile_writes_every_stage_of_every_frame(labelled_clip, tmp_path, capsys):
     _, video, _ = labelled_clip(n_frames=12, n_instances=2, polygons=True)
     out = tmp_path / "profile.json"
-    assert main(["track", str(video), "--model", PIXEL, "--short-side", str(SHORT), "--quiet",
-                 "--batch-size", "4", "--profile", str(out)]) == 0
+    assert (
+        main(
+            [
+                "track",
+                str(video),
+                "--model",
+                PIXEL,
+                "--short-side",
+                str(SHORT),
+                "--quiet",
+                "--batch-size",
+                "4",
+                "--profile",
+                str(out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "tracker_step" in err and "host time" in err and str(out) in err  # the table, and where the JSON is
 
@@ -58,8 +74,9 @@ def test_profiling_changes_no_result(labelled_clip, tmp_path):
         out = tmp_path / f"run-{profile is None}"
         out.mkdir()
         (out / layout.frame_json(0).name).write_bytes(layout.frame_json(0).read_bytes())
-        summary = DinoKeypointVideoProcessor(video, result_folder=out, model_name=PIXEL,
-                                             short_side=SHORT).process_video(profile=profile)
+        summary = DinoKeypointVideoProcessor(
+            video, result_folder=out, model_name=PIXEL, short_side=SHORT
+        ).process_video(profile=profile)
         assert (summary.profile is None) == (profile is None)
         outputs.append(folder_bytes(out))
     assert outputs[0] == outputs[1]
@@ -85,8 +102,9 @@ def test_results_do_not_depend_on_the_batch_size(labelled_clip, tmp_path, batch_
         out = tmp_path / f"b{size}"
         out.mkdir(exist_ok=True)
         (out / layout.frame_json(0).name).write_bytes(layout.frame_json(0).read_bytes())
-        DinoKeypointVideoProcessor(video, result_folder=out, model_name=PIXEL, short_side=SHORT,
-                                   runtime_config=TrackerConfig(batch_size=size)).process_video()
+        DinoKeypointVideoProcessor(
+            video, result_folder=out, model_name=PIXEL, short_side=SHORT, runtime_config=TrackerConfig(batch_size=size)
+        ).process_video()
         outputs.append({k: v for k, v in folder_bytes(out).items() if not k.endswith("_tracker_config.json")})
     assert outputs[0] == outputs[1] and len(outputs[0]) >= 11
 
@@ -97,25 +115,32 @@ def test_the_batch_size_setting_reaches_the_model(labelled_clip, tiny_dinov3):
     _, video, _ = labelled_clip(n_frames=40)
     backbone = load_backbone(str(tiny_dinov3), device="cpu")  # its own batch size is 8
     sizes = []
-    backbone.model.register_forward_hook(lambda _m, _a, kwargs, _o: sizes.append(kwargs["pixel_values"].shape[0]),
-                                         with_kwargs=True)
-    DinoKeypointVideoProcessor(video, model_name=backbone, short_side=64,
-                               runtime_config=TrackerConfig(batch_size=32)).process_video()
+    backbone.model.register_forward_hook(
+        lambda _m, _a, kwargs, _o: sizes.append(kwargs["pixel_values"].shape[0]), with_kwargs=True
+    )
+    DinoKeypointVideoProcessor(
+        video, model_name=backbone, short_side=64, runtime_config=TrackerConfig(batch_size=32)
+    ).process_video()
     assert sizes == [32, 8]  # frames 0..39
 
 
 def test_the_callers_thread_settings_are_kept(labelled_clip):
     _, video, _ = labelled_clip(n_frames=10)
     before = torch.get_num_threads()
-    seen = {torch.get_num_threads() for _ in DinoKeypointVideoProcessor(
-        video, model_name=PIXEL, short_side=SHORT, runtime_config=TrackerConfig(batch_size=3)).iter_results()}
+    seen = {
+        torch.get_num_threads()
+        for _ in DinoKeypointVideoProcessor(
+            video, model_name=PIXEL, short_side=SHORT, runtime_config=TrackerConfig(batch_size=3)
+        ).iter_results()
+    }
     assert seen == {before} and torch.get_num_threads() == before
 
 
 def test_leaving_early_ends_the_feature_thread(labelled_clip):
     _, video, _ = labelled_clip(n_frames=30)
-    processor = DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT,
-                                           runtime_config=TrackerConfig(batch_size=4))
+    processor = DinoKeypointVideoProcessor(
+        video, model_name=PIXEL, short_side=SHORT, runtime_config=TrackerConfig(batch_size=4)
+    )
     results = processor.iter_results()
     for r in results:
         if r.frame == 5:
@@ -138,8 +163,9 @@ def test_a_backbone_failure_reaches_the_caller_and_keeps_what_was_tracked(labell
             return super().extract(frames, geometry)
 
     _, video, _ = labelled_clip(n_frames=20)
-    processor = DinoKeypointVideoProcessor(video, model_name=Failing(8), short_side=SHORT,
-                                           runtime_config=TrackerConfig(batch_size=4))
+    processor = DinoKeypointVideoProcessor(
+        video, model_name=Failing(8), short_side=SHORT, runtime_config=TrackerConfig(batch_size=4)
+    )
     with pytest.raises(RuntimeError, match="simulated"):
         processor.process_video()
     assert processor.plan().init_frame == 7  # frames 0..7 (two batches) were tracked and written
@@ -153,7 +179,22 @@ def test_thread_and_compile_options(labelled_clip, tiny_dinov3, capsys, monkeypa
     assert "threads must be 1 or more" in capsys.readouterr().err
     compiled = []
     monkeypatch.setattr(HFDinoBackbone, "compile", lambda self: compiled.append(self.name) or self)
-    assert main(["track", str(video), "--model", str(tiny_dinov3), "--short-side", "64", "--quiet",
-                 "--threads", "1", "--compile"]) == 0
+    assert (
+        main(
+            [
+                "track",
+                str(video),
+                "--model",
+                str(tiny_dinov3),
+                "--short-side",
+                "64",
+                "--quiet",
+                "--threads",
+                "1",
+                "--compile",
+            ]
+        )
+        == 0
+    )
     assert compiled == [str(tiny_dinov3)]
     assert sorted(layout.frame_files()) == list(range(6))

@@ -31,8 +31,9 @@ def track(video: Path, *extra: str) -> int:
 
 
 def run_script(script: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_issue_scenario_an_interrupted_start_frame_retrack(tmp_path, monkeypatch, capsys, table_matches_jsons):
@@ -67,9 +68,26 @@ def test_a_real_sigint_from_outside(labelled_clip, table_matches_jsons):
     assert track(video) == 0
     before = layout.frame_json(30).stat().st_mtime_ns
     env = dict(os.environ)
-    proc = subprocess.Popen([sys.executable, "-m", "napari_dinotrack.cli", "track", str(video), "--model", PIXEL,
-                             "--short-side", SHORT, "--quiet", "--start-frame", "5"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "napari_dinotrack.cli",
+            "track",
+            str(video),
+            "--model",
+            PIXEL,
+            "--short-side",
+            SHORT,
+            "--quiet",
+            "--start-frame",
+            "5",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 90
     while layout.frame_json(30).stat().st_mtime_ns == before and proc.poll() is None:
         assert time.monotonic() < deadline, "the re-track never reached frame 30"
@@ -212,16 +230,25 @@ def test_two_runs_never_write_one_folder(labelled_clip, table_matches_jsons):
     assert second.process_video().frames_tracked == 0  # the lock went with the first run
 
 
-def test_a_run_in_another_process_is_named_and_a_killed_one_leaves_no_stuck_lock(labelled_clip, capsys,
-                                                                                  table_matches_jsons):
+def test_a_run_in_another_process_is_named_and_a_killed_one_leaves_no_stuck_lock(
+    labelled_clip, capsys, table_matches_jsons
+):
     _, video, layout = labelled_clip(n_frames=10)
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from napari_dinotrack.io.folder_lock import FolderLock
         FolderLock({str(layout.folder)!r}).acquire()
         print("locked", flush=True)
         time.sleep(120)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert track(video) == 2
@@ -308,8 +335,11 @@ def test_temp_files_of_killed_writes_are_cleaned_and_nobody_elses(labelled_clip,
 
     folder = layout.folder
     legacy = folder / ".clip_000000003.json.0123456789ab.tmp"  # written by an older version
-    theirs = [folder / f".notes.txt.dt{host_tag()}-999999999-abcdef12.tmp", folder / "draft.tmp",
-              folder / ".holiday.json.0123456789ab.tmp"]
+    theirs = [
+        folder / f".notes.txt.dt{host_tag()}-999999999-abcdef12.tmp",
+        folder / "draft.tmp",
+        folder / ".holiday.json.0123456789ab.tmp",
+    ]
     live = folder / f".clip_000000004.json.dt{host_tag()}-{os.getpid()}-abcdef12.tmp"  # a write in progress
     for path in (legacy, *theirs, live):
         path.write_text("x")

@@ -16,9 +16,13 @@ SHORT = 320
 
 def median_error(clip, layout, frames) -> float:
     anns = load_annotations(layout, frames=frames)
-    errs = [np.hypot(kp.x - clip.positions[inst.name, kp.name][f][0], kp.y - clip.positions[inst.name, kp.name][f][1])
-            for f in frames for inst in anns[f].instances for kp in inst.keypoints
-            if clip.visible[inst.name, kp.name][f]]
+    errs = [
+        np.hypot(kp.x - clip.positions[inst.name, kp.name][f][0], kp.y - clip.positions[inst.name, kp.name][f][1])
+        for f in frames
+        for inst in anns[f].instances
+        for kp in inst.keypoints
+        if clip.visible[inst.name, kp.name][f]
+    ]
     return float(np.median(errs))
 
 

@@ -14,8 +14,9 @@ N_FRAMES = 20
 PARTS = ("nose", "tail_base")
 
 
-def _frame_annotation(t: int, source: str = "prediction", instances: tuple[str, ...] = ("animal1", "animal2"),
-                     **changes) -> FrameAnnotation:
+def _frame_annotation(
+    t: int, source: str = "prediction", instances: tuple[str, ...] = ("animal1", "animal2"), **changes
+) -> FrameAnnotation:
     """Animal ``i`` walks right 2 px per frame on row ``30 + 40 i``; ``changes[(inst, part)]`` overrides a keypoint."""
     out = []
     for i, name in enumerate(instances):
@@ -64,5 +65,3 @@ def walking() -> dict[int, FrameAnnotation]:
     for t in range(1, N_FRAMES):
         anns[t].seed_digest = anns[0].digest()
     return anns
-
-

@@ -20,8 +20,12 @@ CHANNELS = 32
 GEOMETRY = compute_geometry(SIZE, SIZE, SIZE, 16)
 
 
-def feature_map(blobs: dict[int, tuple[float, float]] | list[tuple[int, tuple[float, float]]],
-                sigma_px: float = 10.0, seed: int = 0, noise: float = 0.1) -> torch.Tensor:
+def feature_map(
+    blobs: dict[int, tuple[float, float]] | list[tuple[int, tuple[float, float]]],
+    sigma_px: float = 10.0,
+    seed: int = 0,
+    noise: float = 0.1,
+) -> torch.Tensor:
     """(C, 16, 16) map: weak random background plus a Gaussian blob of channel ``c`` per entry.
 
     Feature cells are sampled at patch centres, so a blob between centres shows up as a mix of
@@ -54,8 +58,9 @@ def textured_map(shift: tuple[float, float], seed: int = 0, noise: float = 0.05)
     return F.normalize(feats, dim=0)
 
 
-def seed(points: dict[str, tuple[float, float]], visible: dict[str, bool] | None = None,
-         instance: str = "mouse") -> FrameAnnotation:
+def seed(
+    points: dict[str, tuple[float, float]], visible: dict[str, bool] | None = None, instance: str = "mouse"
+) -> FrameAnnotation:
     visible = visible or {}
     kps = [Keypoint(name, x, y, visible.get(name, True)) for name, (x, y) in points.items()]
     return FrameAnnotation(0, SIZE, SIZE, [Instance(instance, kps)], source="manual")
@@ -135,8 +140,15 @@ def test_keep_sides_swaps_a_flipped_pair_back():
     tracker.start(seed(ears), feature_map({1: (100.0, 100.0), 2: (140.0, 100.0), 0: (120.0, 60.0)}), None)
     st = tracker.state
     one = torch.ones(1)
-    poses = Poses(st.centre, st.angle, one, torch.zeros(1, dtype=torch.bool), st.pos, torch.ones(3, dtype=torch.bool),
-                  torch.ones(3, dtype=torch.bool))
+    poses = Poses(
+        st.centre,
+        st.angle,
+        one,
+        torch.zeros(1, dtype=torch.bool),
+        st.pos,
+        torch.ones(3, dtype=torch.bool),
+        torch.ones(3, dtype=torch.bool),
+    )
     flipped = torch.tensor([[142.0, 101.0], [103.0, 99.0], [121.0, 60.0]])
     fixed = keep_sides(st, flipped, torch.ones(3, dtype=torch.bool), poses)
     assert fixed.tolist() == [[103.0, 99.0], [142.0, 101.0], [121.0, 60.0]]
@@ -146,8 +158,15 @@ def test_keep_sides_swaps_a_flipped_pair_back():
 
 
 def test_left_right_pairs_are_found_from_names():
-    names = [("m", "leftear"), ("m", "rightear"), ("m", "left_paw"), ("m", "right_paw"), ("m", "nose"),
-             ("n", "leftear"), ("m", "left")]
+    names = [
+        ("m", "leftear"),
+        ("m", "rightear"),
+        ("m", "left_paw"),
+        ("m", "right_paw"),
+        ("m", "nose"),
+        ("n", "leftear"),
+        ("m", "left"),
+    ]
     assert left_right_pairs(names) == [(0, 1), (2, 3)]
 
 
@@ -237,8 +256,11 @@ def test_same_input_gives_identical_output(flow):
     runs = []
     for _ in range(2):
         tracker = KeypointTracker(TrackerConfig(use_optical_flow=flow), GEOMETRY)
-        tracker.start(seed({"nose": (60.0, 60.0), "leftear": (80.0, 50.0), "rightear": (80.0, 70.0)}),
-                      feature_map({0: (60.0, 60.0), 1: (80.0, 50.0), 2: (80.0, 70.0)}), frames[0])
+        tracker.start(
+            seed({"nose": (60.0, 60.0), "leftear": (80.0, 50.0), "rightear": (80.0, 70.0)}),
+            feature_map({0: (60.0, 60.0), 1: (80.0, 50.0), 2: (80.0, 70.0)}),
+            frames[0],
+        )
         outs = []
         for t in range(1, 4):
             blobs = {0: (60.0 + 3 * t, 60.0), 1: (80.0 + 3 * t, 50.0), 2: (80.0 + 3 * t, 70.0)}
@@ -259,8 +281,11 @@ def test_a_hidden_part_turns_with_its_animal():
     names = list(offsets)
     tracker = make_tracker(motion_prior_weight=0.3, redetect_after=0)
     start = posed(0.0)
-    tracker.start(seed({k: tuple(v) for k, v in start.items()}),
-                  feature_map({i: tuple(start[k]) for i, k in enumerate(names)}, sigma_px=8.0), None)
+    tracker.start(
+        seed({k: tuple(v) for k, v in start.items()}),
+        feature_map({i: tuple(start[k]) for i, k in enumerate(names)}, sigma_px=8.0),
+        None,
+    )
     for t in range(1, 5):  # the animal turns 12 degrees a frame; its tail is hidden from frame 2 on
         pose = posed(np.radians(12.0 * t))
         shown = names if t < 2 else names[:3]

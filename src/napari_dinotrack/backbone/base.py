@@ -61,8 +61,10 @@ def compute_geometry(height: int, width: int, short_side: int, patch_size: int) 
     if height <= 0 or width <= 0:
         raise ValueError(f"frame size must be positive, got {height}x{width}")
     if short_side < patch_size:
-        raise InputError(f"the short side ({short_side} px) must be at least one patch of the model ({patch_size} px): "
-                         f"use a short side of {patch_size} or more, or a model with smaller patches")
+        raise InputError(
+            f"the short side ({short_side} px) must be at least one patch of the model ({patch_size} px): "
+            f"use a short side of {patch_size} or more, or a model with smaller patches"
+        )
     scale = short_side / min(height, width)
     work_h = max(1, round(height * scale))
     work_w = max(1, round(width * scale))

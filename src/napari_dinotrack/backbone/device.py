@@ -26,9 +26,16 @@ __all__ = ["cpu_has_bf16", "default_dtype", "select_device"]
 _GPU_INDEX = re.compile(r"(?:(?:cuda|gpu):?)?(\d+)|cuda|gpu")
 
 _PRECISIONS = {
-    "fp32": "float32", "float32": "float32", "float": "float32", "32": "float32",
-    "fp16": "float16", "float16": "float16", "half": "float16", "16": "float16",
-    "bf16": "bfloat16", "bfloat16": "bfloat16",
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+    "32": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "16": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
 }
 
 
@@ -62,8 +69,7 @@ def select_device(override: str | torch.device | None = None) -> torch.device:
     m = _GPU_INDEX.fullmatch(text)
     if m is None:
         raise InputError(
-            f"unknown device {override!r}; use 'auto', 'cpu', 'cuda', 'cuda:N', 'N' (a GPU "
-            "index) or 'mps'"
+            f"unknown device {override!r}; use 'auto', 'cpu', 'cuda', 'cuda:N', 'N' (a GPU index) or 'mps'"
         )
     if not cuda_ok:
         raise InputError(

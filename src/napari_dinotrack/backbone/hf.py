@@ -119,12 +119,24 @@ class HFDinoBackbone:
         else:
             name = (name_or_path or "").strip() or loc.source
         backbone = cls(
-            model, name=name, device=dev, dtype=dtype,
-            mean=stats[0] if stats else None, std=stats[1] if stats else None,
-            source=folder, spec=loc.spec, batch_size=batch_size,
+            model,
+            name=name,
+            device=dev,
+            dtype=dtype,
+            mean=stats[0] if stats else None,
+            std=stats[1] if stats else None,
+            source=folder,
+            spec=loc.spec,
+            batch_size=batch_size,
         )
-        log.info("loaded backbone %s from %s on %s (%s) in %.2f s", name, folder, dev,
-                 str(dtype).removeprefix("torch."), time.perf_counter() - t0)
+        log.info(
+            "loaded backbone %s from %s on %s (%s) in %.2f s",
+            name,
+            folder,
+            dev,
+            str(dtype).removeprefix("torch."),
+            time.perf_counter() - t0,
+        )
         return backbone
 
     def compile(self) -> HFDinoBackbone:
@@ -141,11 +153,14 @@ class HFDinoBackbone:
         return self
 
     def __repr__(self) -> str:
-        return (f"HFDinoBackbone(name={self.name!r}, patch_size={self.patch_size}, "
-                f"feature_dim={self.feature_dim}, device={self.device}, dtype={self.dtype})")
+        return (
+            f"HFDinoBackbone(name={self.name!r}, patch_size={self.patch_size}, "
+            f"feature_dim={self.feature_dim}, device={self.device}, dtype={self.dtype})"
+        )
 
-    def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry,
-                batch_size: int | None = None) -> torch.Tensor:
+    def extract(
+        self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry, batch_size: int | None = None
+    ) -> torch.Tensor:
         """(B, H, W, 3) or (H, W, 3) uint8 RGB -> (B, C, grid_h, grid_w) unit-norm features.
 
         Frames go through the model ``batch_size`` at a time (default: the backbone's
@@ -173,8 +188,12 @@ class HFDinoBackbone:
             for start in range(0, frames.shape[0], step):
                 with timed("preprocess"):
                     x = to_working_tensor(
-                        frames[start:start + step], geometry, self.device, self.dtype,
-                        mean=self.mean, std=self.std,
+                        frames[start : start + step],
+                        geometry,
+                        self.device,
+                        self.dtype,
+                        mean=self.mean,
+                        std=self.std,
                     )
                 tokens = self.model(pixel_values=x).last_hidden_state
                 if tokens.shape[1] != expected:
@@ -183,7 +202,7 @@ class HFDinoBackbone:
                         f"expected {gh * gw} patches + {self.num_special_tokens} special tokens "
                         f"= {expected} (input {tuple(x.shape)})"
                     )
-                patches = tokens[:, self.num_special_tokens:, :]
+                patches = tokens[:, self.num_special_tokens :, :]
                 grid = patches.reshape(x.shape[0], gh, gw, self.feature_dim).permute(0, 3, 1, 2)
                 grid = F.normalize(grid.float(), dim=1, eps=1e-6)
                 chunks.append(grid.to(out_dtype).contiguous())
@@ -234,13 +253,15 @@ def _load_from_hub(loc: WeightLocation, dtype: torch.dtype) -> tuple[Any, str, b
     offline = hub.offline_setting()
     if offline:
         raise unavailable(
-            loc, f"its weights are {where} and {offline}=1 forbids downloading them.",
+            loc,
+            f"its weights are {where} and {offline}=1 forbids downloading them.",
             local_error,
         )
     if not hub.reachable():
         raise unavailable(
-            loc, f"its weights are {where} and the Hugging Face hub cannot be reached "
-            "(no internet connection?).", local_error,
+            loc,
+            f"its weights are {where} and the Hugging Face hub cannot be reached (no internet connection?).",
+            local_error,
         )
     try:
         with hub.short_timeouts():
@@ -253,8 +274,7 @@ def _load_from_hub(loc: WeightLocation, dtype: torch.dtype) -> tuple[Any, str, b
     return model, str(snap) if snap else loc.source, True
 
 
-def _from_pretrained(source: str, kwargs: dict[str, Any], dtype: torch.dtype, *,
-                     local_only: bool) -> Any:
+def _from_pretrained(source: str, kwargs: dict[str, Any], dtype: torch.dtype, *, local_only: bool) -> Any:
     from transformers import AutoConfig, AutoModel
 
     common = dict(kwargs, local_files_only=local_only, trust_remote_code=False)
@@ -266,13 +286,12 @@ def _from_pretrained(source: str, kwargs: dict[str, Any], dtype: torch.dtype, *,
             f"DINOv3 ViT and DINOv2 models are supported ({', '.join(SUPPORTED_MODEL_TYPES)}).",
             source,
         )
-    return AutoModel.from_pretrained(
-        source, config=config, dtype=dtype, use_safetensors=True, **common
-    )
+    return AutoModel.from_pretrained(source, config=config, dtype=dtype, use_safetensors=True, **common)
 
 
-def _read_norm_stats(folder: str | None, repo_id: str | None, cache_dir: str | None,
-                     online: bool) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+def _read_norm_stats(
+    folder: str | None, repo_id: str | None, cache_dir: str | None, online: bool
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
     """``image_mean``/``image_std`` from the checkpoint's preprocessor_config.json, if any."""
     path = _preprocessor_config(folder, repo_id, cache_dir, online)
     if path is None:
@@ -290,8 +309,7 @@ def _read_norm_stats(folder: str | None, repo_id: str | None, cache_dir: str | N
     return mean, std
 
 
-def _preprocessor_config(folder: str | None, repo_id: str | None, cache_dir: str | None,
-                         online: bool) -> str | None:
+def _preprocessor_config(folder: str | None, repo_id: str | None, cache_dir: str | None, online: bool) -> str | None:
     """Path of the checkpoint's preprocessor_config.json: in ``folder``, the cache, or (only if
     the weights were just downloaded anyway) freshly fetched from the hub."""
     if folder is not None and os.path.isfile(os.path.join(folder, "preprocessor_config.json")):

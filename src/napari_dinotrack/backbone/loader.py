@@ -70,5 +70,4 @@ def load_backbone(
             factory, argument = found
             dev = select_device(device) if device is not None else None
             return factory(argument, device=dev, precision=precision)
-    return HFDinoBackbone.from_name(name, device=device, precision=precision,
-                                    batch_size=batch_size)
+    return HFDinoBackbone.from_name(name, device=device, precision=precision, batch_size=batch_size)

@@ -54,7 +54,9 @@ def _make_pixel(argument: str = "", device: str | torch.device | None = None, **
     if text and (patch is None or not 4 <= patch <= MAX_PATCH or patch % 4):
         raise BackboneUnavailableError(
             f"pixel:{argument}: the number after 'pixel:' is the patch size in pixels and must be a multiple of 4 "
-            f"from 4 to {MAX_PATCH}, e.g. pixel:8 or pixel:16 (or plain pixel: for 16).", model=f"pixel:{argument}")
+            f"from 4 to {MAX_PATCH}, e.g. pixel:8 or pixel:16 (or plain pixel: for 16).",
+            model=f"pixel:{argument}",
+        )
     return PixelBackbone(patch or 16, device=device)
 
 

@@ -65,8 +65,7 @@ __all__ = [
 ENV_LOCATION = "DINOV3_LOCATION"
 """Environment variable naming a folder with downloaded weights (see the module docstring)."""
 
-SUPPORTED_MODEL_TYPES = {"dinov3_vit": "dinov3", "dinov2": "dinov2",
-                         "dinov2_with_registers": "dinov2"}
+SUPPORTED_MODEL_TYPES = {"dinov3_vit": "dinov3", "dinov2": "dinov2", "dinov2_with_registers": "dinov2"}
 """transformers ``model_type`` -> catalog family, for every architecture the backbone can run."""
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -214,8 +213,9 @@ def _given_folder(raw: str, spec: ModelSpec | None) -> str | None:
     return None
 
 
-def _in_env_location(env: str, label: str, spec: ModelSpec | None, repo_id: str,
-                     notes: list[str]) -> WeightLocation | None:
+def _in_env_location(
+    env: str, label: str, spec: ModelSpec | None, repo_id: str, notes: list[str]
+) -> WeightLocation | None:
     """Rule (b): the weights inside ``DINOV3_LOCATION``; appends to ``notes`` why not, if not."""
     root = Path(env).expanduser()
     if not root.is_dir():
@@ -240,8 +240,7 @@ def _in_env_location(env: str, label: str, spec: ModelSpec | None, repo_id: str,
         return WeightLocation(label, spec, "hub", repo_id, {"cache_dir": str(cache)}, notes)
     if not is_model_folder(root):
         notes.append(
-            f"{ENV_LOCATION}={env} holds no folder named {repo_name!r} and is not a "
-            "Hugging Face cache directory."
+            f"{ENV_LOCATION}={env} holds no folder named {repo_name!r} and is not a Hugging Face cache directory."
         )
     return None
 
@@ -342,8 +341,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def unavailable(loc: WeightLocation, reason: str, cause: BaseException | None = None
-                ) -> BackboneUnavailableError:
+def unavailable(loc: WeightLocation, reason: str, cause: BaseException | None = None) -> BackboneUnavailableError:
     """The error for weights that are neither local nor downloadable, listing every remedy."""
     spec = loc.spec
     repo_id = loc.source if loc.kind == "hub" else (spec.repo_id if spec else None)
@@ -362,20 +360,16 @@ def unavailable(loc: WeightLocation, reason: str, cause: BaseException | None = 
         )
     else:
         lines.append(
-            "  - run once with internet access (HF_HUB_OFFLINE unset) so the weights are "
-            "downloaded and cached;"
+            "  - run once with internet access (HF_HUB_OFFLINE unset) so the weights are downloaded and cached;"
         )
     lines += [
         f"  - set {ENV_LOCATION} to a downloaded copy: the model folder itself (with "
         f"config.json), a folder holding it as '{repo_name}', or a Hugging Face cache "
         "directory;",
-        "  - pass the path of a local model folder (written by save_pretrained, or a hub "
-        "snapshot) as the model;",
+        "  - pass the path of a local model folder (written by save_pretrained, or a hub snapshot) as the model;",
     ]
     if gated or spec is None:
-        lines.append(
-            f"  - or pick an open DINOv2 model that needs no licence, e.g. '{OPEN_FALLBACK_MODEL}'."
-        )
+        lines.append(f"  - or pick an open DINOv2 model that needs no licence, e.g. '{OPEN_FALLBACK_MODEL}'.")
     lines += [f"Note: {n}" for n in loc.notes]
     if cause is not None:
         lines.append(f"Details: {first_line(cause)}")

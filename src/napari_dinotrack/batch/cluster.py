@@ -20,8 +20,17 @@ from ..errors import InputError, MissingExtraError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["CPU_WORKERS", "GPU_DEVICES", "LocalLayout", "connect", "has_gpu_workers", "local_layout",
-           "require_distributed", "usable_cpus", "workers_info"]
+__all__ = [
+    "CPU_WORKERS",
+    "GPU_DEVICES",
+    "LocalLayout",
+    "connect",
+    "has_gpu_workers",
+    "local_layout",
+    "require_distributed",
+    "usable_cpus",
+    "workers_info",
+]
 
 CPU_WORKERS = 2
 """Workers of a CPU-only local cluster (fewer on a one-core machine), each with its share of the cores.
@@ -56,23 +65,35 @@ class LocalLayout:
 
     def describe(self) -> str:
         gpus = f", {self.gpus_per_worker} GPU slot(s) each" if self.gpus_per_worker else ""
-        return (f"local cluster: {self.workers} worker(s) x {self.threads_per_worker} video(s) at a time{gpus}, "
-                f"{self.torch_threads} torch thread(s) per worker")
+        return (
+            f"local cluster: {self.workers} worker(s) x {self.threads_per_worker} video(s) at a time{gpus}, "
+            f"{self.torch_threads} torch thread(s) per worker"
+        )
 
 
-def local_layout(workers: int | None = None, threads_per_worker: int | None = None,
-                 gpus_per_worker: int | None = None, device: str = "auto") -> LocalLayout:
+def local_layout(
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    gpus_per_worker: int | None = None,
+    device: str = "auto",
+) -> LocalLayout:
     """The local cluster for these options; anything not given follows from the machine's GPUs and cores."""
-    for name, value, least in (("--workers", workers, 1), ("--threads-per-worker", threads_per_worker, 1),
-                               ("--gpus-per-worker", gpus_per_worker, 0)):
+    for name, value, least in (
+        ("--workers", workers, 1),
+        ("--threads-per-worker", threads_per_worker, 1),
+        ("--gpus-per-worker", gpus_per_worker, 0),
+    ):
         if value is not None and value < least:
             raise InputError(f"{name} must be at least {least}, got {value}")
     gpus_visible = _cuda_device_count() if device in GPU_DEVICES else 0
     if gpus_per_worker is None:
         gpus_per_worker = 1 if gpus_visible else 0
     if workers is None:
-        workers = (max(1, gpus_visible // gpus_per_worker) if gpus_per_worker and gpus_visible
-                   else min(CPU_WORKERS, usable_cpus()))
+        workers = (
+            max(1, gpus_visible // gpus_per_worker)
+            if gpus_per_worker and gpus_visible
+            else min(CPU_WORKERS, usable_cpus())
+        )
     if threads_per_worker is None:
         threads_per_worker = max(1, gpus_per_worker)
     torch_threads = max(1, usable_cpus() // workers)
@@ -80,8 +101,7 @@ def local_layout(workers: int | None = None, threads_per_worker: int | None = No
 
 
 @contextlib.contextmanager
-def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[str], None] = print
-             ) -> Iterator[Client]:
+def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[str], None] = print) -> Iterator[Client]:
     """A client of the scheduler at ``scheduler``, or of a new local cluster laid out as ``layout``.
 
     The batch's worker plugin is registered before the client is handed out; an external
@@ -96,20 +116,29 @@ def connect(scheduler: str | None, layout: LocalLayout | None, say: Callable[[st
     with contextlib.ExitStack() as stack:
         if scheduler is None:
             assert layout is not None
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=layout.workers, threads_per_worker=layout.threads_per_worker, processes=True,
-                resources={"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else None))
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=layout.workers,
+                    threads_per_worker=layout.threads_per_worker,
+                    processes=True,
+                    resources={"GPU": layout.gpus_per_worker} if layout.gpus_per_worker else None,
+                )
+            )
             client = stack.enter_context(Client(cluster))
             host = next(iter(workers_info(client).values()))["host"]
             plugin = BatchWorkerPlugin(
                 torch_threads={host: layout.torch_threads},
-                first_gpu={str(i): i * layout.gpus_per_worker for i in range(layout.workers)}, ignore_interrupt=True)
+                first_gpu={str(i): i * layout.gpus_per_worker for i in range(layout.workers)},
+                ignore_interrupt=True,
+            )
         else:
             try:
                 client = stack.enter_context(Client(scheduler, timeout="10s"))
             except (OSError, TimeoutError) as exc:
-                raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}). Is `dask scheduler` "
-                                 "running there, and is the address the one it printed (tcp://HOST:PORT)?") from None
+                raise InputError(
+                    f"cannot reach the Dask scheduler at {scheduler!r} ({exc}). Is `dask scheduler` "
+                    "running there, and is the address the one it printed (tcp://HOST:PORT)?"
+                ) from None
             if not workers_info(client):
                 say(f"Waiting for workers to join the scheduler at {scheduler} …")
                 client.wait_for_workers(1)
@@ -147,8 +176,11 @@ def _torch_threads_per_host(client: Client) -> dict[str, int]:
         return {}
     per_host = Counter(w["host"] for w in workers.values())
     cpus = client.run(usable_cpus)
-    return {workers[addr]["host"]: max(1, n // per_host[workers[addr]["host"]]) for addr, n in cpus.items()
-            if addr in workers}
+    return {
+        workers[addr]["host"]: max(1, n // per_host[workers[addr]["host"]])
+        for addr, n in cpus.items()
+        if addr in workers
+    }
 
 
 def _cuda_device_count() -> int:

@@ -25,8 +25,7 @@ if TYPE_CHECKING:
     from ..io.paths import ResultLayout
     from .models import ModelCache
 
-__all__ = ["CURRENT", "FAILED", "NO_SEED", "STATUSES", "STOPPED", "TRACKED", "VideoJob", "VideoResult",
-           "track_video"]
+__all__ = ["CURRENT", "FAILED", "NO_SEED", "STATUSES", "STOPPED", "TRACKED", "VideoJob", "VideoResult", "track_video"]
 
 TRACKED = "tracked"
 CURRENT = "up to date"
@@ -72,8 +71,13 @@ class VideoResult:
         return self.status in (TRACKED, CURRENT)
 
 
-def track_video(job: VideoJob, models: ModelCache, device: str | None = None,
-                progress: ProgressReport | None = None, should_stop: Callable[[], bool] | None = None) -> VideoResult:
+def track_video(
+    job: VideoJob,
+    models: ModelCache,
+    device: str | None = None,
+    progress: ProgressReport | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> VideoResult:
     """Track the stale frames of ``job.video`` (resume rules of the run plan) and describe the outcome.
 
     ``models`` provides the backbone, loaded once per process; ``device`` overrides the
@@ -92,14 +96,21 @@ def track_video(job: VideoJob, models: ModelCache, device: str | None = None,
     except Exception as exc:  # a bug must not end the batch; the row carries what a report needs
         where = traceback.extract_tb(exc.__traceback__)[-1]
         result.status = FAILED
-        result.error = (f"{job.video}: internal error {type(exc).__name__}: {exc} "
-                        f"(at {Path(where.filename).name}:{where.lineno})")
+        result.error = (
+            f"{job.video}: internal error {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+        )
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _track(job: VideoJob, models: ModelCache, device: str | None, progress: ProgressReport | None,
-           should_stop: Callable[[], bool] | None, result: VideoResult) -> None:
+def _track(
+    job: VideoJob,
+    models: ModelCache,
+    device: str | None,
+    progress: ProgressReport | None,
+    should_stop: Callable[[], bool] | None,
+    result: VideoResult,
+) -> None:
     from ..io.labelme import manual_frames
     from ..pipeline import DinoKeypointVideoProcessor
 
@@ -113,16 +124,25 @@ def _track(job: VideoJob, models: ModelCache, device: str | None, progress: Prog
             runner.stop()
 
     def processor(model):
-        return DinoKeypointVideoProcessor(job.video, model_name=model, short_side=settings.short_side, device=device,
-                                          runtime_config=job.config, progress_callback=on_frame,
-                                          precision=settings.precision, direction=settings.direction)
+        return DinoKeypointVideoProcessor(
+            job.video,
+            model_name=model,
+            short_side=settings.short_side,
+            device=device,
+            runtime_config=job.config,
+            progress_callback=on_frame,
+            precision=settings.precision,
+            direction=settings.direction,
+        )
 
     planner = processor(settings.model)  # the model loads on first use: not for videos with nothing to do
     layout = planner.layout
     if not layout.folder.is_dir() or not manual_frames(layout):
         result.status = NO_SEED
-        result.error = (f"{job.video}: no labelled frame in {layout.folder}; label one frame (napari: 'Save frame "
-                        "as seed', or a LabelMe JSON there) and run the batch again")
+        result.error = (
+            f"{job.video}: no labelled frame in {layout.folder}; label one frame (napari: 'Save frame "
+            "as seed', or a LabelMe JSON there) and run the batch again"
+        )
         return
     if planner.plan() is None:
         result.status = CURRENT
@@ -146,6 +166,9 @@ def mean_predicted_score(layout: ResultLayout) -> float | None:
     if not os.path.exists(layout.tracks_csv):
         return None
     manual = set(manual_frames(layout))
-    scores = [row["score"] for row in read_tracks_csv(layout.tracks_csv)
-              if row["frame"] not in manual and row["visible"] and row["score"] is not None]
+    scores = [
+        row["score"]
+        for row in read_tracks_csv(layout.tracks_csv)
+        if row["frame"] not in manual and row["visible"] and row["score"] is not None
+    ]
     return math.fsum(scores) / len(scores) if scores else None

@@ -35,8 +35,9 @@ class ModelCache:
                 return model, False
             from ..backbone.loader import load_backbone
 
-            model = load_backbone(settings.model, device=None if device == "auto" else device,
-                                  precision=settings.precision)
+            model = load_backbone(
+                settings.model, device=None if device == "auto" else device, precision=settings.precision
+            )
             self._models[key] = model
             self.loads += 1
             return model, True

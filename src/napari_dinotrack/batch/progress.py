@@ -99,8 +99,14 @@ class BatchProgress:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.n_videos, unit="video", file=sys.stderr, dynamic_ncols=True, mininterval=0,
-                             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} videos [{elapsed}{postfix}]")
+            self._bar = tqdm(
+                total=self.n_videos,
+                unit="video",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} videos [{elapsed}{postfix}]",
+            )
         return self._bar
 
     def _show(self, force: bool) -> None:
@@ -117,8 +123,10 @@ class BatchProgress:
 
 def _result_line(result: VideoResult) -> str:
     if result.status == TRACKED:
-        return (f"{TRACKED:<11} {result.video}: {result.frames} frames in {result.seconds:.1f} s "
-                f"({result.fps:.1f} frames/s)")
+        return (
+            f"{TRACKED:<11} {result.video}: {result.frames} frames in {result.seconds:.1f} s "
+            f"({result.fps:.1f} frames/s)"
+        )
     if result.error:
         return f"{result.status:<11} {result.error}"
     return f"{result.status:<11} {result.video}"

@@ -52,20 +52,26 @@ def track_many(
 
     require_distributed()
     if scheduler is not None and (workers, threads_per_worker, gpus_per_worker) != (None, None, None):
-        raise InputError("--workers, --threads-per-worker and --gpus-per-worker lay out a local cluster; "
-                         "with --scheduler the workers bring their own (dask worker --nthreads/--resources)")
+        raise InputError(
+            "--workers, --threads-per-worker and --gpus-per-worker lay out a local cluster; "
+            "with --scheduler the workers bring their own (dask worker --nthreads/--resources)"
+        )
     settings = settings or RunSettings()
     config = config or TrackerConfig()
     paths = [str(Path(v).expanduser()) for v in videos]
     _check_exist(paths)
-    layout = None if scheduler is not None else local_layout(workers, threads_per_worker, gpus_per_worker,
-                                                             settings.device)
+    layout = (
+        None if scheduler is not None else local_layout(workers, threads_per_worker, gpus_per_worker, settings.device)
+    )
     results: dict[int, VideoResult] = {}
     jobs: dict[int, VideoJob] = {}
     for i, (video, clash) in enumerate(_folder_clashes(paths)):
         if clash is not None:
-            results[i] = VideoResult(video, FAILED, error=f"{video}: writes to the same result folder as {clash}; "
-                                                          "rename one of the two videos")
+            results[i] = VideoResult(
+                video,
+                FAILED,
+                error=f"{video}: writes to the same result folder as {clash}; rename one of the two videos",
+            )
         else:
             jobs[i] = VideoJob(video, settings, config)
 
@@ -90,9 +96,15 @@ def track_many(
     return summary
 
 
-def _run(client, jobs: dict[int, VideoJob], wants_gpu: bool, progress: BatchProgress,
-         on_frames: Callable[[str, int, int], None] | None, on_result: Callable[[VideoResult], None] | None,
-         stop: threading.Event | None) -> dict[int, VideoResult]:
+def _run(
+    client,
+    jobs: dict[int, VideoJob],
+    wants_gpu: bool,
+    progress: BatchProgress,
+    on_frames: Callable[[str, int, int], None] | None,
+    on_result: Callable[[VideoResult], None] | None,
+    stop: threading.Event | None,
+) -> dict[int, VideoResult]:
     from distributed import Event, as_completed
 
     from .worker import run_job
@@ -112,8 +124,9 @@ def _run(client, jobs: dict[int, VideoJob], wants_gpu: bool, progress: BatchProg
     for i, job in jobs.items():
         # the key names the video on the dashboard; tasks declare a GPU when the cluster has them
         key = f"track-{Path(job.video).stem}-{uuid.uuid4().hex[:8]}"
-        future = client.submit(run_job, job, topic, stop_event.name, key=key, pure=False,
-                               resources={"GPU": 1} if wants_gpu else None)
+        future = client.submit(
+            run_job, job, topic, stop_event.name, key=key, pure=False, resources={"GPU": 1} if wants_gpu else None
+        )
         futures[future] = i
     progress.start()
     results: dict[int, VideoResult] = {}
@@ -139,11 +152,16 @@ def _outcome(future, job: VideoJob) -> VideoResult:
     if future.status == "finished":
         return future.result()
     if future.cancelled():
-        return VideoResult(job.video, STOPPED, error=f"{job.video}: cancelled before it finished; run the batch "
-                                                      "again to resume it")
+        return VideoResult(
+            job.video, STOPPED, error=f"{job.video}: cancelled before it finished; run the batch again to resume it"
+        )
     exc = future.exception()
-    return VideoResult(job.video, FAILED, error=f"{job.video}: {type(exc).__name__}: {exc} (the worker tracking it "
-                                                 "ended; run the batch again to resume it)")
+    return VideoResult(
+        job.video,
+        FAILED,
+        error=f"{job.video}: {type(exc).__name__}: {exc} (the worker tracking it "
+        "ended; run the batch again to resume it)",
+    )
 
 
 class _StopWatcher:
@@ -153,6 +171,7 @@ class _StopWatcher:
         self._done = threading.Event()
         self._thread = None
         if stop is not None:
+
             def watch() -> None:
                 while not self._done.wait(0.2):
                     if stop.is_set():
@@ -188,8 +207,11 @@ def collect_videos(paths: Iterable[PathLike] = (), list_file: PathLike | None = 
     videos: list[str] = []
     seen: set[Path] = set()
     for entry in entries:
-        found = (sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-                 if entry.is_dir() else [entry])
+        found = (
+            sorted(p for p in entry.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            if entry.is_dir()
+            else [entry]
+        )
         if entry.is_dir() and not found:
             raise InputError(f"{entry} holds no videos ({', '.join(VIDEO_SUFFIXES)})")
         for video in found:
@@ -206,8 +228,10 @@ def _check_exist(paths: list[str]) -> None:
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
-        raise InputError(f"video not found: {shown}. Check the paths (relative paths in a --list file are relative "
-                         "to the list's folder)")
+        raise InputError(
+            f"video not found: {shown}. Check the paths (relative paths in a --list file are relative "
+            "to the list's folder)"
+        )
 
 
 def _folder_clashes(paths: list[str]) -> list[tuple[str, str | None]]:

@@ -49,9 +49,18 @@ class BatchSummary:
 
     def rows(self) -> list[dict[str, str]]:
         """The summary as text cells, keyed by :data:`COLUMNS`."""
-        return [{"video": r.video, "frames": str(r.frames), "seconds": f"{r.seconds:.1f}", "fps": f"{r.fps:.1f}",
-                 "status": r.status, "mean_score": "" if r.mean_score is None else f"{r.mean_score:.4f}",
-                 "error": r.error} for r in self.results]
+        return [
+            {
+                "video": r.video,
+                "frames": str(r.frames),
+                "seconds": f"{r.seconds:.1f}",
+                "fps": f"{r.fps:.1f}",
+                "status": r.status,
+                "mean_score": "" if r.mean_score is None else f"{r.mean_score:.4f}",
+                "error": r.error,
+            }
+            for r in self.results
+        ]
 
     def table(self) -> str:
         """An aligned text table; the errors, in full, follow it."""

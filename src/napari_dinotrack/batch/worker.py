@@ -47,8 +47,12 @@ class BatchWorkerPlugin(WorkerPlugin):
     slots than GPUs shares them); without CUDA the slots only limit how many videos run at once.
     """
 
-    def __init__(self, torch_threads: dict[str, int] | None = None, first_gpu: dict[str, int] | None = None,
-                 ignore_interrupt: bool = False):
+    def __init__(
+        self,
+        torch_threads: dict[str, int] | None = None,
+        first_gpu: dict[str, int] | None = None,
+        ignore_interrupt: bool = False,
+    ):
         self.torch_threads = dict(torch_threads or {})
         self.first_gpu = dict(first_gpu or {})
         self.ignore_interrupt = ignore_interrupt
@@ -101,8 +105,9 @@ def run_job(job: VideoJob, topic: str, stop_event: str) -> VideoResult:
     report = _ProgressEvents(worker, topic, job.video, Event(stop_event))
     wants_gpu = job.settings.device in GPU_DEVICES
     with plugin.gpu(wants_gpu) as device:
-        result = track_video(job, plugin.models, device=device if wants_gpu else None, progress=report,
-                             should_stop=report.should_stop)
+        result = track_video(
+            job, plugin.models, device=device if wants_gpu else None, progress=report, should_stop=report.should_stop
+        )
     result.worker = f"{worker.name} ({get_address_host(worker.address)}, pid {os.getpid()})"
     return result
 

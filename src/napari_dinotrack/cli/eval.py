@@ -22,12 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "visible-point recall and time to first failure, per keypoint and pooled. Manual frames (your own "
         "seeds and corrections) are not scored. Exit codes: 0 scored, 2 bad input.",
     )
-    parser.add_argument("result_dir",
-                        help="the result folder the tracker wrote (<video dir>/<video stem>/) or the video")
+    parser.add_argument(
+        "result_dir", help="the result folder the tracker wrote (<video dir>/<video stem>/) or the video"
+    )
     parser.add_argument("labels", help="labels CSV: frame,instance,keypoint,x,y (extra columns are ignored)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--plot", default=None, metavar="FILE.png",
-                        help="also write the error over time per keypoint as a PNG (needs the [plot] extra)")
+    parser.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="also write the error over time per keypoint as a PNG (needs the [plot] extra)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -45,12 +50,16 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise InputError(f"{args.labels} vs {args.result_dir}: {exc}") from None
     if not len(report.frames):
-        raise InputError(f"{args.labels} vs {args.result_dir}: no labelled frame has a prediction to score "
-                         f"(labelled frames: {_frames(truth.frames)}; predicted: {_frames(pred.frames)}; manual, "
-                         f"not scored: {_frames(sorted(manual))}). Track the labelled frames first.")
+        raise InputError(
+            f"{args.labels} vs {args.result_dir}: no labelled frame has a prediction to score "
+            f"(labelled frames: {_frames(truth.frames)}; predicted: {_frames(pred.frames)}; manual, "
+            f"not scored: {_frames(sorted(manual))}). Track the labelled frames first."
+        )
 
-    print(f"{args.result_dir} vs {args.labels}: {len(report.frames)} frames scored "
-          f"({report.frames[0]}..{report.frames[-1]}), {len(report.keys)} tracks")
+    print(
+        f"{args.result_dir} vs {args.labels}: {len(report.frames)} frames scored "
+        f"({report.frames[0]}..{report.frames[-1]}), {len(report.keys)} tracks"
+    )
     for note in _notes(report):
         print(f"  note: {note}")
     print()
@@ -72,11 +81,14 @@ def run(args: argparse.Namespace) -> int:
 def _notes(report: EvalReport) -> list[str]:
     notes = []
     if report.frames_skipped:
-        notes.append(f"{len(report.frames_skipped)} labelled manual frame(s) not scored "
-                     f"({_frames(report.frames_skipped)})")
+        notes.append(
+            f"{len(report.frames_skipped)} labelled manual frame(s) not scored ({_frames(report.frames_skipped)})"
+        )
     if report.frames_unpredicted:
-        notes.append(f"{len(report.frames_unpredicted)} labelled frame(s) have no prediction and are not scored "
-                     f"({_frames(report.frames_unpredicted)})")
+        notes.append(
+            f"{len(report.frames_unpredicted)} labelled frame(s) have no prediction and are not scored "
+            f"({_frames(report.frames_unpredicted)})"
+        )
     for side, keys in (("labels", report.keys_only_in_labels), ("predictions", report.keys_only_in_predictions)):
         if keys:
             names = ", ".join(f"{i}/{k}" for i, k in keys[:6]) + (", ..." if len(keys) > 6 else "")

@@ -20,12 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "locally; with --check, try to load one (a catalog name, alias, repo id or folder).",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser.add_argument("--check", metavar="NAME_OR_DIR",
-                        help="load this model and report its feature dim and patch size")
-    parser.add_argument("--device", default=RunSettings().device,
-                        help="device for --check: auto (default), cpu, cuda, cuda:N, N, mps")
-    parser.add_argument("--precision", default=RunSettings().precision, choices=PRECISIONS,
-                        help="precision for --check (default %(default)s)")
+    parser.add_argument(
+        "--check", metavar="NAME_OR_DIR", help="load this model and report its feature dim and patch size"
+    )
+    parser.add_argument(
+        "--device", default=RunSettings().device, help="device for --check: auto (default), cpu, cuda, cuda:N, N, mps"
+    )
+    parser.add_argument(
+        "--precision",
+        default=RunSettings().precision,
+        choices=PRECISIONS,
+        help="precision for --check (default %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -35,23 +41,29 @@ def run(args: argparse.Namespace) -> int:
     from ..backbone.catalog import DEFAULT_MODEL, list_models
     from ..backbone.loader import ENV_LOCATION, available_locally
 
-    rows: list[dict[str, Any]] = [{
-        "key": spec.key,
-        "repo_id": spec.repo_id,
-        "family": spec.family,
-        "size": spec.size,
-        "gated": spec.gated,
-        "default": spec.key == DEFAULT_MODEL,
-        "patch_size": spec.patch_size,
-        "feature_dim": spec.feature_dim,
-        "description": spec.description,
-        "aliases": list(spec.aliases),
-        "local_path": available_locally(spec),
-    } for spec in list_models()]
+    rows: list[dict[str, Any]] = [
+        {
+            "key": spec.key,
+            "repo_id": spec.repo_id,
+            "family": spec.family,
+            "size": spec.size,
+            "gated": spec.gated,
+            "default": spec.key == DEFAULT_MODEL,
+            "patch_size": spec.patch_size,
+            "feature_dim": spec.feature_dim,
+            "description": spec.description,
+            "aliases": list(spec.aliases),
+            "local_path": available_locally(spec),
+        }
+        for spec in list_models()
+    ]
     if args.json:
-        print(json.dumps({"default": DEFAULT_MODEL,
-                          "dinov3_location": os.environ.get(ENV_LOCATION) or None,
-                          "models": rows}, indent=2))
+        print(
+            json.dumps(
+                {"default": DEFAULT_MODEL, "dinov3_location": os.environ.get(ENV_LOCATION) or None, "models": rows},
+                indent=2,
+            )
+        )
         return 0
     head = ("key", "repo id", "family", "access", "weights")
     table = [
@@ -64,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
-    widths = [max(len(head[i]) + (2 if i == 0 else 0), *(len(t[i]) for t in table))
-              for i in range(len(head) - 1)]
+    widths = [max(len(head[i]) + (2 if i == 0 else 0), *(len(t[i]) for t in table)) for i in range(len(head) - 1)]
 
     def fmt(cells: Sequence[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False)) + "  " + cells[-1]
@@ -74,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     for t in table:
         print(fmt(t))
     print(f"\n* = default. {ENV_LOCATION}={os.environ.get(ENV_LOCATION) or '(not set)'}")
-    print("Gated models need `hf auth login` (or HF_TOKEN) and the DINOv3 licence accepted on "
-          "huggingface.co; check one with: napari-dinotrack models --check NAME_OR_FOLDER")
+    print(
+        "Gated models need `hf auth login` (or HF_TOKEN) and the DINOv3 licence accepted on "
+        "huggingface.co; check one with: napari-dinotrack models --check NAME_OR_FOLDER"
+    )
     return 0
 
 
@@ -105,9 +118,11 @@ def _check_model(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        print(f"OK {backbone.name}: feature dim {backbone.feature_dim}, patch size "
-              f"{backbone.patch_size}, {info['device']}"
-              + (f" {info['dtype']}" if info["dtype"] else "")
-              + (f", loaded from {info['source']}" if info["source"] else "")
-              + f" in {seconds:.2f} s")
+        print(
+            f"OK {backbone.name}: feature dim {backbone.feature_dim}, patch size "
+            f"{backbone.patch_size}, {info['device']}"
+            + (f" {info['dtype']}" if info["dtype"] else "")
+            + (f", loaded from {info['source']}" if info["source"] else "")
+            + f" in {seconds:.2f} s"
+        )
     return 0

@@ -21,8 +21,14 @@ class FrameProgress:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True,
-                             mininterval=0.2 if sys.stderr.isatty() else 5.0)
+            self._bar = tqdm(
+                total=total,
+                unit=self.unit,
+                desc=self.desc,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                mininterval=0.2 if sys.stderr.isatty() else 5.0,
+            )
         self._bar.total = total
         self._bar.update(done - self._bar.n)
 

@@ -10,9 +10,11 @@ from ..tracking.config import PRESETS
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "settings", help="list the tracker settings (defaults, ranges, meaning) or print a preset as JSON",
+        "settings",
+        help="list the tracker settings (defaults, ranges, meaning) or print a preset as JSON",
         description="List every tracker setting. With --json, print the settings (defaults, or a preset) as "
-        "a JSON file to edit and pass to `track --config`.")
+        "a JSON file to edit and pass to `track --config`.",
+    )
     parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="show this preset's values")
     parser.add_argument("--json", action="store_true", help="print the values as a settings JSON file")
     parser.set_defaults(func=run)

@@ -13,5 +13,13 @@ from .metrics import EvalReport, evaluate
 from .plot import plot_errors
 from .tracks import Tracks, read_labels_csv, read_result_folder, tracks_from_arrays
 
-__all__ = ["EvalReport", "Tracks", "evaluate", "left_right_pairs", "plot_errors", "read_labels_csv",
-           "read_result_folder", "tracks_from_arrays"]
+__all__ = [
+    "EvalReport",
+    "Tracks",
+    "evaluate",
+    "left_right_pairs",
+    "plot_errors",
+    "read_labels_csv",
+    "read_result_folder",
+    "tracks_from_arrays",
+]

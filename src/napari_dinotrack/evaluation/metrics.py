@@ -43,8 +43,7 @@ from ..errors import InputError
 from ..io.names import left_right_pairs
 from .tracks import Key, Tracks
 
-__all__ = ["BBOX_FRACTION", "FAILURE_FRACTION", "FAILURE_MIN_PX", "METRICS", "SWAP_MIN_PX", "EvalReport",
-           "evaluate"]
+__all__ = ["BBOX_FRACTION", "FAILURE_FRACTION", "FAILURE_MIN_PX", "METRICS", "SWAP_MIN_PX", "EvalReport", "evaluate"]
 
 PCK_PX = {"pck5": 5.0, "pck10": 10.0}
 BBOX_FRACTION = 0.05
@@ -52,11 +51,23 @@ SWAP_MIN_PX = 10.0
 FAILURE_FRACTION = 0.1
 FAILURE_MIN_PX = 20.0
 
-METRICS = ("points", "pck5", "pck10", "pck_bbox", "median_px", "mean_px", "identity_swaps", "lr_swaps",
-           "hidden_points", "hidden_recall", "visible_recall", "ttff_median_frames", "ttff_median_fraction",
-           "never_failed")
+METRICS = (
+    "points",
+    "pck5",
+    "pck10",
+    "pck_bbox",
+    "median_px",
+    "mean_px",
+    "identity_swaps",
+    "lr_swaps",
+    "hidden_points",
+    "hidden_recall",
+    "visible_recall",
+    "ttff_median_frames",
+    "ttff_median_fraction",
+    "never_failed",
+)
 """Names of the figures in :attr:`EvalReport.pooled` and each :attr:`EvalReport.per_keypoint` entry."""
-
 
 
 @dataclass
@@ -109,9 +120,11 @@ def evaluate(pred: Tracks, truth: Tracks, skip_frames: Iterable[int] = ()) -> Ev
     truth_col = {key: c for c, key in enumerate(truth.keys)}
     keys = [key for key in truth.keys if key in pred_col]
     if not keys:
-        raise InputError(f"the labels and the predictions name no (instance, keypoint) in common: labels have "
-                         f"{_brief(truth.keys)}; predictions have {_brief(pred.keys)}. Use the same instance "
-                         "and keypoint names in both.")
+        raise InputError(
+            f"the labels and the predictions name no (instance, keypoint) in common: labels have "
+            f"{_brief(truth.keys)}; predictions have {_brief(pred.keys)}. Use the same instance "
+            "and keypoint names in both."
+        )
     skip = np.array(sorted({int(f) for f in skip_frames}), dtype=np.int64)
     labelled_frames = truth.frames[truth.labelled.any(1)]
     skipped = np.intersect1d(labelled_frames, skip)
@@ -132,19 +145,32 @@ def evaluate(pred: Tracks, truth: Tracks, skip_frames: Iterable[int] = ()) -> Ev
     distance = np.linalg.norm(pr_xy - gt_xy, axis=-1)
     error = np.where(shown, np.where(reported, distance, np.inf), np.nan)
     diagonal = _bbox_diagonals(truth)[t_rows][:, [_instance_index(truth)[k[0]] for k in keys]]
-    cells = _Cells(error=error, shown=shown, hidden=hidden, written=written, reported=reported, diagonal=diagonal,
-                   identity_swap=_identity_swaps(truth, keys, t_rows, pr_xy, error),
-                   lr_swap=_lr_swaps(keys, gt_xy, pr_xy, shown & reported))
+    cells = _Cells(
+        error=error,
+        shown=shown,
+        hidden=hidden,
+        written=written,
+        reported=reported,
+        diagonal=diagonal,
+        identity_swap=_identity_swaps(truth, keys, t_rows, pr_xy, error),
+        lr_swap=_lr_swaps(keys, gt_xy, pr_xy, shown & reported),
+    )
     origin = _origin(truth.frames, skip, frames)
 
     names = list(dict.fromkeys(name for _, name in keys))
-    per_keypoint = {name: cells.summary(frames, origin, [c for c, k in enumerate(keys) if k[1] == name])
-                    for name in names}
+    per_keypoint = {
+        name: cells.summary(frames, origin, [c for c, k in enumerate(keys) if k[1] == name]) for name in names
+    }
     pooled = cells.summary(frames, origin, list(range(len(keys))))
     pooled["lr_swaps"] //= 2  # each swapped pair marked both of its keypoints
     return EvalReport(
-        pooled=pooled, per_keypoint=per_keypoint, frames=frames, keys=keys, per_frame_error=error,
-        frames_skipped=skipped.tolist(), frames_unpredicted=unpredicted.tolist(),
+        pooled=pooled,
+        per_keypoint=per_keypoint,
+        frames=frames,
+        keys=keys,
+        per_frame_error=error,
+        frames_skipped=skipped.tolist(),
+        frames_unpredicted=unpredicted.tolist(),
         keys_only_in_labels=[k for k in truth.keys if k not in pred_col],
         keys_only_in_predictions=[k for k in pred.keys if k not in truth_col],
     )
@@ -185,8 +211,9 @@ class _Cells:
         return out
 
 
-def _time_to_failure(frames: np.ndarray, origin: int | None, error: np.ndarray, shown: np.ndarray,
-                     diagonal: np.ndarray) -> dict[str, Any]:
+def _time_to_failure(
+    frames: np.ndarray, origin: int | None, error: np.ndarray, shown: np.ndarray, diagonal: np.ndarray
+) -> dict[str, Any]:
     nothing = {"ttff_median_frames": None, "ttff_median_fraction": None, "never_failed": None}
     if origin is None:  # no scored frames
         return nothing
@@ -205,8 +232,11 @@ def _time_to_failure(frames: np.ndarray, origin: int | None, error: np.ndarray, 
         survived.append(not fails.size)
     if not lengths:
         return nothing
-    return {"ttff_median_frames": float(np.median(lengths)), "ttff_median_fraction": float(np.median(fractions)),
-            "never_failed": float(np.mean(survived))}
+    return {
+        "ttff_median_frames": float(np.median(lengths)),
+        "ttff_median_fraction": float(np.median(fractions)),
+        "never_failed": float(np.mean(survived)),
+    }
 
 
 def _origin(truth_frames: np.ndarray, skip: np.ndarray, frames: np.ndarray) -> int | None:
@@ -239,8 +269,9 @@ def _bbox_diagonals(truth: Tracks) -> np.ndarray:
     return out
 
 
-def _identity_swaps(truth: Tracks, keys: list[Key], t_rows: np.ndarray, pr_xy: np.ndarray,
-                    error: np.ndarray) -> np.ndarray:
+def _identity_swaps(
+    truth: Tracks, keys: list[Key], t_rows: np.ndarray, pr_xy: np.ndarray, error: np.ndarray
+) -> np.ndarray:
     """(frames, keys) True where a far-off prediction is nearer the same keypoint's label on another instance."""
     swapped = np.zeros(error.shape, bool)
     shown = (truth.labelled & truth.visible)[t_rows]
@@ -259,9 +290,11 @@ def _lr_swaps(keys: list[Key], gt_xy: np.ndarray, pr_xy: np.ndarray, usable: np.
     """(frames, keys) True on both members of a left/right pair whose predictions each sit nearer the partner."""
     swapped = np.zeros(usable.shape, bool)
     for left, right in left_right_pairs(keys):
+
         def nearer_partner(own: int, partner: int) -> np.ndarray:
-            return (np.linalg.norm(pr_xy[:, own] - gt_xy[:, partner], axis=-1)
-                    < np.linalg.norm(pr_xy[:, own] - gt_xy[:, own], axis=-1))
+            return np.linalg.norm(pr_xy[:, own] - gt_xy[:, partner], axis=-1) < np.linalg.norm(
+                pr_xy[:, own] - gt_xy[:, own], axis=-1
+            )
 
         both = usable[:, left] & usable[:, right] & nearer_partner(left, right) & nearer_partner(right, left)
         swapped[:, left] |= both

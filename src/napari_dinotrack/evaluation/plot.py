@@ -55,12 +55,26 @@ def plot_errors(report: EvalReport, path: str | os.PathLike[str]) -> None:
                 continue
             error = report.per_frame_error[:, col]
             # NaN breaks the line where the point was hidden, unlabelled or missed: no line across gaps
-            ax.plot(frames, np.where(np.isfinite(error), np.maximum(error, _FLOOR_PX), np.nan), ".-",
-                    color=colours[name], lw=1, ms=3, label=name)
+            ax.plot(
+                frames,
+                np.where(np.isfinite(error), np.maximum(error, _FLOOR_PX), np.nan),
+                ".-",
+                color=colours[name],
+                lw=1,
+                ms=3,
+                label=name,
+            )
             missed = np.isinf(error)
             if missed.any():  # (an empty unclipped line would upset the constrained layout)
-                ax.plot(frames[missed], np.ones(int(missed.sum())), "x", color=colours[name], ms=6,
-                        clip_on=False, transform=ax.get_xaxis_transform())
+                ax.plot(
+                    frames[missed],
+                    np.ones(int(missed.sum())),
+                    "x",
+                    color=colours[name],
+                    ms=6,
+                    clip_on=False,
+                    transform=ax.get_xaxis_transform(),
+                )
         for px in PCK_PX.values():
             ax.axhline(px, color="0.6", lw=0.8, ls="--")
         ax.set_yscale("log")
@@ -71,8 +85,9 @@ def plot_errors(report: EvalReport, path: str | os.PathLike[str]) -> None:
         if ax.has_data():
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")  # beside the data, not on it
     axes[-1].set_xlabel("frame")
-    figure.suptitle("Keypoint error over time (dashed: 5 and 10 px; x at the top: visible point reported hidden)",
-                    fontsize="medium")
+    figure.suptitle(
+        "Keypoint error over time (dashed: 5 and 10 px; x at the top: visible point reported hidden)", fontsize="medium"
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     atomic_write_bytes(Path(path), buffer.getvalue())

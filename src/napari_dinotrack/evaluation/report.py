@@ -40,14 +40,16 @@ COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("intact", "never_failed", _fraction),
 )
 
-LEGEND = "\n".join([
-    "median, mean: error in px of the visible points reported visible; PCK@bbox: error <= 0.05 x the animal's "
-    "keypoint box diagonal;",
-    "hidden, visible: share of hidden / visible labels the tracker reports so; TTFF: median frames to a track's first "
-    "failure",
-    "(error > max(0.1 x diagonal, 20 px) or reported hidden), 'of span': as a share of the track; intact: share of "
-    "tracks that never fail; -: nothing to measure.",
-])
+LEGEND = "\n".join(
+    [
+        "median, mean: error in px of the visible points reported visible; PCK@bbox: error <= 0.05 x the animal's "
+        "keypoint box diagonal;",
+        "hidden, visible: share of hidden / visible labels the tracker reports so; TTFF: median frames to a "
+        "track's first failure",
+        "(error > max(0.1 x diagonal, 20 px) or reported hidden), 'of span': as a share of the track; intact: share of "
+        "tracks that never fail; -: nothing to measure.",
+    ]
+)
 
 
 def format_table(report: EvalReport) -> str:

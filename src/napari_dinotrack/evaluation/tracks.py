@@ -31,8 +31,9 @@ LABEL_COLUMNS = ("frame", "instance", "keypoint", "x", "y")
 """Columns a labels CSV must have (in any order)."""
 
 Key = tuple[str, str]
-_LABELS_HINT = ("Each row must be frame,instance,keypoint,x,y with a whole frame number >= 0 and x/y both given or "
-                "both empty.")
+_LABELS_HINT = (
+    "Each row must be frame,instance,keypoint,x,y with a whole frame number >= 0 and x/y both given or both empty."
+)
 
 
 @dataclass
@@ -54,8 +55,10 @@ class Tracks:
     def __post_init__(self) -> None:
         t, k = len(self.frames), len(self.keys)
         if self.xy.shape != (t, k, 2) or self.visible.shape != (t, k) or self.labelled.shape != (t, k):
-            raise ValueError(f"Tracks arrays disagree with {t} frames x {k} keys: xy {self.xy.shape}, "
-                             f"visible {self.visible.shape}, labelled {self.labelled.shape}")
+            raise ValueError(
+                f"Tracks arrays disagree with {t} frames x {k} keys: xy {self.xy.shape}, "
+                f"visible {self.visible.shape}, labelled {self.labelled.shape}"
+            )
         if t > 1 and np.any(np.diff(self.frames) <= 0):
             raise ValueError("Tracks.frames must be sorted and unique")
         if len(set(self.keys)) != k:
@@ -74,8 +77,13 @@ class Tracks:
         return FrameAnnotation(int(frame), height, width, list(instances.values()))
 
 
-def tracks_from_arrays(frames: Sequence[int] | np.ndarray, keys: Sequence[Key], xy: np.ndarray,
-                       visible: np.ndarray, labelled: np.ndarray | None = None) -> Tracks:
+def tracks_from_arrays(
+    frames: Sequence[int] | np.ndarray,
+    keys: Sequence[Key],
+    xy: np.ndarray,
+    visible: np.ndarray,
+    labelled: np.ndarray | None = None,
+) -> Tracks:
     """Tracks from in-memory arrays (frames need not be sorted).
 
     ``labelled`` defaults to every cell: each (frame, key) given counts as a row, so a point with
@@ -88,8 +96,13 @@ def tracks_from_arrays(frames: Sequence[int] | np.ndarray, keys: Sequence[Key], 
     if len(np.unique(frames)) != len(frames):
         raise ValueError("frames must be unique")
     order = np.argsort(frames, kind="stable")
-    tracks = Tracks(frames[order], [(str(i), str(k)) for i, k in keys], xy[order].copy(),
-                    visible[order] & labelled[order], labelled[order].copy())
+    tracks = Tracks(
+        frames[order],
+        [(str(i), str(k)) for i, k in keys],
+        xy[order].copy(),
+        visible[order] & labelled[order],
+        labelled[order].copy(),
+    )
     if np.any(tracks.visible & ~np.isfinite(tracks.xy).all(-1)):
         raise ValueError("a visible point needs finite x and y")
     return tracks
@@ -126,8 +139,10 @@ def read_labels_csv(path: str | os.PathLike[str]) -> Tracks:
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
-            raise InputError(f"{path}: the file is empty; expected a header line "
-                             f"{','.join(LABEL_COLUMNS)} followed by one row per labelled point.")
+            raise InputError(
+                f"{path}: the file is empty; expected a header line "
+                f"{','.join(LABEL_COLUMNS)} followed by one row per labelled point."
+            )
         column = _columns(path, header)
         cells: dict[tuple[int, Key], tuple[float, float, bool]] = {}
         first_line: dict[tuple[int, Key], int] = {}
@@ -139,20 +154,27 @@ def read_labels_csv(path: str | os.PathLike[str]) -> Tracks:
             if len(row) != len(header):
                 raise _row_error(path, line, f"{len(row)} fields, but the header has {len(header)}")
             frame = _frame_number(path, line, row[column["frame"]])
-            key = (_name(path, line, row[column["instance"]], "instance"),
-                   _name(path, line, row[column["keypoint"]], "keypoint"))
+            key = (
+                _name(path, line, row[column["instance"]], "instance"),
+                _name(path, line, row[column["keypoint"]], "keypoint"),
+            )
             xy = _position(path, line, row[column["x"]], row[column["y"]])
             if (frame, key) in cells:
-                raise _row_error(path, line, f"frame {frame}, {key[0]}/{key[1]} is labelled twice "
-                                 f"(also on line {first_line[frame, key]})")
+                raise _row_error(
+                    path,
+                    line,
+                    f"frame {frame}, {key[0]}/{key[1]} is labelled twice (also on line {first_line[frame, key]})",
+                )
             cells[frame, key] = (*xy, True) if xy is not None else (math.nan, math.nan, False)
             first_line[frame, key] = line
             keys.setdefault(key)
     except csv.Error as exc:
         raise _row_error(path, reader.line_num, f"not readable as CSV ({exc})") from exc
     if not cells:
-        raise InputError(f"{path}: the file has a header but no label rows; add one row per labelled point "
-                         f"({','.join(LABEL_COLUMNS)}).")
+        raise InputError(
+            f"{path}: the file has a header but no label rows; add one row per labelled point "
+            f"({','.join(LABEL_COLUMNS)})."
+        )
     return _tracks_from_cells(cells, list(keys))
 
 
@@ -169,8 +191,9 @@ def _read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                         "save the labels as UTF-8 CSV.") from exc
+        raise InputError(
+            f"{path}, line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the labels as UTF-8 CSV."
+        ) from exc
 
 
 def _columns(path: Path, header: list[str]) -> dict[str, int]:
@@ -180,8 +203,10 @@ def _columns(path: Path, header: list[str]) -> dict[str, int]:
             raise InputError(f"{path}, line 1: column {name!r} appears {names.count(name)} times; keep one.")
     missing = [name for name in LABEL_COLUMNS if name not in names]
     if missing:
-        raise InputError(f"{path}, line 1: missing column(s) {', '.join(missing)}; the header must name "
-                         f"{','.join(LABEL_COLUMNS)} (found: {','.join(header)[:120]}).")
+        raise InputError(
+            f"{path}, line 1: missing column(s) {', '.join(missing)}; the header must name "
+            f"{','.join(LABEL_COLUMNS)} (found: {','.join(header)[:120]})."
+        )
     return {name: names.index(name) for name in LABEL_COLUMNS}
 
 
@@ -251,8 +276,10 @@ def read_result_folder(path: str | os.PathLike[str]) -> tuple[Tracks, set[int]]:
 
     path = Path(path).expanduser()
     if path.is_file() and path.suffix.lower() in (".csv", ".json"):
-        raise InputError(f"{path}: is a {path.suffix} file; give the result folder (or the video) the tracker "
-                         "wrote, e.g. napari-dinotrack eval RESULT_DIR LABELS.csv.")
+        raise InputError(
+            f"{path}: is a {path.suffix} file; give the result folder (or the video) the tracker "
+            "wrote, e.g. napari-dinotrack eval RESULT_DIR LABELS.csv."
+        )
     if path.is_file():
         layout = ResultLayout(path)
     elif path.is_dir():
@@ -260,8 +287,10 @@ def read_result_folder(path: str | os.PathLike[str]) -> tuple[Tracks, set[int]]:
         folder = path.resolve()
         layout = ResultLayout(folder.with_name(folder.name + ".mp4"), result_folder=path)
     else:
-        raise InputError(f"{path}: no such result folder; give the folder the tracker wrote "
-                         "(<video dir>/<video stem>/) or the video.")
+        raise InputError(
+            f"{path}: no such result folder; give the folder the tracker wrote "
+            "(<video dir>/<video stem>/) or the video."
+        )
     annotations = load_annotations(layout)
     manual = {frame for frame, ann in annotations.items() if ann.is_manual}
     cells: dict[tuple[int, Key], tuple[float, float, bool]] = {}
@@ -275,6 +304,8 @@ def read_result_folder(path: str | os.PathLike[str]) -> tuple[Tracks, set[int]]:
                 keys.setdefault((inst.name, kp.name))
     if not cells:
         found = f"only manual frames ({_span(manual)})" if manual else "no frame files"
-        raise InputError(f"{layout.folder}: no predictions to score ({found}); track the video first, "
-                         "e.g. napari-dinotrack track VIDEO.")
+        raise InputError(
+            f"{layout.folder}: no predictions to score ({found}); track the video first, "
+            "e.g. napari-dinotrack track VIDEO."
+        )
     return _tracks_from_cells(cells, list(keys)), manual

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CleanupSettings", "clean"]
 
+
 def clean(ds: xr.Dataset, settings: CleanupSettings) -> xr.Dataset:
     """A copy of the poses dataset ``ds`` with the clean-up steps of ``settings`` applied to its positions.
 
@@ -49,7 +50,8 @@ def _filtered(filtering: ModuleType, ds: xr.Dataset, settings: CleanupSettings) 
         smoothed = filtering.rolling_filter(position, settings.median_window, statistic="median", min_periods=1)
         position = smoothed.where(position.notnull())
     if settings.savgol_window:
-        smoothed = filtering.savgol_filter(position, settings.savgol_window, polyorder=settings.savgol_order,
-                                           mode="nearest")
+        smoothed = filtering.savgol_filter(
+            position, settings.savgol_window, polyorder=settings.savgol_order, mode="nearest"
+        )
         position = smoothed.fillna(position)
     return position

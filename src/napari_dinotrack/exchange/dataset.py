@@ -32,8 +32,19 @@ from .extra import require
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["SOURCE_SOFTWARE", "KeypointRows", "ResultSource", "dataset_frames", "dataset_rows", "find_video",
-           "locate_results", "points_dataset", "result_dataset", "rows_annotations", "rows_dataset"]
+__all__ = [
+    "SOURCE_SOFTWARE",
+    "KeypointRows",
+    "ResultSource",
+    "dataset_frames",
+    "dataset_rows",
+    "find_video",
+    "locate_results",
+    "points_dataset",
+    "result_dataset",
+    "rows_annotations",
+    "rows_dataset",
+]
 
 #: ``source_software`` of the datasets (and so of the files) we write
 SOURCE_SOFTWARE = "napari-dinotrack"
@@ -81,11 +92,15 @@ def locate_results(path: str | os.PathLike[str], video: str | os.PathLike[str] |
             layout = ResultLayout(path.parent / f"{path.name}.mp4", result_folder=path)
         video_path = Path(video) if video is not None else find_video(path, (path.name, layout.stem))
     else:
-        raise InputError(f"{path}: no such result folder or video. Give the folder written by "
-                         "`napari-dinotrack track` (<video dir>/<video stem>/) or the video itself.")
+        raise InputError(
+            f"{path}: no such result folder or video. Give the folder written by "
+            "`napari-dinotrack track` (<video dir>/<video stem>/) or the video itself."
+        )
     if not layout.frame_files():
-        raise InputError(f"{layout.folder}: no tracking results (no <stem>_<frame>.json files). "
-                         "Track the video first, or give the folder that holds its results.")
+        raise InputError(
+            f"{layout.folder}: no tracking results (no <stem>_<frame>.json files). "
+            "Track the video first, or give the folder that holds its results."
+        )
     return ResultSource(layout, probe_video(video_path) if video_path is not None else None)
 
 
@@ -111,13 +126,21 @@ class KeypointRows:
     def from_annotations(cls, annotations: Iterable[FrameAnnotation]) -> KeypointRows:
         """Rows of annotated frames; manual frames come first, so their names set the order."""
         anns = sorted(annotations, key=lambda a: (not a.is_manual, a.frame))
-        cols: dict[str, list[Any]] = {name: [] for name in ("frame", "instance", "keypoint", "x", "y", "visible",
-                                                           "score")}
+        cols: dict[str, list[Any]] = {
+            name: [] for name in ("frame", "instance", "keypoint", "x", "y", "visible", "score")
+        }
         for ann in anns:
             for inst in ann.instances:
                 for kp in inst.keypoints:
-                    for name, value in (("frame", ann.frame), ("instance", inst.name), ("keypoint", kp.name),
-                                        ("x", kp.x), ("y", kp.y), ("visible", kp.visible), ("score", kp.score)):
+                    for name, value in (
+                        ("frame", ann.frame),
+                        ("instance", inst.name),
+                        ("keypoint", kp.name),
+                        ("x", kp.x),
+                        ("y", kp.y),
+                        ("visible", kp.visible),
+                        ("score", kp.score),
+                    ):
                         cols[name].append(value)
         return cls.from_columns(cols)
 
@@ -142,19 +165,25 @@ def rows_annotations(rows: KeypointRows, height: int, width: int, source: Source
     for i in range(len(rows)):
         animals = by_frame.setdefault(int(rows.frame[i]), {})
         animals.setdefault(str(rows.instance[i]), []).append(
-            Keypoint(str(rows.keypoint[i]), float(rows.x[i]), float(rows.y[i]), bool(rows.visible[i]),
-                     float(rows.score[i])))
-    return [FrameAnnotation(frame, int(height), int(width), [Instance(name, kps) for name, kps in animals.items()],
-                            source=source)
-            for frame, animals in sorted(by_frame.items())]
+            Keypoint(
+                str(rows.keypoint[i]), float(rows.x[i]), float(rows.y[i]), bool(rows.visible[i]), float(rows.score[i])
+            )
+        )
+    return [
+        FrameAnnotation(
+            frame, int(height), int(width), [Instance(name, kps) for name, kps in animals.items()], source=source
+        )
+        for frame, animals in sorted(by_frame.items())
+    ]
 
 
 def _first_seen(values: np.ndarray) -> list[str]:
     return list(dict.fromkeys(values.tolist()))
 
 
-def rows_dataset(rows: KeypointRows, n_frames: int | None = None, fps: float | None = None,
-                 attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+def rows_dataset(
+    rows: KeypointRows, n_frames: int | None = None, fps: float | None = None, attrs: Mapping[str, Any] | None = None
+) -> xr.Dataset:
     """A movement poses dataset from keypoint rows (individuals and keypoints in order of first appearance).
 
     ``n_frames`` defaults to the last frame + 1; rows beyond it extend it. Hidden or non-finite
@@ -173,8 +202,14 @@ def rows_dataset(rows: KeypointRows, n_frames: int | None = None, fps: float | N
     position[rows.frame[shown], 0, k[shown], i[shown]] = rows.x[shown]
     position[rows.frame[shown], 1, k[shown], i[shown]] = rows.y[shown]
     confidence[rows.frame, k, i] = np.where(np.isfinite(rows.score), rows.score, np.nan)
-    ds = load_poses.from_numpy(position, confidence, individual_names=individuals, keypoint_names=keypoints,
-                               fps=fps, source_software=SOURCE_SOFTWARE)
+    ds = load_poses.from_numpy(
+        position,
+        confidence,
+        individual_names=individuals,
+        keypoint_names=keypoints,
+        fps=fps,
+        source_software=SOURCE_SOFTWARE,
+    )
     ds.attrs.update({key: value for key, value in (attrs or {}).items() if value is not None})
     return ds
 
@@ -197,8 +232,13 @@ def result_dataset(source: ResultSource, annotations: Mapping[int, FrameAnnotati
     return rows_dataset(rows, info.n_frames if info else None, source.fps, attrs)
 
 
-def points_dataset(data: np.ndarray, features: Mapping[str, Sequence[Any]] | Any, n_frames: int | None = None,
-                   fps: float | None = None, attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+def points_dataset(
+    data: np.ndarray,
+    features: Mapping[str, Sequence[Any]] | Any,
+    n_frames: int | None = None,
+    fps: float | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
     """A keypoints Points layer (rows ``(t, y, x)`` and their features) as a dataset.
 
     The features used are ``instance``, ``keypoint``, ``visible`` and ``score``; ``visible``
@@ -212,9 +252,14 @@ def points_dataset(data: np.ndarray, features: Mapping[str, Sequence[Any]] | Any
         return list(features[name]) if has else [default] * n
 
     cols: dict[str, Sequence[Any] | np.ndarray] = {
-        "frame": np.round(data[:, 0]).astype(int), "instance": column("instance", "animal"),
-        "keypoint": column("keypoint", None), "x": data[:, 2], "y": data[:, 1],
-        "visible": column("visible", True), "score": column("score", math.nan)}
+        "frame": np.round(data[:, 0]).astype(int),
+        "instance": column("instance", "animal"),
+        "keypoint": column("keypoint", None),
+        "x": data[:, 2],
+        "y": data[:, 1],
+        "visible": column("visible", True),
+        "score": column("score", math.nan),
+    }
     if any(name is None or (isinstance(name, float) and math.isnan(name)) for name in cols["keypoint"]):
         raise InputError("Every point needs a keypoint name (the layer's 'keypoint' feature) to be exported.")
     return rows_dataset(KeypointRows.from_columns(cols), n_frames, fps, attrs)
@@ -237,5 +282,12 @@ def dataset_rows(ds: xr.Dataset) -> KeypointRows:
     t, k, i = np.nonzero(np.isfinite(position[:, 0]) & np.isfinite(position[:, 1]))
     keypoints = np.asarray(ds["keypoints"].values).astype(str).astype(object)
     individuals = np.asarray(ds["individuals"].values).astype(str).astype(object)
-    return KeypointRows(frame=frames[t], instance=individuals[i], keypoint=keypoints[k], x=position[t, 0, k, i],
-                        y=position[t, 1, k, i], visible=np.ones(len(t), bool), score=confidence[t, k, i])
+    return KeypointRows(
+        frame=frames[t],
+        instance=individuals[i],
+        keypoint=keypoints[k],
+        x=position[t, 0, k, i],
+        y=position[t, 1, k, i],
+        visible=np.ones(len(t), bool),
+        score=confidence[t, k, i],
+    )

@@ -43,13 +43,25 @@ if TYPE_CHECKING:
 
     from ..io.paths import ResultLayout
 
-__all__ = ["FORMATS", "INDIVIDUALS", "SUFFIXES", "default_output", "export_results", "format_of", "sleap_labels",
-           "write_dataset"]
+__all__ = [
+    "FORMATS",
+    "INDIVIDUALS",
+    "SUFFIXES",
+    "default_output",
+    "export_results",
+    "format_of",
+    "sleap_labels",
+    "write_dataset",
+]
 
 #: default file names per format (in the result folder), before the suffix
 _DEFAULT_NAMES = {"dlc": "{stem}_dlc", "sleap": "{stem}", "nwb": "{stem}", "netcdf": "{stem}_poses"}
-_PURPOSE = {"dlc": "Exporting to DeepLabCut", "sleap": "Exporting to SLEAP", "nwb": "Exporting to NWB",
-            "netcdf": "Exporting to netCDF"}
+_PURPOSE = {
+    "dlc": "Exporting to DeepLabCut",
+    "sleap": "Exporting to SLEAP",
+    "nwb": "Exporting to NWB",
+    "netcdf": "Exporting to netCDF",
+}
 
 
 def default_output(layout: ResultLayout, to: str, suffix: str | None = None) -> Path:
@@ -74,8 +86,10 @@ def format_of(path: str | os.PathLike[str]) -> str:
             return name
     if suffix == ".slp":
         return "sleap"
-    raise InputError(f"{path}: cannot tell the format from the suffix {suffix!r}; use .h5 or .csv (DeepLabCut), "
-                     ".slp (SLEAP), .nwb (NWB) or .nc (netCDF)")
+    raise InputError(
+        f"{path}: cannot tell the format from the suffix {suffix!r}; use .h5 or .csv (DeepLabCut), "
+        ".slp (SLEAP), .nwb (NWB) or .nc (netCDF)"
+    )
 
 
 def _check_format(to: str) -> str:
@@ -84,9 +98,16 @@ def _check_format(to: str) -> str:
     return to
 
 
-def export_results(path: str | os.PathLike[str], to: str, out: str | os.PathLike[str] | None = None, *,
-                   individuals: str = "together", cleanup: CleanupSettings | None = None,
-                   skeleton: Sequence[Edge] | None = None, video: str | os.PathLike[str] | None = None) -> list[Path]:
+def export_results(
+    path: str | os.PathLike[str],
+    to: str,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    individuals: str = "together",
+    cleanup: CleanupSettings | None = None,
+    skeleton: Sequence[Edge] | None = None,
+    video: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """Export the results of a result folder (or of a video's default folder) and return the files written.
 
     ``cleanup`` filters the positions first (the result folder is never changed). ``skeleton``
@@ -110,8 +131,9 @@ def export_results(path: str | os.PathLike[str], to: str, out: str | os.PathLike
     return written
 
 
-def write_dataset(ds: xr.Dataset, to: str, out: str | os.PathLike[str], *, individuals: str = "together",
-                  edges: Sequence[Edge] = ()) -> list[Path]:
+def write_dataset(
+    ds: xr.Dataset, to: str, out: str | os.PathLike[str], *, individuals: str = "together", edges: Sequence[Edge] = ()
+) -> list[Path]:
     """Write a poses dataset in format ``to`` to ``out`` (or per-animal files next to it); return the files."""
     out = Path(out).expanduser()
     _check_format(to)
@@ -173,9 +195,13 @@ def _write_nwb(ds: xr.Dataset, path: Path, split: bool, edges: list[Edge]) -> No
         skeleton_kwargs["edges"] = np.array([[keypoints.index(a), keypoints.index(b)] for a, b in edges], np.uint8)
     video = ds.attrs.get("video_path")
     config = nwb.NWBFileSaveConfig(
-        nwbfile_kwargs={"session_description": f"keypoints of {Path(video).name if video else 'a video'} tracked "
-                        "with napari-dinotrack", "session_start_time": _recording_time(video)},
-        skeleton_kwargs=skeleton_kwargs)
+        nwbfile_kwargs={
+            "session_description": f"keypoints of {Path(video).name if video else 'a video'} tracked "
+            "with napari-dinotrack",
+            "session_start_time": _recording_time(video),
+        },
+        skeleton_kwargs=skeleton_kwargs,
+    )
     files = save_poses.to_nwb_file(ds, config)
     individuals = [str(name) for name in ds["individuals"].values]
     if len(individuals) == 1:
@@ -221,10 +247,18 @@ def sleap_labels(ds: xr.Dataset, edges: Sequence[Edge] = ()) -> Labels:
         metadata["shape"] = (len(tracks_array), int(ds.attrs["frame_height"]), int(ds.attrs["frame_width"]), 3)
     video = sio.Video(filename=str(video_path), open_backend=False, backend_metadata=metadata)
     return sio.Labels.from_numpy(
-        tracks_array, videos=[video], skeletons=[sio.Skeleton(keypoints, edges=[tuple(e) for e in edges])],
+        tracks_array,
+        videos=[video],
+        skeletons=[sio.Skeleton(keypoints, edges=[tuple(e) for e in edges])],
         tracks=[sio.Track(name=str(name)) for name in ds["individuals"].values],
-        first_frame=int(dataset_frames(ds)[0]), return_confidence=True)
+        first_frame=int(dataset_frames(ds)[0]),
+        return_confidence=True,
+    )
 
 
 _WRITERS: dict[str, Callable[[xr.Dataset, Path, bool, list[Edge]], None]] = {
-    "dlc": _write_dlc, "sleap": _write_sleap, "nwb": _write_nwb, "netcdf": _write_netcdf}
+    "dlc": _write_dlc,
+    "sleap": _write_sleap,
+    "nwb": _write_nwb,
+    "netcdf": _write_netcdf,
+}

@@ -103,8 +103,10 @@ def read_label_file(path: str | os.PathLike[str], video_stem: str | None = None)
         raise InputError(f"{path}: label file not found")
     kind = label_kind(path)
     if kind is None:
-        raise InputError(f"{path}: not a label file this can read; give a DeepLabCut CollectedData .h5/.csv or "
-                         "prediction file, a SLEAP .slp or analysis .h5, or a COCO keypoint .json")
+        raise InputError(
+            f"{path}: not a label file this can read; give a DeepLabCut CollectedData .h5/.csv or "
+            "prediction file, a SLEAP .slp or analysis .h5, or a COCO keypoint .json"
+        )
     reader = {"DeepLabCut": _read_dlc, "COCO": _read_coco}.get(kind)
     if reader is None:
         reader = _read_slp if path.suffix.lower() == ".slp" else _read_sleap_analysis
@@ -127,16 +129,19 @@ def _read_dlc(path: Path, video_stem: str | None) -> LabelFile:
     df = _dlc_table(path)
     names = list(df.columns.names)
     if "bodyparts" not in names or "coords" not in names:
-        raise InputError(f"{path}: not a DeepLabCut table (its column levels are {names}; expected scorer, "
-                         "[individuals,] bodyparts, coords)")
+        raise InputError(
+            f"{path}: not a DeepLabCut table (its column levels are {names}; expected scorer, "
+            "[individuals,] bodyparts, coords)"
+        )
     coords = list(dict.fromkeys(df.columns.get_level_values("coords")))
     if set(coords) - {"x", "y", "likelihood"} or not {"x", "y"} <= set(coords):
-        raise InputError(f"{path}: wrong shape: expected x, y (and likelihood) per keypoint, found {coords}. "
-                         "Only 2-D labels can seed a video.")
+        raise InputError(
+            f"{path}: wrong shape: expected x, y (and likelihood) per keypoint, found {coords}. "
+            "Only 2-D labels can seed a video."
+        )
     frames, keep = _dlc_frames(path, list(df.index), video_stem)
     # a complete individuals x bodyparts x coords grid in that order is what movement reshapes
-    grid = pd.MultiIndex.from_product([list(dict.fromkeys(df.columns.get_level_values(n))) for n in names],
-                                      names=names)
+    grid = pd.MultiIndex.from_product([list(dict.fromkeys(df.columns.get_level_values(n))) for n in names], names=names)
     table = df.loc[keep].reindex(columns=grid).reset_index(drop=True).apply(pd.to_numeric, errors="coerce")
     ds = load_poses.from_dlc_style_df(table, source_software="DeepLabCut")
     rows = _frames_from_positions(dataset_rows(ds), frames)
@@ -153,8 +158,10 @@ def _dlc_table(path: Path) -> pd.DataFrame:
             only = keys[0] if len(keys) == 1 else None
             key = next((k for k in ("/df_with_missing", "/keypoints") if k in keys), only)
             if key is None:
-                raise InputError(f"{path}: holds several tables ({', '.join(keys)}) and none is DeepLabCut's "
-                                 "'df_with_missing' or 'keypoints'")
+                raise InputError(
+                    f"{path}: holds several tables ({', '.join(keys)}) and none is DeepLabCut's "
+                    "'df_with_missing' or 'keypoints'"
+                )
             df = store[key]
         if not isinstance(df, pd.DataFrame) or df.columns.nlevels < 3:
             raise InputError(f"{path}: not a DeepLabCut table (expected scorer/bodyparts/coords columns)")
@@ -187,8 +194,10 @@ def _dlc_frames(path: Path, index: list[Any], video_stem: str | None) -> tuple[n
     elif len(names) == 1:
         chosen = names[0]
     else:
-        raise InputError(f"{path}: holds labels of several videos ({', '.join(names)}); open the video with one of "
-                         "these names, or split the file")
+        raise InputError(
+            f"{path}: holds labels of several videos ({', '.join(names)}); open the video with one of "
+            "these names, or split the file"
+        )
     keep = np.array([v == chosen for v in videos])
     return np.array(frames, int)[keep], keep
 
@@ -204,8 +213,9 @@ def _is_int(value: Any) -> bool:
 def _frame_number(name: str, path: Path) -> int:
     numbers = _NUMBER.findall(Path(name).stem)
     if not numbers:
-        raise InputError(f"{path}: cannot tell the video frame of image {name!r} (no number in its name, as in "
-                         "img0042.png)")
+        raise InputError(
+            f"{path}: cannot tell the video frame of image {name!r} (no number in its name, as in img0042.png)"
+        )
     return int(numbers[-1])
 
 
@@ -228,8 +238,9 @@ def _read_slp(path: Path, video_stem: str | None) -> LabelFile:
     elif video_stem in stems:
         video = labels.videos[stems.index(video_stem)]
     else:
-        raise InputError(f"{path}: holds labels of several videos ({', '.join(stems)}); open the video with one of "
-                         "these names")
+        raise InputError(
+            f"{path}: holds labels of several videos ({', '.join(stems)}); open the video with one of these names"
+        )
     cols: dict[str, list[Any]] = {k: [] for k in ("frame", "instance", "keypoint", "x", "y", "visible", "score")}
     named = True
     for lf in sorted(labels.find(video), key=lambda lf: lf.frame_idx):
@@ -241,8 +252,15 @@ def _read_slp(path: Path, video_stem: str | None) -> LabelFile:
                 x, y = points[k, 0], points[k, 1]
                 if np.isfinite(x) and np.isfinite(y):
                     score = float(points[k, 2]) if points.shape[1] > 2 else 1.0
-                    for key, value in (("frame", lf.frame_idx), ("instance", name), ("keypoint", node), ("x", x),
-                                       ("y", y), ("visible", True), ("score", score)):
+                    for key, value in (
+                        ("frame", lf.frame_idx),
+                        ("instance", name),
+                        ("keypoint", node),
+                        ("x", x),
+                        ("y", y),
+                        ("visible", True),
+                        ("score", score),
+                    ):
                         cols[key].append(value)
     shape = video.shape
     size = (int(shape[1]), int(shape[2])) if shape is not None and shape[1] and shape[2] else None
@@ -284,12 +302,15 @@ def _read_coco(path: Path, video_stem: str | None) -> LabelFile:
         try:
             points = coco.decode_keypoints(ann["keypoints"], len(skeleton.nodes), skeleton)
         except ValueError as exc:
-            raise InputError(f"{path}: wrong shape in annotation {ann.get('id')}: {exc} "
-                             f"({len(skeleton.nodes)} keypoints of {skeleton.name!r}, each x, y, v)") from None
+            raise InputError(
+                f"{path}: wrong shape in annotation {ann.get('id')}: {exc} "
+                f"({len(skeleton.nodes)} keypoints of {skeleton.name!r}, each x, y, v)"
+            ) from None
         image = images.get(ann["image_id"])
         if image is None:
-            raise InputError(f"{path}: annotation {ann.get('id')} refers to image {ann['image_id']}, which is not "
-                             "in 'images'")
+            raise InputError(
+                f"{path}: annotation {ann.get('id')} refers to image {ann['image_id']}, which is not in 'images'"
+            )
         if image.get("height") and image.get("width"):
             sizes.add((int(image["height"]), int(image["width"])))
         frame = int(image["frame_id"]) if _is_int(image.get("frame_id")) else _frame_number(image["file_name"], path)
@@ -299,12 +320,27 @@ def _read_coco(path: Path, video_stem: str | None) -> LabelFile:
         name = f"animal{track if track is not None else per_image[image['id']]}"
         for node, (x, y, shown) in zip(skeleton.node_names, points, strict=True):
             if shown and np.isfinite(x) and np.isfinite(y):
-                for key, value in (("frame", frame), ("instance", name), ("keypoint", node), ("x", x), ("y", y),
-                                   ("visible", True), ("score", 1.0)):
+                for key, value in (
+                    ("frame", frame),
+                    ("instance", name),
+                    ("keypoint", node),
+                    ("x", x),
+                    ("y", y),
+                    ("visible", True),
+                    ("score", 1.0),
+                ):
                     cols[key].append(value)
     if len(sizes) > 1:
-        raise InputError(f"{path}: its images have several sizes ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))}); "
-                         "labels for one video have one size")
+        raise InputError(
+            f"{path}: its images have several sizes ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))}); "
+            "labels for one video have one size"
+        )
     edges = [tuple(e) for skeleton in skeletons.values() for e in skeleton.edge_names]
-    return LabelFile(path, "COCO", KeypointRows.from_columns(cols), named=named,
-                     image_size=next(iter(sizes)) if sizes else None, edges=edges)
+    return LabelFile(
+        path,
+        "COCO",
+        KeypointRows.from_columns(cols),
+        named=named,
+        image_size=next(iter(sizes)) if sizes else None,
+        edges=edges,
+    )

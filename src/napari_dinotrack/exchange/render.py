@@ -24,8 +24,15 @@ from .dataset import KeypointRows, ResultSource, locate_results
 from .settings import RenderSettings
 from .skeleton import Edge, check_edges, read_skeleton
 
-__all__ = ["PALETTE", "OverlayTracks", "RenderSettings", "default_render_path", "draw_frame", "iter_render",
-           "render_video"]
+__all__ = [
+    "PALETTE",
+    "OverlayTracks",
+    "RenderSettings",
+    "default_render_path",
+    "draw_frame",
+    "iter_render",
+    "render_video",
+]
 
 #: keypoint colours (RGB) in order of first appearance: the same colour-blind-safe cycle as the napari layer
 PALETTE: tuple[tuple[int, int, int], ...] = tuple(rgb(colour) for colour in HEX_PALETTE)
@@ -60,8 +67,9 @@ class OverlayTracks:
         self.colour = [PALETTE[names.index(kp) % len(PALETTE)] for _, kp in pairs]
 
 
-def draw_frame(image: np.ndarray, tracks: OverlayTracks, t: int, edges: Sequence[Edge], settings: RenderSettings,
-               radius: int) -> np.ndarray:
+def draw_frame(
+    image: np.ndarray, tracks: OverlayTracks, t: int, edges: Sequence[Edge], settings: RenderSettings, radius: int
+) -> np.ndarray:
     """Frame ``t`` (RGB, H x W x 3) with trails, skeleton and keypoints drawn on a copy."""
     out = np.ascontiguousarray(image).copy()
     shift = 4  # sub-pixel drawing: OpenCV takes fixed-point coordinates with this many fractional bits
@@ -73,17 +81,24 @@ def draw_frame(image: np.ndarray, tracks: OverlayTracks, t: int, edges: Sequence
     if settings.trail:
         first = max(0, t - settings.trail)
         for j in range(len(tracks.pairs)):
-            shown = tracks.visible[first:t + 1, j]
+            shown = tracks.visible[first : t + 1, j]
             if shown.sum() >= 2:
-                pts = np.round(tracks.xy[first:t + 1, j][shown] * (1 << shift)).astype(np.int32)
+                pts = np.round(tracks.xy[first : t + 1, j][shown] * (1 << shift)).astype(np.int32)
                 cv2.polylines(out, [pts], False, tracks.colour[j], 1, cv2.LINE_AA, shift)
     where = {pair: j for j, pair in enumerate(tracks.pairs)}
     for animal in dict.fromkeys(a for a, _ in tracks.pairs):
         for a, b in edges:
             ja, jb = where.get((animal, a)), where.get((animal, b))
             if ja is not None and jb is not None and tracks.visible[t, ja] and tracks.visible[t, jb]:
-                cv2.line(out, fixed(tracks.xy[t, ja]), fixed(tracks.xy[t, jb]), _SKELETON_RGB, settings.line_width,
-                         cv2.LINE_AA, shift)
+                cv2.line(
+                    out,
+                    fixed(tracks.xy[t, ja]),
+                    fixed(tracks.xy[t, jb]),
+                    _SKELETON_RGB,
+                    settings.line_width,
+                    cv2.LINE_AA,
+                    shift,
+                )
     for j in np.flatnonzero(tracks.present[t]).tolist():
         centre = fixed(tracks.xy[t, j])
         if tracks.visible[t, j]:
@@ -94,9 +109,15 @@ def draw_frame(image: np.ndarray, tracks: OverlayTracks, t: int, edges: Sequence
     return out
 
 
-def render_video(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-                 settings: RenderSettings | None = None, skeleton: Sequence[Edge] | None = None,
-                 video: str | os.PathLike[str] | None = None, progress: Progress | None = None) -> Path:
+def render_video(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    settings: RenderSettings | None = None,
+    skeleton: Sequence[Edge] | None = None,
+    video: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """Draw the results of a result folder (or of a video's folder) onto the video; return the mp4 written.
 
     ``skeleton`` defaults to the one stored in the result folder; ``progress(done, total)`` is
@@ -112,9 +133,14 @@ def render_video(path: str | os.PathLike[str], out: str | os.PathLike[str] | Non
             progress(done, total)
 
 
-def iter_render(path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
-                settings: RenderSettings | None = None, skeleton: Sequence[Edge] | None = None,
-                video: str | os.PathLike[str] | None = None) -> Generator[tuple[int, int], None, Path]:
+def iter_render(
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    settings: RenderSettings | None = None,
+    skeleton: Sequence[Edge] | None = None,
+    video: str | os.PathLike[str] | None = None,
+) -> Generator[tuple[int, int], None, Path]:
     """:func:`render_video` as a generator: yields ``(frames done, total)``, returns the mp4 written.
 
     Closing the generator early stops the encoder and leaves no file behind.
@@ -136,13 +162,22 @@ def iter_render(path: str | os.PathLike[str], out: str | os.PathLike[str] | None
         raise InputError(f"{target.parent}: the output folder does not exist")
     rows = KeypointRows.from_annotations(load_annotations(source.layout).values())
     tracks = OverlayTracks(rows, info.n_frames)
-    edges = check_edges(skeleton if skeleton is not None else read_skeleton(source.layout),
-                        list(dict.fromkeys(rows.keypoint.tolist())), "skeleton")
+    edges = check_edges(
+        skeleton if skeleton is not None else read_skeleton(source.layout),
+        list(dict.fromkeys(rows.keypoint.tolist())),
+        "skeleton",
+    )
     radius = settings.radius or int(np.clip(round(min(info.height, info.width) / 50), 3, 12))
     partial = target.with_name(f".{target.stem}.partial.mp4")
     writer = imageio_ffmpeg.write_frames(
-        str(partial), (info.width, info.height), fps=info.fps, codec="libx264", quality=settings.quality,
-        macro_block_size=1, output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"])  # yuv420p needs even sizes
+        str(partial),
+        (info.width, info.height),
+        fps=info.fps,
+        codec="libx264",
+        quality=settings.quality,
+        macro_block_size=1,
+        output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"],
+    )  # yuv420p needs even sizes
     writer.send(None)
     try:
         with VideoReader(info.path) as reader:

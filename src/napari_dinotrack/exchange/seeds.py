@@ -59,10 +59,16 @@ class ImportReport:
         return list(dict.fromkeys(self.labels.rows.instance.tolist()))
 
 
-def import_seeds(labels_path: str | os.PathLike[str], video: str | os.PathLike[str], *,
-                 result_folder: str | os.PathLike[str] | None = None, overwrite: bool = False,
-                 frames: Iterable[int] | None = None, rename: Mapping[str, str] | None = None,
-                 new_keypoints: bool = False) -> ImportReport:
+def import_seeds(
+    labels_path: str | os.PathLike[str],
+    video: str | os.PathLike[str],
+    *,
+    result_folder: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    frames: Iterable[int] | None = None,
+    rename: Mapping[str, str] | None = None,
+    new_keypoints: bool = False,
+) -> ImportReport:
     """Write the labels of ``labels_path`` as manual frames of ``video``'s result folder.
 
     ``frames`` restricts the import to some labelled frames. Nothing is written when a check
@@ -86,9 +92,11 @@ def import_seeds(labels_path: str | os.PathLike[str], video: str | os.PathLike[s
     _adopt_animal_name(labels, existing)
     clash = sorted(set(labels.rows.frame.tolist()) & set(existing))
     if clash and not overwrite:
-        raise InputError(f"{labels.path}: frame(s) {_listed(clash)} of {info.path.name} already have manual labels "
-                         f"in {layout.folder}; nothing was imported. Use --overwrite (in the dock: 'Replace manual "
-                         "frames') to replace them, or --frames to import other frames only.")
+        raise InputError(
+            f"{labels.path}: frame(s) {_listed(clash)} of {info.path.name} already have manual labels "
+            f"in {layout.folder}; nothing was imported. Use --overwrite (in the dock: 'Replace manual "
+            "frames') to replace them, or --frames to import other frames only."
+        )
     anns = rows_annotations(labels.rows, info.height, info.width)
     # the file's skeleton, on the names used here; edges to body parts never labelled are left out
     named = set(labels.rows.keypoint.tolist())
@@ -102,8 +110,9 @@ def import_seeds(labels_path: str | os.PathLike[str], video: str | os.PathLike[s
 
 
 def _subset(rows: KeypointRows, keep: np.ndarray) -> KeypointRows:
-    return KeypointRows(*(getattr(rows, name)[keep] for name in
-                          ("frame", "instance", "keypoint", "x", "y", "visible", "score")))
+    return KeypointRows(
+        *(getattr(rows, name)[keep] for name in ("frame", "instance", "keypoint", "x", "y", "visible", "score"))
+    )
 
 
 def _renamed(rows: KeypointRows, rename: Mapping[str, str]) -> KeypointRows:
@@ -121,20 +130,30 @@ def _check_against_video(labels: LabelFile, info: VideoInfo) -> None:
     rows, name = labels.rows, info.path.name
     late = sorted({int(f) for f in rows.frame if f >= info.n_frames or f < 0})
     if late:
-        raise InputError(f"{labels.path}: labels frame(s) {_listed(late)}, but {name} has {info.n_frames} frames "
-                         f"(0 to {info.n_frames - 1}). Are these the labels of another video?")
+        raise InputError(
+            f"{labels.path}: labels frame(s) {_listed(late)}, but {name} has {info.n_frames} frames "
+            f"(0 to {info.n_frames - 1}). Are these the labels of another video?"
+        )
     if labels.image_size is not None and labels.image_size != (info.height, info.width):
         h, w = labels.image_size
-        raise InputError(f"{labels.path}: the labels were made on {w}x{h} frames, but {name} is "
-                         f"{info.width}x{info.height}. Import labels made on this video (or a copy of its size).")
-    outside = ((rows.x < -_EDGE_SLACK) | (rows.y < -_EDGE_SLACK) | (rows.x > info.width + _EDGE_SLACK)
-               | (rows.y > info.height + _EDGE_SLACK))
+        raise InputError(
+            f"{labels.path}: the labels were made on {w}x{h} frames, but {name} is "
+            f"{info.width}x{info.height}. Import labels made on this video (or a copy of its size)."
+        )
+    outside = (
+        (rows.x < -_EDGE_SLACK)
+        | (rows.y < -_EDGE_SLACK)
+        | (rows.x > info.width + _EDGE_SLACK)
+        | (rows.y > info.height + _EDGE_SLACK)
+    )
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        raise InputError(f"{labels.path}: {rows.keypoint[i]} of {rows.instance[i]} on frame {rows.frame[i]} lies at "
-                         f"({rows.x[i]:.1f}, {rows.y[i]:.1f}), outside the {info.width}x{info.height} frames of "
-                         f"{name} ({int(outside.sum())} points in all): the labels were made on a video of another "
-                         "size. Import labels made on this video.")
+        raise InputError(
+            f"{labels.path}: {rows.keypoint[i]} of {rows.instance[i]} on frame {rows.frame[i]} lies at "
+            f"({rows.x[i]:.1f}, {rows.y[i]:.1f}), outside the {info.width}x{info.height} frames of "
+            f"{name} ({int(outside.sum())} points in all): the labels were made on a video of another "
+            "size. Import labels made on this video."
+        )
 
 
 def _manual_annotations(layout: ResultLayout) -> dict[int, FrameAnnotation]:
@@ -144,15 +163,16 @@ def _manual_annotations(layout: ResultLayout) -> dict[int, FrameAnnotation]:
 
 
 def _check_names(labels: LabelFile, existing: Mapping[int, FrameAnnotation], new_keypoints: bool) -> None:
-    known = list(dict.fromkeys(kp.name for ann in existing.values() for inst in ann.instances
-                               for kp in inst.keypoints))
+    known = list(dict.fromkeys(kp.name for ann in existing.values() for inst in ann.instances for kp in inst.keypoints))
     if not known or new_keypoints:
         return
     unknown = [name for name in dict.fromkeys(labels.rows.keypoint.tolist()) if name not in known]
     if unknown:
-        raise InputError(f"{labels.path}: unknown keypoints {', '.join(unknown)}: the labelled frames of this video "
-                         f"name {', '.join(known)}. Map the names with --rename OLD=NEW, or add --new-keypoints to "
-                         "label new body parts.")
+        raise InputError(
+            f"{labels.path}: unknown keypoints {', '.join(unknown)}: the labelled frames of this video "
+            f"name {', '.join(known)}. Map the names with --rename OLD=NEW, or add --new-keypoints to "
+            "label new body parts."
+        )
 
 
 def _adopt_animal_name(labels: LabelFile, existing: Mapping[int, FrameAnnotation]) -> None:

@@ -18,8 +18,16 @@ from ..errors import InputError
 from ..io.atomic import atomic_write_text
 from ..io.paths import ResultLayout
 
-__all__ = ["Edge", "check_edges", "format_edges", "parse_edges", "read_skeleton", "read_skeleton_file",
-           "skeleton_file", "write_skeleton"]
+__all__ = [
+    "Edge",
+    "check_edges",
+    "format_edges",
+    "parse_edges",
+    "read_skeleton",
+    "read_skeleton_file",
+    "skeleton_file",
+    "write_skeleton",
+]
 
 Edge = tuple[str, str]
 _SEPARATORS = re.compile(r"[,;\n]+")
@@ -47,13 +55,14 @@ def parse_edges(text: str, known: Sequence[str] | None = None, where: str = "ske
 
 def _split_pair(token: str, known: Sequence[str] | None, where: str) -> Edge:
     dashes = [i for i, ch in enumerate(token) if ch in "-–>"]
-    pairs = [(token[:i].strip(" ->–"), token[i + 1:].strip(" ->–")) for i in dashes]
+    pairs = [(token[:i].strip(" ->–"), token[i + 1 :].strip(" ->–")) for i in dashes]
     pairs = list(dict.fromkeys((a, b) for a, b in pairs if a and b))  # "a->b" splits twice the same way
     if known is not None and len(pairs) > 1:
         pairs = [(a, b) for a, b in pairs if a in known and b in known] or pairs
     if len(pairs) != 1:
-        raise InputError(f"{where}: cannot read {token!r} as one edge; write two keypoint names joined by '-', "
-                         "e.g. 'nose-leftear'")
+        raise InputError(
+            f"{where}: cannot read {token!r} as one edge; write two keypoint names joined by '-', e.g. 'nose-leftear'"
+        )
     return pairs[0]
 
 
@@ -80,8 +89,10 @@ def check_edges(edges: Iterable[Edge], keypoints: Sequence[str], where: str) -> 
     edges = list(edges)
     unknown = sorted({name for edge in edges for name in edge} - set(keypoints))
     if unknown:
-        raise InputError(f"{where}: the skeleton names keypoints that the results do not have: {', '.join(unknown)} "
-                         f"(keypoints: {', '.join(keypoints)}). Fix the names or remove those edges.")
+        raise InputError(
+            f"{where}: the skeleton names keypoints that the results do not have: {', '.join(unknown)} "
+            f"(keypoints: {', '.join(keypoints)}). Fix the names or remove those edges."
+        )
     return edges
 
 

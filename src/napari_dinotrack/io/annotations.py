@@ -95,8 +95,7 @@ class FrameAnnotation:
         """Stable hash of the labelled content (names, positions, visibility, outlines)."""
         payload = []
         for inst in self.instances:
-            kps = [[kp.name, round(float(kp.x), 3), round(float(kp.y), 3), bool(kp.visible)]
-                   for kp in inst.keypoints]
+            kps = [[kp.name, round(float(kp.x), 3), round(float(kp.y), 3), bool(kp.visible)] for kp in inst.keypoints]
             poly = None if inst.polygon is None else np.round(inst.polygon, 2).tolist()
             mask = None
             if inst.mask is not None:

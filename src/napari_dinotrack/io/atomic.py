@@ -80,21 +80,36 @@ def output_error(target: Path, exc: OSError) -> OutputError:
     reason = exc.strerror or str(exc)
     folder = target.parent
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        return OutputError(target, f"cannot be written: the disk is full ({reason})",
-                           f"Free some space on the drive holding {folder} (or choose another result folder "
-                           "with --out) and run again; everything written so far is kept.", code)
+        return OutputError(
+            target,
+            f"cannot be written: the disk is full ({reason})",
+            f"Free some space on the drive holding {folder} (or choose another result folder "
+            "with --out) and run again; everything written so far is kept.",
+            code,
+        )
     if code == errno.EISDIR or target.is_dir():
-        return OutputError(target, "is a folder, so the file cannot be written there",
-                           "Move or rename that folder and run again.", code)
+        return OutputError(
+            target,
+            "is a folder, so the file cannot be written there",
+            "Move or rename that folder and run again.",
+            code,
+        )
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(target, f"cannot be written ({reason})",
-                           f"Make sure you may write to {folder} and that {target.name} is not read-only or "
-                           "locked (e.g. `chattr -i`), or choose another result folder (--out).", code)
+        return OutputError(
+            target,
+            f"cannot be written ({reason})",
+            f"Make sure you may write to {folder} and that {target.name} is not read-only or "
+            "locked (e.g. `chattr -i`), or choose another result folder (--out).",
+            code,
+        )
     if code == errno.ENOENT and not folder.is_dir():
-        return OutputError(target, f"cannot be written: its folder {folder} does not exist",
-                           "Create the folder or choose another one.", code)
-    return OutputError(target, f"cannot be written ({reason})", "Check the drive and the folder, then run again.",
-                       code)
+        return OutputError(
+            target,
+            f"cannot be written: its folder {folder} does not exist",
+            "Create the folder or choose another one.",
+            code,
+        )
+    return OutputError(target, f"cannot be written ({reason})", "Check the drive and the folder, then run again.", code)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str], owned: Callable[[str], bool]) -> list[Path]:

@@ -45,12 +45,17 @@ class LockOwner:
 
     @classmethod
     def this_process(cls) -> LockOwner:
-        return cls(os.getpid(), host_name(), time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300])
+        return cls(
+            os.getpid(),
+            host_name(),
+            time.strftime("%Y-%m-%dT%H:%M:%S"),
+            " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300],
+        )
 
     def describe(self) -> str:
         return f"process {self.pid} on {self.host}, started {self.started}" + (
-            f", command: {self.command}" if self.command else "")
+            f", command: {self.command}" if self.command else ""
+        )
 
     def alive(self) -> bool:
         """Whether the owner still runs (a process on another machine is assumed to)."""
@@ -96,15 +101,21 @@ class FolderLock:
                 _close(fd)
                 if isinstance(exc, OutputError):
                     raise
-                raise OutputError(self.path, f"cannot be written ({exc.strerror or exc})",
-                                  "Check the drive holding the result folder.", exc.errno) from None
+                raise OutputError(
+                    self.path,
+                    f"cannot be written ({exc.strerror or exc})",
+                    "Check the drive holding the result folder.",
+                    exc.errno,
+                ) from None
             except BaseException:
                 _close(fd)
                 raise
             self._fd = fd
             return self
-        raise FolderInUseError(f"{self.folder}: its lock file {LOCK_NAME} keeps changing; another run is starting "
-                               "there. Wait for it, or choose another result folder (--out).")
+        raise FolderInUseError(
+            f"{self.folder}: its lock file {LOCK_NAME} keeps changing; another run is starting "
+            "there. Wait for it, or choose another result folder (--out)."
+        )
 
     def release(self) -> None:
         """Give the lock up (idempotent). The file is removed where the system allows it."""
@@ -144,23 +155,29 @@ class FolderLock:
             return os.open(self.path, flags, 0o666)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise OutputError(self.path, "is a symbolic link", "Remove it; the lock must be a plain file.",
-                                  exc.errno) from None
-            raise OutputError(self.folder, f"cannot be written ({exc.strerror or exc})",
-                              "Choose a result folder you may write to (--out), or make this one writable.",
-                              exc.errno) from None
+                raise OutputError(
+                    self.path, "is a symbolic link", "Remove it; the lock must be a plain file.", exc.errno
+                ) from None
+            raise OutputError(
+                self.folder,
+                f"cannot be written ({exc.strerror or exc})",
+                "Choose a result folder you may write to (--out), or make this one writable.",
+                exc.errno,
+            ) from None
 
     def _in_use(self, owner: LockOwner | None) -> FolderInUseError:
         who = owner.describe() if owner is not None else "another process"
         return FolderInUseError(
             f"{self.folder} is being written by another tracking run ({who}). Wait for it to finish or stop it, "
-            "or write to another result folder (--out).")
+            "or write to another result folder (--out)."
+        )
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.release()
 
 

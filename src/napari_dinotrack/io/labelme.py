@@ -100,12 +100,20 @@ PREDICTION_DESCRIPTION = "napari-dinotrack"
 #: Instance that collects points without any instance information.
 DEFAULT_INSTANCE = "animal"
 
-_TOP_KNOWN = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight",
-              "imageWidth", MARKER_KEY)
-_POINT_KNOWN = ("label", "points", "group_id", "shape_type", "flags", "description",
-                "instance_label", "display_label", "visible", "score")
-_POLY_KNOWN = ("label", "points", "group_id", "shape_type", "flags", "description",
-               "instance_label")
+_TOP_KNOWN = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth", MARKER_KEY)
+_POINT_KNOWN = (
+    "label",
+    "points",
+    "group_id",
+    "shape_type",
+    "flags",
+    "description",
+    "instance_label",
+    "display_label",
+    "visible",
+    "score",
+)
+_POLY_KNOWN = ("label", "points", "group_id", "shape_type", "flags", "description", "instance_label")
 _FIX_HINT = AnnotationError.DEFAULT_HINT
 
 
@@ -122,16 +130,17 @@ def _load_json(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise AnnotationError(path, f"cannot be read ({exc.strerror or exc})",
-                              "Check that the file exists and is readable.") from exc
+        raise AnnotationError(
+            path, f"cannot be read ({exc.strerror or exc})", "Check that the file exists and is readable."
+        ) from exc
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise AnnotationError(path, f"is not UTF-8 text ({exc.reason})") from exc
     except json.JSONDecodeError as exc:
         raise AnnotationError(
-            path, f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "it may be truncated") from exc
+            path, f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); it may be truncated"
+        ) from exc
     except RecursionError:
         raise AnnotationError(path, "is nested too deeply to be a LabelMe file") from None
     except ValueError as exc:  # e.g. a number with more digits than Python converts
@@ -155,7 +164,7 @@ def _prediction_marker(path: Path, data: dict[str, Any]) -> dict[str, Any] | Non
 
 
 def frame_source(path: str | os.PathLike[str]) -> Source:
-    """"prediction" or "manual" for a LabelMe file, without building the full annotation.
+    """ "prediction" or "manual" for a LabelMe file, without building the full annotation.
 
     Raises :class:`AnnotationError` when the file is not readable JSON.
     """
@@ -235,8 +244,7 @@ class _FrameBuilder:
         poly_gids: dict[int, set[str]] = {}
         for index, shape in enumerate(shapes):
             if not isinstance(shape, dict):
-                raise AnnotationError(self.path, f"shape #{index} must be a JSON object, "
-                                      f"got {_tname(shape)}")
+                raise AnnotationError(self.path, f"shape #{index} must be a JSON object, got {_tname(shape)}")
             kind = shape.get("shape_type")
             if kind == "point":
                 points.append((index, shape))
@@ -272,8 +280,7 @@ class _FrameBuilder:
         _check_name(self.path, name, f"{where}: instance name")
         pts = shape.get("points")
         if not isinstance(pts, list) or len(pts) < 3:
-            raise AnnotationError(self.path, f"{where} ({name!r}) needs a list of at least 3 "
-                                  "[x, y] points")
+            raise AnnotationError(self.path, f"{where} ({name!r}) needs a list of at least 3 [x, y] points")
         polygon = np.array([_xy(self.path, p, f"{where} ({name!r})") for p in pts], float)
         inst = self._instance(name, index, gid)
         if inst.polygon is not None:  # a second outline of the same instance: keep verbatim
@@ -283,8 +290,7 @@ class _FrameBuilder:
         inst.extra = _extra(shape, _POLY_KNOWN)
         return name, gid
 
-    def _add_point(self, index: int, shape: dict[str, Any], poly_gids: dict[int, set[str]]
-                   ) -> None:
+    def _add_point(self, index: int, shape: dict[str, Any], poly_gids: dict[int, set[str]]) -> None:
         where = f"point shape #{index}"
         label = _label(self.path, shape, where)
         display = shape.get("display_label")
@@ -294,8 +300,7 @@ class _FrameBuilder:
         pts = shape.get("points")
         if not isinstance(pts, list) or len(pts) != 1:
             n = len(pts) if isinstance(pts, list) else "no"
-            raise AnnotationError(self.path, f"{where} must have exactly one [x, y] point, "
-                                  f"has {n} coordinates")
+            raise AnnotationError(self.path, f"{where} must have exactly one [x, y] point, has {n} coordinates")
         x, y = _xy(self.path, pts[0], where)
         gid = _group_id(self.path, shape, where)
 
@@ -307,8 +312,11 @@ class _FrameBuilder:
             elif not owners:
                 name = f"instance{gid}"
         if name is None:
-            inside = [inst.name for inst in self.by_name.values() if inst.polygon is not None
-                      and _contains(inst.polygon, x, y)]
+            inside = [
+                inst.name
+                for inst in self.by_name.values()
+                if inst.polygon is not None and _contains(inst.polygon, x, y)
+            ]
             name = inside[0] if len(inside) == 1 else DEFAULT_INSTANCE
         _check_name(self.path, name, f"{where}: instance name")
 
@@ -318,27 +326,27 @@ class _FrameBuilder:
         elif visible is None:
             visible = True
         else:
-            raise AnnotationError(self.path, f"{where}: 'visible' must be true or false, "
-                                  f"got {visible!r}")
+            raise AnnotationError(self.path, f"{where}: 'visible' must be true or false, got {visible!r}")
         known: tuple[str, ...] = _POINT_KNOWN
         score_value = shape.get("score")
         if score_value is None and shape.get("quality") is not None:
             score_value = shape["quality"]
             known = (*_POINT_KNOWN, "quality")
-        score = 1.0 if score_value is None else _number(self.path, score_value,
-                                                        f"{where}: 'score'")
+        score = 1.0 if score_value is None else _number(self.path, score_value, f"{where}: 'score'")
 
         inst = self._instance(name, index, gid)
         previous = self.kp_shape.get((name, kp_name))
         if previous is not None:
             raise AnnotationError(
-                self.path, f"instance {name!r} has two keypoints named {kp_name!r} "
-                f"(shapes #{previous} and #{index})",
+                self.path,
+                f"instance {name!r} has two keypoints named {kp_name!r} (shapes #{previous} and #{index})",
                 "Rename or delete one of them (e.g. in LabelMe), or give them different "
-                "instance_label / group_id values.")
+                "instance_label / group_id values.",
+            )
         self.kp_shape[(name, kp_name)] = index
-        inst.keypoints.append(Keypoint(name=kp_name, x=x, y=y, visible=visible, score=score,
-                                       extra=_extra(shape, known)))
+        inst.keypoints.append(
+            Keypoint(name=kp_name, x=x, y=y, visible=visible, score=score, extra=_extra(shape, known))
+        )
 
 
 def _extra(shape: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
@@ -362,8 +370,9 @@ def _contains(polygon: np.ndarray, x: float, y: float) -> bool:
 def _check_name(path: Path, name: str, where: str) -> None:
     problem = name_problem(name)
     if problem is not None:
-        raise AnnotationError(path, f"{where}: {problem}",
-                              "Rename it (e.g. in LabelMe or a text editor) and save the file again.")
+        raise AnnotationError(
+            path, f"{where}: {problem}", "Rename it (e.g. in LabelMe or a text editor) and save the file again."
+        )
 
 
 def _label(path: Path, shape: dict[str, Any], where: str) -> str:
@@ -392,8 +401,7 @@ def _group_id(path: Path, shape: dict[str, Any], where: str) -> int | None:
     if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise AnnotationError(path, f"{where}: 'group_id' must be an integer or null, "
-                              f"got {value!r}")
+        raise AnnotationError(path, f"{where}: 'group_id' must be an integer or null, got {value!r}")
     return value
 
 
@@ -415,26 +423,39 @@ def _xy(path: Path, point: Any, where: str) -> tuple[float, float]:
 def _image_size(path: Path, data: dict[str, Any], key: str) -> int:
     value = data.get(key)
     if value is None:
-        raise AnnotationError(path, f"'{key}' is missing",
-                              f"Add '\"{key}\": <pixels>' (the video frame size) to the file.")
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or value != int(value) or value <= 0):
-        raise AnnotationError(path, f"'{key}' must be a positive integer, got {value!r}",
-                              f"Set '{key}' to the video frame size in pixels.")
+        raise AnnotationError(
+            path, f"'{key}' is missing", f"Add '\"{key}\": <pixels>' (the video frame size) to the file."
+        )
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value != int(value)
+        or value <= 0
+    ):
+        raise AnnotationError(
+            path,
+            f"'{key}' must be a positive integer, got {value!r}",
+            f"Set '{key}' to the video frame size in pixels.",
+        )
     return int(value)
 
 
 def _frame_from_name(path: Path) -> int:
     match = re.search(r"_(\d{9})$", path.stem) or re.search(r"(\d+)$", path.stem)
     if match is None:
-        raise AnnotationError(path, "the frame number cannot be read from the file name",
-                              "Name it <video>_<frame:09d>.json or pass the frame explicitly.")
+        raise AnnotationError(
+            path,
+            "the frame number cannot be read from the file name",
+            "Name it <video>_<frame:09d>.json or pass the frame explicitly.",
+        )
     return int(match.group(1))
 
 
 def _tname(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -461,8 +482,9 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
         if inst.polygon is not None:
             poly = np.asarray(inst.polygon, float)
             if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3:
-                raise ValueError(f"frame {ann.frame}: polygon of {inst.name!r} must be (N>=3, 2)"
-                                 f", got shape {poly.shape}")
+                raise ValueError(
+                    f"frame {ann.frame}: polygon of {inst.name!r} must be (N>=3, 2), got shape {poly.shape}"
+                )
             if not np.isfinite(poly).all():
                 raise ValueError(f"frame {ann.frame}: polygon of {inst.name!r} is not finite")
             shape = {
@@ -471,8 +493,7 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
                 "group_id": gid,
                 "shape_type": "polygon",
                 "flags": inst.extra.get("flags", {}),
-                "description": (PREDICTION_DESCRIPTION if predicted
-                                else inst.extra.get("description", "")),
+                "description": (PREDICTION_DESCRIPTION if predicted else inst.extra.get("description", "")),
                 "instance_label": inst.name,
             }
             shape.update((k, v) for k, v in inst.extra.items() if k not in shape)
@@ -488,8 +509,10 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
                 raise ValueError(f"{where}: duplicate keypoint name")
             seen_kps.add(kp.name)
             if not (math.isfinite(kp.x) and math.isfinite(kp.y)):
-                raise ValueError(f"{where}: coordinates must be finite, got ({kp.x}, {kp.y}); "
-                                 "keep the last known position for invisible keypoints")
+                raise ValueError(
+                    f"{where}: coordinates must be finite, got ({kp.x}, {kp.y}); "
+                    "keep the last known position for invisible keypoints"
+                )
             if not math.isfinite(kp.score):
                 raise ValueError(f"{where}: score must be finite, got {kp.score}")
             shape = {
@@ -498,14 +521,12 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
                 "group_id": gid,
                 "shape_type": "point",
                 "flags": kp.extra.get("flags", {}),
-                "description": (PREDICTION_DESCRIPTION if predicted
-                                else kp.extra.get("description", "")),
+                "description": (PREDICTION_DESCRIPTION if predicted else kp.extra.get("description", "")),
                 "instance_label": inst.name,
                 "visible": bool(kp.visible),
                 "score": _r(kp.score, 4),
             }
-            shape.update((k, v) for k, v in kp.extra.items()
-                         if k not in shape and k not in _POINT_KNOWN)
+            shape.update((k, v) for k, v in kp.extra.items() if k not in shape and k not in _POINT_KNOWN)
             shapes.append(shape)
     shapes.extend(ann.other_shapes)
     return shapes
@@ -571,8 +592,7 @@ def write_prediction(layout: ResultLayout, ann: FrameAnnotation) -> bool:
     return True
 
 
-def write_manual(layout: ResultLayout, ann: FrameAnnotation,
-                 image: np.ndarray | None = None) -> Path:
+def write_manual(layout: ResultLayout, ann: FrameAnnotation, image: np.ndarray | None = None) -> Path:
     """Save a user's frame as manual and return the JSON path.
 
     If a readable file already exists, its unknown top-level keys and its ``other_shapes`` are
@@ -602,9 +622,18 @@ def write_manual(layout: ResultLayout, ann: FrameAnnotation,
         png = layout.frame_png(ann.frame)
         atomic_write_bytes(png, _encode_png(image))
         extra.setdefault("imagePath", png.name)
-    new = dataclasses.replace(ann, source="manual", seed_frame=None, seed_digest=None, end_frame=None,
-                              end_digest=None, model=None, short_side=None,
-                              extra=extra, other_shapes=other_shapes)
+    new = dataclasses.replace(
+        ann,
+        source="manual",
+        seed_frame=None,
+        seed_digest=None,
+        end_frame=None,
+        end_digest=None,
+        model=None,
+        short_side=None,
+        extra=extra,
+        other_shapes=other_shapes,
+    )
     return write_frame(path, new)
 
 
@@ -627,8 +656,7 @@ def _encode_png(image: np.ndarray) -> bytes:
 # ------------------------------------------------------------------------------------------
 # whole folders
 # ------------------------------------------------------------------------------------------
-def load_annotations(layout: ResultLayout, frames: Iterable[int] | None = None
-                     ) -> dict[int, FrameAnnotation]:
+def load_annotations(layout: ResultLayout, frames: Iterable[int] | None = None) -> dict[int, FrameAnnotation]:
     """Read all frame JSONs of a result folder (or only ``frames``; missing ones are skipped).
 
     Returns a dict sorted by frame. A malformed file raises :class:`AnnotationError` naming it.
@@ -657,8 +685,10 @@ def no_keypoints_reason(ann: FrameAnnotation) -> str:
         found = f"it has no keypoints ('point' shapes), only {listed}"
     else:
         found = "it has no shapes at all, so no keypoints"
-    return (f"{found}; a seed frame needs at least one keypoint. Add point shapes for the body parts (napari: "
-            "Seed tools -> Add keypoints, then 'Save frame as manual seed'; or in LabelMe), or delete the file")
+    return (
+        f"{found}; a seed frame needs at least one keypoint. Add point shapes for the body parts (napari: "
+        "Seed tools -> Add keypoints, then 'Save frame as manual seed'; or in LabelMe), or delete the file"
+    )
 
 
 def manual_frames(layout: ResultLayout) -> list[int]:
@@ -667,5 +697,4 @@ def manual_frames(layout: ResultLayout) -> list[int]:
     A JSON that is not readable JSON raises :class:`AnnotationError` naming it (it cannot seed
     tracking, and silently skipping it would hide the user's labels).
     """
-    return [frame for frame, path in layout.frame_files().items()
-            if frame_source(path) == "manual"]
+    return [frame for frame, path in layout.frame_files().items() if frame_source(path) == "manual"]

@@ -97,8 +97,11 @@ class MaskStore:
     def _make_folder(self) -> None:
         """Create the folder; never write through a link someone put in its place."""
         if self.folder.is_symlink():
-            raise OutputError(self.folder, "is a symbolic link, and masks are only written into a real folder",
-                              "Remove the link (what it points to is left alone) and run again.")
+            raise OutputError(
+                self.folder,
+                "is a symbolic link, and masks are only written into a real folder",
+                "Remove the link (what it points to is left alone) and run again.",
+            )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -232,6 +235,7 @@ def _load_label_frame(store: MaskStore, shape: tuple[int, int], dtype: np.dtype,
     if labels is None:
         return np.zeros((1, *shape), dtype)
     if labels.shape != shape:
-        raise ValueError(f"mask of frame {frame} is {labels.shape[1]}x{labels.shape[0]}, "
-                         f"expected {shape[1]}x{shape[0]}")
+        raise ValueError(
+            f"mask of frame {frame} is {labels.shape[1]}x{labels.shape[0]}, expected {shape[1]}x{shape[0]}"
+        )
     return labels.astype(dtype, copy=False)[None]

@@ -27,8 +27,10 @@ def name_problem(name: str) -> str | None:
     if breaks:
         return f"{name!r} contains a line break ({', '.join(breaks)}); names must fit on one line"
     if name.startswith(FORMULA_STARTS):
-        return (f"{name!r} starts with {name[0]!r}, which spreadsheets read as a formula; "
-                "start names with a letter or digit")
+        return (
+            f"{name!r} starts with {name[0]!r}, which spreadsheets read as a formula; "
+            "start names with a letter or digit"
+        )
     return None
 
 
@@ -45,5 +47,8 @@ def left_right_pairs(keys: list[tuple[str, str]]) -> list[tuple[int, int]]:
         match = _SIDE.match(name)
         if match:
             sides[inst, match.group(1).lower(), match.group(2).lower()] = col
-    return [(col, sides[inst, "right", rest]) for (inst, side, rest), col in sides.items()
-            if side == "left" and (inst, "right", rest) in sides]
+    return [
+        (col, sides[inst, "right", rest])
+        for (inst, side, rest), col in sides.items()
+        if side == "left" and (inst, "right", rest) in sides
+    ]

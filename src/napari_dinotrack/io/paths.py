@@ -59,9 +59,7 @@ class ResultLayout:
         else:
             self.folder = Path(result_folder).expanduser()
             self.stem = _adopted_prefix(self.folder) or self.video_stem
-        self._frame_name = re.compile(
-            rf"^{re.escape(self.stem)}_(\d{{{FRAME_DIGITS}}})\.(?:json|png)$"
-        )
+        self._frame_name = re.compile(rf"^{re.escape(self.stem)}_(\d{{{FRAME_DIGITS}}})\.(?:json|png)$")
 
     def __repr__(self) -> str:
         return f"ResultLayout(video_path={str(self.video_path)!r}, folder={str(self.folder)!r})"
@@ -132,11 +130,16 @@ class ResultLayout:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise OutputError(self.folder, "is a file, not a folder", "Move that file away or choose another "
-                              "result folder (--out).") from None
+            raise OutputError(
+                self.folder, "is a file, not a folder", "Move that file away or choose another result folder (--out)."
+            ) from None
         except OSError as exc:
-            raise OutputError(self.folder, f"cannot be created ({exc.strerror or exc})",
-                              "Choose a result folder you may write to (--out).", exc.errno) from None
+            raise OutputError(
+                self.folder,
+                f"cannot be created ({exc.strerror or exc})",
+                "Choose a result folder you may write to (--out).",
+                exc.errno,
+            ) from None
         return self.folder
 
 

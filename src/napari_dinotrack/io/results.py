@@ -39,8 +39,9 @@ class ResultWriter:
     frame has, when it closes. Use as a context manager or call ``close()``.
     """
 
-    def __init__(self, layout: ResultLayout, first: int, last: int, max_pending: int = 64,
-                 profile: RunProfile | None = None):
+    def __init__(
+        self, layout: ResultLayout, first: int, last: int, max_pending: int = 64, profile: RunProfile | None = None
+    ):
         layout.ensure_folder()
         self.layout = layout
         self._table = TracksTable(layout)
@@ -55,8 +56,13 @@ class ResultWriter:
         self._thread = threading.Thread(target=self._run, name="dinotrack-writer", daemon=True)
         self._thread.start()
 
-    def put(self, annotation: FrameAnnotation, masks: np.ndarray | None = None, write_json: bool = True,
-            write_rows: bool = True) -> None:
+    def put(
+        self,
+        annotation: FrameAnnotation,
+        masks: np.ndarray | None = None,
+        write_json: bool = True,
+        write_rows: bool = True,
+    ) -> None:
         """Queue one frame. Manual frames pass ``write_json=False``: their files are the user's."""
         self._raise_if_failed()
         self._queue.put((annotation, masks, write_json, write_rows))

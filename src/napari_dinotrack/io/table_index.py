@@ -80,8 +80,12 @@ class VideoRecord:
         """Same bytes (perhaps renamed), or the same name and shape (perhaps re-encoded)."""
         if self.size == other.size:
             return True
-        return (self.name, self.frames, self.width, self.height) == (other.name, other.frames, other.width,
-                                                                      other.height)
+        return (self.name, self.frames, self.width, self.height) == (
+            other.name,
+            other.frames,
+            other.width,
+            other.height,
+        )
 
     def describe(self) -> str:
         return f"{self.name} ({self.frames} frames, {self.width}x{self.height}, {self.size} bytes)"
@@ -153,7 +157,8 @@ def check_folder_belongs(layout: ResultLayout, video: VideoRecord) -> None:
         return
     raise InputError(
         f"{layout.folder} holds the results of {index.video.describe()}, not of {video.describe()}. "
-        "Choose another result folder (--out), or move that folder away if it really is this video.")
+        "Choose another result folder (--out), or move that folder away if it really is this video."
+    )
 
 
 class TracksTable:
@@ -193,8 +198,12 @@ class TracksTable:
             blocks = self._read_blocks(0)
             if blocks is not None and set(blocks) == set(index.frames):
                 return self._reconcile(index.frames, blocks, suspects, current, index.video, report)
-        elif index is not None and index.appending_from is not None and csv_id is not None \
-                and csv_id[1] >= index.appending_from:
+        elif (
+            index is not None
+            and index.appending_from is not None
+            and csv_id is not None
+            and csv_id[1] >= index.appending_from
+        ):
             blocks = self._read_blocks(0, index.appending_from)
             if blocks is not None and set(blocks) == set(index.frames):
                 first, last = index.run or (0, -1)
@@ -223,8 +232,7 @@ class TracksTable:
         self._appender = TracksCsvAppender(self.path)
         size = self.path.stat().st_size
         self._appended = {}
-        self._write_raw_index(_Index(frames, None, size, (first, last), {}, time.time_ns(),
-                                     self.video or index.video))
+        self._write_raw_index(_Index(frames, None, size, (first, last), {}, time.time_ns(), self.video or index.video))
 
     def append(self, ann: FrameAnnotation, identity: Identity | None) -> None:
         """Append one frame's rows; ``identity`` is that of the JSON just written with the same content."""
@@ -326,9 +334,16 @@ class TracksTable:
         except (AnnotationError, OSError):
             return None  # unreadable: no rows until it is fixed (the run reports it)
 
-    def _reconcile(self, frames: dict[int, Identity], blocks: dict[int, str], suspects: set[int],
-                   current: dict[int, Identity], video: VideoRecord | None, report: SyncReport,
-                   force_write: bool = False) -> SyncReport:
+    def _reconcile(
+        self,
+        frames: dict[int, Identity],
+        blocks: dict[int, str],
+        suspects: set[int],
+        current: dict[int, Identity],
+        video: VideoRecord | None,
+        report: SyncReport,
+        force_write: bool = False,
+    ) -> SyncReport:
         frames = dict(frames)
         dirty = force_write
         for f in sorted(suspects):
@@ -363,8 +378,14 @@ class TracksTable:
         text = HEADER_LINE + "\n" + "".join(blocks[f] for f in sorted(blocks))
         atomic_write_text(self.path, text)
 
-    def _write_index(self, frames: dict[int, Identity], blocks: dict[int, str] | None, csv_id: Identity | None,
-                     video: VideoRecord | None, current: dict[int, Identity]) -> None:
+    def _write_index(
+        self,
+        frames: dict[int, Identity],
+        blocks: dict[int, str] | None,
+        csv_id: Identity | None,
+        video: VideoRecord | None,
+        current: dict[int, Identity],
+    ) -> None:
         now = time.time_ns()
         racy = {}
         for f, ident in frames.items():

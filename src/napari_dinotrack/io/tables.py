@@ -31,8 +31,15 @@ from .annotations import FrameAnnotation
 from .atomic import atomic_write_text, output_error
 from .names import FORMULA_STARTS, LINE_BREAKS
 
-__all__ = ["COLUMNS", "HEADER_LINE", "TracksCsvAppender", "csv_block", "read_tracks_csv", "rows_for",
-           "write_tracks_csv"]
+__all__ = [
+    "COLUMNS",
+    "HEADER_LINE",
+    "TracksCsvAppender",
+    "csv_block",
+    "read_tracks_csv",
+    "rows_for",
+    "write_tracks_csv",
+]
 
 COLUMNS: tuple[str, ...] = ("frame", "instance", "keypoint", "x", "y", "visible", "score")
 HEADER_LINE = ",".join(COLUMNS)
@@ -63,8 +70,7 @@ def rows_for(ann: FrameAnnotation) -> list[tuple[int, str, str, str, str, int, s
             shown = bool(kp.visible) and math.isfinite(kp.x) and math.isfinite(kp.y)
             x = _fmt(kp.x, 3) if shown else ""
             y = _fmt(kp.y, 3) if shown else ""
-            rows.append((frame, instance, _name_cell(kp.name), x, y, 1 if kp.visible else 0,
-                         _fmt(kp.score, 4)))
+            rows.append((frame, instance, _name_cell(kp.name), x, y, 1 if kp.visible else 0, _fmt(kp.score, 4)))
     return rows
 
 
@@ -80,8 +86,7 @@ def _csv_text(rows: Iterable[Iterable[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_tracks_csv(path: str | os.PathLike[str], annotations: Iterable[FrameAnnotation]
-                     ) -> Path:
+def write_tracks_csv(path: str | os.PathLike[str], annotations: Iterable[FrameAnnotation]) -> Path:
     """Write the whole table atomically (frames sorted; stable for equal frames)."""
     anns = sorted(annotations, key=lambda a: int(a.frame))
     rows: list[Iterable[Any]] = [COLUMNS]
@@ -111,9 +116,11 @@ class TracksCsvAppender:
                 if first != HEADER_LINE:
                     raise InputError(
                         f"{self.path}: not a tracks table (header {first!r}, expected "
-                        f"{HEADER_LINE!r}). Move it away or choose another file.")
+                        f"{HEADER_LINE!r}). Move it away or choose another file."
+                    )
             self._fh: io.TextIOWrapper | None = open(  # noqa: SIM115 - closed in close()
-                self.path, "a", encoding="utf-8", newline="")
+                self.path, "a", encoding="utf-8", newline=""
+            )
             if not size:
                 self._write(HEADER_LINE + "\n")
         except OSError as exc:
@@ -153,8 +160,9 @@ class TracksCsvAppender:
     def __enter__(self) -> TracksCsvAppender:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

@@ -58,8 +58,7 @@ logger = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 
 _REENCODE_HINT = (
-    "If the file plays elsewhere, re-encode it, e.g. "
-    "`ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4`."
+    "If the file plays elsewhere, re-encode it, e.g. `ffmpeg -i input -c:v libx264 -pix_fmt yuv420p output.mp4`."
 )
 
 
@@ -211,8 +210,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         return cached
 
     try:
-        gen = imageio_ffmpeg.read_frames(_ffmpeg_input(path), input_params=["-hide_banner"],
-                                         output_params=_output_params())
+        gen = imageio_ffmpeg.read_frames(
+            _ffmpeg_input(path), input_params=["-hide_banner"], output_params=_output_params()
+        )
         try:
             meta = next(gen)
         finally:
@@ -239,13 +239,18 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         # Some containers carry no frame rate; seeking needs one, so derive it.
         fps = (n_frames - 1) / secs if secs > 0 else 0.0
     if not math.isfinite(fps) or fps <= 0:
-        raise VideoError(
-            f"{path} reports no frame rate, so frames cannot be located. {_REENCODE_HINT}"
-        )
+        raise VideoError(f"{path} reports no frame rate, so frames cannot be located. {_REENCODE_HINT}")
 
     width, height = (int(v) for v in meta["size"])
-    info = VideoInfo(path=path, n_frames=int(n_frames), fps=fps, width=width, height=height, pts=frame_pts,
-                     time_base=time_base if frame_pts is not None else 0.0)
+    info = VideoInfo(
+        path=path,
+        n_frames=int(n_frames),
+        fps=fps,
+        width=width,
+        height=height,
+        pts=frame_pts,
+        time_base=time_base if frame_pts is not None else 0.0,
+    )
     with _probe_lock:
         _probe_cache[key] = info
     return info
@@ -274,8 +279,21 @@ def _frame_pts(path: Path) -> tuple[list[int | None], float]:
 
 
 def _run_showinfo(path: Path, filter_: str) -> bytes | None:
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ffmpeg_input(path),
-           "-map", "0:v:0", "-vf", filter_, *_output_params()[2:], "-f", "null", "-"]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-i",
+        _ffmpeg_input(path),
+        "-map",
+        "0:v:0",
+        "-vf",
+        filter_,
+        *_output_params()[2:],
+        "-f",
+        "null",
+        "-",
+    ]
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
         if b"checksum" in proc.stderr and "checksum" in filter_:
@@ -452,8 +470,9 @@ class VideoReader:
     def _run_ffmpeg(self, input_params: list[str], extra_output: list[str], count: int) -> list:
         frames = []
         gen = imageio_ffmpeg.read_frames(
-            _ffmpeg_input(self.path), input_params=["-hide_banner", *input_params],
-            output_params=_output_params(extra_output)
+            _ffmpeg_input(self.path),
+            input_params=["-hide_banner", *input_params],
+            output_params=_output_params(extra_output),
         )
         try:
             meta = next(gen)
@@ -486,8 +505,7 @@ class VideoReader:
             # index) can defeat time seeking; select by decode index instead: slow (decodes
             # from the start) but exact.
             logger.warning(
-                "Seeking in %s returned %d of %d frames at frame %d; falling back to a "
-                "decode from the start.",
+                "Seeking in %s returned %d of %d frames at frame %d; falling back to a decode from the start.",
                 self.path,
                 len(frames),
                 count,
@@ -570,8 +588,9 @@ class VideoReader:
             )
         return self._iter(start, stop, max(1, int(prefetch)))
 
-    def iter_frames_reversed(self, start: int = 0, stop: int | None = None,
-                             chunk: int = 32) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames_reversed(
+        self, start: int = 0, stop: int | None = None, chunk: int = 32
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, frame)`` for ``stop > index >= start``, last frame first.
 
         Decoding runs forward, so the range is decoded in chunks of ``chunk`` frames from its end,
@@ -620,9 +639,7 @@ class VideoReader:
                     if thread.is_alive() or not q.empty():
                         continue
                     if self._closed:
-                        raise VideoError(
-                            f"The reader of {self.path} was closed while iterating."
-                        ) from None
+                        raise VideoError(f"The reader of {self.path} was closed while iterating.") from None
                     break
                 if item is _END:
                     break
@@ -643,9 +660,7 @@ class VideoReader:
                     q.get_nowait()
             thread.join(timeout=5.0)
 
-    def _produce(
-        self, start: int, stop: int, q: queue.Queue, stop_event: threading.Event
-    ) -> None:
+    def _produce(self, start: int, stop: int, q: queue.Queue, stop_event: threading.Event) -> None:
         def put(item: object) -> bool:
             while not stop_event.is_set():
                 try:
@@ -720,11 +735,7 @@ def lazy_video(source: str | Path | VideoReader, chunk_size: int | None = None) 
         source: a video path, or an open :class:`VideoReader` to share its cache.
         chunk_size: frames per block; defaults to the reader's chunk size (8 for a path).
     """
-    reader = (
-        source
-        if isinstance(source, VideoReader)
-        else VideoReader(source, chunk_size=chunk_size or 8)
-    )
+    reader = source if isinstance(source, VideoReader) else VideoReader(source, chunk_size=chunk_size or 8)
     cs = int(chunk_size or reader.chunk_size)
     if cs < 1:
         raise ValueError(f"chunk_size must be >= 1, got {cs}")
@@ -756,8 +767,12 @@ def lazy_video(source: str | Path | VideoReader, chunk_size: int | None = None) 
 
 
 def write_video(
-    path: str | Path, frames: np.ndarray, fps: float = 10.0, quality: float = 10,
-    chroma: str = "444", keyframe_interval: int | None = None,
+    path: str | Path,
+    frames: np.ndarray,
+    fps: float = 10.0,
+    quality: float = 10,
+    chroma: str = "444",
+    keyframe_interval: int | None = None,
 ) -> Path:
     """Encode ``(T, H, W, 3)`` (or grayscale ``(T, H, W)``) uint8 frames to an H.264 file.
 
@@ -776,8 +791,7 @@ def write_video(
         arr = np.repeat(arr[..., None], 3, axis=-1)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
         raise ValueError(
-            f"write_video needs frames shaped (T, H, W, 3) or (T, H, W) with T >= 1, "
-            f"got {np.asarray(frames).shape}"
+            f"write_video needs frames shaped (T, H, W, 3) or (T, H, W) with T >= 1, got {np.asarray(frames).shape}"
         )
     _, h, w, _ = arr.shape
     if chroma not in ("444", "420"):

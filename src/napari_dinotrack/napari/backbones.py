@@ -75,8 +75,10 @@ def describe_source(model: str) -> str:
     if local:
         return f"Weights: found locally in {local}"
     if spec is not None and spec.gated:
-        return (f"Weights: downloaded once from huggingface.co/{source} (gated: accept the licence on "
-                "the model page and run `hf auth login` first), then cached.")
+        return (
+            f"Weights: downloaded once from huggingface.co/{source} (gated: accept the licence on "
+            "the model page and run `hf auth login` first), then cached."
+        )
     return f"Weights: downloaded once from huggingface.co/{source}, then cached."
 
 

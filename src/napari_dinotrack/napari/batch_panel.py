@@ -46,16 +46,22 @@ class FolderBatchPanel(Container):
     raises :class:`UserError` when none is.
     """
 
-    def __init__(self, backbone: BackbonePanel, tracker: TrackerConfigPanel,
-                 video_context: Callable[[], VideoContext]) -> None:
+    def __init__(
+        self, backbone: BackbonePanel, tracker: TrackerConfigPanel, video_context: Callable[[], VideoContext]
+    ) -> None:
         self._backbone = backbone
         self._tracker = tracker
         self._video_context = video_context
-        self.folder = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY,
-                               tooltip="Folder whose videos to track; empty = the current video's folder.")
-        self.start = PushButton(text="Track the folder's other videos",
-                                tooltip="Track every other video of the folder that has a labelled frame, in the "
-                                        "background, with the backbone and tracker settings above.")
+        self.folder = FileEdit(
+            label="folder",
+            mode=FileDialogMode.EXISTING_DIRECTORY,
+            tooltip="Folder whose videos to track; empty = the current video's folder.",
+        )
+        self.start = PushButton(
+            text="Track the folder's other videos",
+            tooltip="Track every other video of the folder that has a labelled frame, in the "
+            "background, with the backbone and tracker settings above.",
+        )
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
@@ -110,9 +116,12 @@ class FolderBatchPanel(Container):
             return
         try:
             videos = self.videos()
-            settings = RunSettings(model=self._backbone.model_name, short_side=int(self._backbone.short_side.value),
-                                   device=str(self._backbone.device.value),
-                                   precision=self._backbone.precision.value)  # one of the combo's PRECISIONS
+            settings = RunSettings(
+                model=self._backbone.model_name,
+                short_side=int(self._backbone.short_side.value),
+                device=str(self._backbone.device.value),
+                precision=self._backbone.precision.value,
+            )  # one of the combo's PRECISIONS
             config = self._tracker.config()
         except UserError as exc:
             self.status.value = f"⚠ {exc}"
@@ -129,8 +138,9 @@ class FolderBatchPanel(Container):
         self.summary = None
         self._stop.clear()
         self.start.enabled, self.stop_button.enabled = False, True
-        self._thread = threading.Thread(target=self._work, args=(videos, settings, config),
-                                        name="dinotrack-folder-batch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._work, args=(videos, settings, config), name="dinotrack-folder-batch", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -145,8 +155,16 @@ class FolderBatchPanel(Container):
 
         relay = self._relay
         try:
-            summary = track_many(videos, settings, config, quiet=True, stop=self._stop,
-                                 on_frames=relay.frames.emit, on_result=relay.result.emit, say=relay.message.emit)
+            summary = track_many(
+                videos,
+                settings,
+                config,
+                quiet=True,
+                stop=self._stop,
+                on_frames=relay.frames.emit,
+                on_result=relay.result.emit,
+                say=relay.message.emit,
+            )
         except Exception as exc:  # shown in the panel; the dock stays usable
             relay.done.emit(exc)
         else:

@@ -49,8 +49,14 @@ __all__ = [
 
 #: Columns of the keypoints layer's features table, in order.
 FEATURE_COLUMNS: tuple[str, ...] = ("instance", "keypoint", "visible", "score", "source", "disagreement")
-_DTYPES: dict[str, Any] = {"instance": object, "keypoint": object, "visible": bool, "score": float, "source": object,
-                           "disagreement": float}
+_DTYPES: dict[str, Any] = {
+    "instance": object,
+    "keypoint": object,
+    "visible": bool,
+    "score": float,
+    "source": object,
+    "disagreement": float,
+}
 
 
 def parse_names(text: str) -> list[str]:
@@ -89,8 +95,14 @@ def empty_features() -> pd.DataFrame:
 
 def feature_defaults(instance: str, keypoint: str) -> dict[str, Any]:
     """Features of a point the user adds by hand (napari's ``feature_defaults``)."""
-    return {"instance": instance, "keypoint": keypoint, "visible": True, "score": 1.0, "source": "manual",
-            "disagreement": 0.0}
+    return {
+        "instance": instance,
+        "keypoint": keypoint,
+        "visible": True,
+        "score": 1.0,
+        "source": "manual",
+        "disagreement": 0.0,
+    }
 
 
 def row_frames(data: np.ndarray) -> np.ndarray:
@@ -143,8 +155,9 @@ def annotations_to_points(
     return np.concatenate(blocks), features_table(cols)
 
 
-def replace_frames(data: np.ndarray, features: pd.DataFrame,
-                   annotations: Iterable[FrameAnnotation]) -> tuple[np.ndarray, pd.DataFrame]:
+def replace_frames(
+    data: np.ndarray, features: pd.DataFrame, annotations: Iterable[FrameAnnotation]
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Points rows and features where the frames of ``annotations`` are replaced by their keypoints.
 
     Rows of other frames are kept, in order, before the new ones. A features table that does not
@@ -183,8 +196,7 @@ class RowsUpdate:
         return not self.full and not len(self.changed) and not len(self.added_data)
 
 
-def plan_rows_update(data: np.ndarray, features: pd.DataFrame,
-                     annotations: Iterable[FrameAnnotation]) -> RowsUpdate:
+def plan_rows_update(data: np.ndarray, features: pd.DataFrame, annotations: Iterable[FrameAnnotation]) -> RowsUpdate:
     """The cheapest :class:`RowsUpdate` that makes the rows of these frames show ``annotations``.
 
     A frame without rows is appended; a frame whose rows list the same (instance, keypoint) pairs
@@ -218,14 +230,23 @@ def plan_rows_update(data: np.ndarray, features: pd.DataFrame,
             return _full_update(data, features, anns.values())
     changed_data, changed_feats = annotations_to_points(changed_anns)
     added_data, added_feats = annotations_to_points(added_anns)
-    return RowsUpdate(np.concatenate(changed) if changed else np.zeros(0, int), changed_data, changed_feats,
-                      added_data, added_feats)
+    return RowsUpdate(
+        np.concatenate(changed) if changed else np.zeros(0, int), changed_data, changed_feats, added_data, added_feats
+    )
 
 
 def _full_update(data: np.ndarray, features: pd.DataFrame, anns: Iterable[FrameAnnotation]) -> RowsUpdate:
     full_data, full_feats = replace_frames(data, features, anns)
-    return RowsUpdate(np.zeros(0, int), np.zeros((0, 3)), empty_features(), np.zeros((0, 3)), empty_features(),
-                      True, full_data, full_feats)
+    return RowsUpdate(
+        np.zeros(0, int),
+        np.zeros((0, 3)),
+        empty_features(),
+        np.zeros((0, 3)),
+        empty_features(),
+        True,
+        full_data,
+        full_feats,
+    )
 
 
 def keypoint_order(annotations: Mapping[int, FrameAnnotation] | Iterable[FrameAnnotation]) -> list[str]:
@@ -311,15 +332,17 @@ def points_to_annotation(
                 prev = old.keypoint(kp.name)
                 if prev is not None:
                     kp.extra = dict(prev.extra)
-            instances.append(Instance(name, kps, polygon=old.polygon, mask=old.mask,
-                                      group_id=old.group_id, extra=dict(old.extra)))
+            instances.append(
+                Instance(name, kps, polygon=old.polygon, mask=old.mask, group_id=old.group_id, extra=dict(old.extra))
+            )
         else:
             instances.append(Instance(name, kps))
     # instances that only have an outline keep it (the user removed their points only)
     for name, old in old_instances.items():
         if name not in by_instance and (old.polygon is not None or old.mask is not None):
-            instances.append(Instance(name, [], polygon=old.polygon, mask=old.mask,
-                                      group_id=old.group_id, extra=dict(old.extra)))
+            instances.append(
+                Instance(name, [], polygon=old.polygon, mask=old.mask, group_id=old.group_id, extra=dict(old.extra))
+            )
     return FrameAnnotation(
         frame=int(frame),
         image_height=int(image_height),
@@ -353,8 +376,9 @@ def annotations_to_tracks(
     return points_to_tracks(data, features, visible_only=visible_only)
 
 
-def points_to_tracks(data: np.ndarray, features: pd.DataFrame | None,
-                     visible_only: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def points_to_tracks(
+    data: np.ndarray, features: pd.DataFrame | None, visible_only: bool = True
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A keypoints Points layer's rows as Tracks ``data`` ``(track_id, t, y, x)`` plus features.
 
     One track per (instance, keypoint), numbered in order of first appearance, hidden keypoints
@@ -391,9 +415,16 @@ def points_to_table(data: np.ndarray, features: pd.DataFrame) -> KeypointTable:
         return features[name].to_numpy() if name in features.columns else np.full(n, default)
 
     return KeypointTable.from_columns(
-        row_frames(data), column("instance", "animal"), column("keypoint", "point"), data[:, 2], data[:, 1],
-        column("visible", True), column("score", 1.0), column("source", "manual") == "manual",
-        column("disagreement", 0.0))
+        row_frames(data),
+        column("instance", "animal"),
+        column("keypoint", "point"),
+        data[:, 2],
+        data[:, 1],
+        column("visible", True),
+        column("score", 1.0),
+        column("source", "manual") == "manual",
+        column("disagreement", 0.0),
+    )
 
 
 def masks_to_labels(

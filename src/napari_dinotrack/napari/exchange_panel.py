@@ -31,8 +31,13 @@ __all__ = ["EXPORT_CHOICES", "ExchangePanel"]
 
 #: (shown text, "format:suffix") of the export formats
 EXPORT_CHOICES: tuple[tuple[str, str], ...] = (
-    ("DeepLabCut .h5", "dlc:.h5"), ("DeepLabCut .csv", "dlc:.csv"), ("SLEAP analysis .h5", "sleap:.h5"),
-    ("SLEAP .slp", "sleap:.slp"), ("NWB (ndx-pose)", "nwb:.nwb"), ("movement netCDF", "netcdf:.nc"))
+    ("DeepLabCut .h5", "dlc:.h5"),
+    ("DeepLabCut .csv", "dlc:.csv"),
+    ("SLEAP analysis .h5", "sleap:.h5"),
+    ("SLEAP .slp", "sleap:.slp"),
+    ("NWB (ndx-pose)", "nwb:.nwb"),
+    ("movement netCDF", "netcdf:.nc"),
+)
 _LABEL_FILTER = "Label files (*.h5 *.csv *.slp *.json)"
 
 
@@ -41,8 +46,9 @@ def _editor(info: SettingInfo) -> ValueWidget:
     label = info.name.replace("_", " ")
     if info.kind is int:
         return SpinBox(label=label, value=info.default, min=int(info.lo or 0), max=int(info.hi or 10**6), tooltip=tip)
-    return FloatSpinBox(label=label, value=info.default, min=float(info.lo or 0.0), max=float(info.hi or 1e6),
-                        step=0.05, tooltip=tip)
+    return FloatSpinBox(
+        label=label, value=info.default, min=float(info.lo or 0.0), max=float(info.hi or 1e6), step=0.05, tooltip=tip
+    )
 
 
 def _typed_path(edit: FileEdit) -> Path | None:
@@ -62,52 +68,103 @@ class ExchangePanel(Container):
     render: PushButton  # type: ignore[assignment]
 
     def __init__(self) -> None:
-        self.format = ComboBox(label="format", choices=list(EXPORT_CHOICES), value=EXPORT_CHOICES[0][1],
-                               tooltip="File format for DeepLabCut, SLEAP, NWB or movement.")
-        self.individuals = ComboBox(label="animals", choices=list(INDIVIDUALS), value=INDIVIDUALS[0],
-                                    tooltip="One file for all animals, or one per animal (NWB: always one per animal).")
-        self.out = FileEdit(label="save as", mode=FileDialogMode.OPTIONAL_FILE,
-                            tooltip="Output file; leave empty for the result folder (e.g. <video>_dlc.h5).")
-        self.apply_cleanup = CheckBox(text="apply the clean-up below", value=False,
-                                      tooltip="Export the filtered positions instead of the raw ones.")
+        self.format = ComboBox(
+            label="format",
+            choices=list(EXPORT_CHOICES),
+            value=EXPORT_CHOICES[0][1],
+            tooltip="File format for DeepLabCut, SLEAP, NWB or movement.",
+        )
+        self.individuals = ComboBox(
+            label="animals",
+            choices=list(INDIVIDUALS),
+            value=INDIVIDUALS[0],
+            tooltip="One file for all animals, or one per animal (NWB: always one per animal).",
+        )
+        self.out = FileEdit(
+            label="save as",
+            mode=FileDialogMode.OPTIONAL_FILE,
+            tooltip="Output file; leave empty for the result folder (e.g. <video>_dlc.h5).",
+        )
+        self.apply_cleanup = CheckBox(
+            text="apply the clean-up below",
+            value=False,
+            tooltip="Export the filtered positions instead of the raw ones.",
+        )
         self.export = PushButton(text="Export", tooltip="Write the saved results in the chosen format.")
 
         self.cleanup_editors: dict[str, ValueWidget] = {info.name: _editor(info) for info in describe(CleanupSettings)}
         self.show_filtered = PushButton(
             text="Show filtered keypoints",
-            tooltip="Add (or refresh) a separate 'filtered' layer beside the keypoints; nothing is saved.")
+            tooltip="Add (or refresh) a separate 'filtered' layer beside the keypoints; nothing is saved.",
+        )
 
-        self.skeleton = LineEdit(label="skeleton", value="",
-                                 tooltip="Edges between keypoints, e.g. 'nose-leftear, nose-rightear, nose-tail_base'. "
-                                         "Stored in the result folder; drawn on the current frame and in renders.")
+        self.skeleton = LineEdit(
+            label="skeleton",
+            value="",
+            tooltip="Edges between keypoints, e.g. 'nose-leftear, nose-rightear, nose-tail_base'. "
+            "Stored in the result folder; drawn on the current frame and in renders.",
+        )
         self.save_skeleton = PushButton(text="Save and draw skeleton")
 
-        self.label_file = FileEdit(label="labels", mode=FileDialogMode.EXISTING_FILE, filter=_LABEL_FILTER,
-                               tooltip="DeepLabCut CollectedData .h5/.csv or predictions, SLEAP .slp or analysis .h5, "
-                                       "COCO keypoint .json made on this video.")
-        self.replace = CheckBox(text="Replace manual frames", value=False,
-                                tooltip="Overwrite frames that already have manual labels (otherwise nothing is "
-                                        "imported when one would be).")
-        self.new_keypoints = CheckBox(text="accept new keypoint names", value=False,
-                                      tooltip="Allow names the video's labelled frames do not have yet.")
-        self.import_labels = PushButton(text="Import as seeds",
-                                        tooltip="Write the file's labelled frames as manual seed frames of this video.")
+        self.label_file = FileEdit(
+            label="labels",
+            mode=FileDialogMode.EXISTING_FILE,
+            filter=_LABEL_FILTER,
+            tooltip="DeepLabCut CollectedData .h5/.csv or predictions, SLEAP .slp or analysis .h5, "
+            "COCO keypoint .json made on this video.",
+        )
+        self.replace = CheckBox(
+            text="Replace manual frames",
+            value=False,
+            tooltip="Overwrite frames that already have manual labels (otherwise nothing is "
+            "imported when one would be).",
+        )
+        self.new_keypoints = CheckBox(
+            text="accept new keypoint names",
+            value=False,
+            tooltip="Allow names the video's labelled frames do not have yet.",
+        )
+        self.import_labels = PushButton(
+            text="Import as seeds", tooltip="Write the file's labelled frames as manual seed frames of this video."
+        )
 
         trail = next(info for info in describe(RenderSettings) if info.name == "trail")
         self.trail = _editor(trail)
-        self.render = PushButton(text="Render overlay video",
-                                 tooltip="Write <video>_overlay.mp4 in the result folder: keypoints, skeleton, trails.")
+        self.render = PushButton(
+            text="Render overlay video",
+            tooltip="Write <video>_overlay.mp4 in the result folder: keypoints, skeleton, trails.",
+        )
         self.progress = ProgressBar(value=0, min=0, max=1, label="render")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
         self.status.native.setStyleSheet("color: #bbbbbb;")
-        super().__init__(widgets=[
-            _header("Export"), self.format, self.individuals, self.out, self.apply_cleanup, self.export,
-            _header("Clean-up (movement filters)"), *self.cleanup_editors.values(), self.show_filtered,
-            _header("Skeleton"), self.skeleton, self.save_skeleton,
-            _header("Labels from other tools"), self.label_file, self.replace, self.new_keypoints, self.import_labels,
-            _header("Overlay video"), self.trail, self.render, self.progress,
-            self.status], labels=True)
+        super().__init__(
+            widgets=[
+                _header("Export"),
+                self.format,
+                self.individuals,
+                self.out,
+                self.apply_cleanup,
+                self.export,
+                _header("Clean-up (movement filters)"),
+                *self.cleanup_editors.values(),
+                self.show_filtered,
+                _header("Skeleton"),
+                self.skeleton,
+                self.save_skeleton,
+                _header("Labels from other tools"),
+                self.label_file,
+                self.replace,
+                self.new_keypoints,
+                self.import_labels,
+                _header("Overlay video"),
+                self.trail,
+                self.render,
+                self.progress,
+                self.status,
+            ],
+            labels=True,
+        )
 
     def cleanup_settings(self) -> CleanupSettings:
         """The clean-up settings shown (ConfigError when they do not fit together, e.g. an even window)."""

@@ -53,9 +53,15 @@ def skeleton_vectors(data: np.ndarray, features: pd.DataFrame, edges: list[tuple
     data = np.asarray(data, dtype=float).reshape(-1, 3)
     if not len(data) or not edges or "keypoint" not in features:
         return np.zeros((0, 2, 3))
-    table = pd.DataFrame({"t": np.round(data[:, 0]), "y": data[:, 1], "x": data[:, 2],
-                          "instance": features["instance"].astype(str).to_numpy() if "instance" in features else "",
-                          "keypoint": features["keypoint"].astype(str).to_numpy()})
+    table = pd.DataFrame(
+        {
+            "t": np.round(data[:, 0]),
+            "y": data[:, 1],
+            "x": data[:, 2],
+            "instance": features["instance"].astype(str).to_numpy() if "instance" in features else "",
+            "keypoint": features["keypoint"].astype(str).to_numpy(),
+        }
+    )
     if "visible" in features:
         table = table[features["visible"].to_numpy(dtype=bool)]
     parts = []
@@ -111,8 +117,14 @@ class ExchangeTools:
             to, suffix = str(self.panel.format.value).split(":")
             out = self.panel.output_path() or default_output(ctx.layout, to, suffix)
             cleanup = self.panel.cleanup_settings() if self.panel.apply_cleanup.value else None
-            files = export_results(ctx.layout.folder, to, out, individuals=str(self.panel.individuals.value),
-                                   cleanup=cleanup, video=ctx.video_path)
+            files = export_results(
+                ctx.layout.folder,
+                to,
+                out,
+                individuals=str(self.panel.individuals.value),
+                cleanup=cleanup,
+                video=ctx.video_path,
+            )
         except UserError as exc:
             self._report(exc)
             return []
@@ -139,8 +151,9 @@ class ExchangeTools:
         except UserError as exc:
             self._report(exc)
             return None
-        data, kwargs, _ = keypoints_layer_data({a.frame: a for a in anns}, f"{raw.name} filtered",
-                                               {FILTERED_KEY: {"cleanup": settings.summary()}})
+        data, kwargs, _ = keypoints_layer_data(
+            {a.frame: a for a in anns}, f"{raw.name} filtered", {FILTERED_KEY: {"cleanup": settings.summary()}}
+        )
         layer = self.filtered_layer()
         kwargs.pop("text", None)  # the raw layer names the keypoints already
         if layer is None:
@@ -230,8 +243,14 @@ class ExchangeTools:
             assert layer is not None  # the vectors were drawn from it
             with adding_quietly(self.host.viewer, lambda: self.host.points_layer):
                 lines = self.host.viewer.add_vectors(
-                    vectors, name="skeleton", edge_width=max(1.0, float(np.median(layer.size)) / 6),
-                    edge_color="#f0f0f0", vector_style="line", opacity=0.9, metadata={SKELETON_KEY: True})
+                    vectors,
+                    name="skeleton",
+                    edge_width=max(1.0, float(np.median(layer.size)) / 6),
+                    edge_color="#f0f0f0",
+                    vector_style="line",
+                    opacity=0.9,
+                    metadata={SKELETON_KEY: True},
+                )
         elif lines is not None:
             lines.data = vectors
         return lines
@@ -249,9 +268,13 @@ class ExchangeTools:
                 raise UserError("Choose a label file first (DeepLabCut, SLEAP or COCO).")
             ctx = self.host.video_context()
             self.host.flush_edits()
-            report = import_seeds(chosen, ctx.video_path, result_folder=ctx.result_folder,
-                                  overwrite=bool(self.panel.replace.value),
-                                  new_keypoints=bool(self.panel.new_keypoints.value))
+            report = import_seeds(
+                chosen,
+                ctx.video_path,
+                result_folder=ctx.result_folder,
+                overwrite=bool(self.panel.replace.value),
+                new_keypoints=bool(self.panel.new_keypoints.value),
+            )
         except UserError as exc:
             self._report(exc)
             return None
@@ -260,8 +283,9 @@ class ExchangeTools:
         self.host.edits.set_rows(layer, *replace_frames(layer.data, layer.features, anns))
         if report.skeleton is not None:
             self.load_skeleton()
-        self.panel.set_status(f"Imported {len(report.frames)} seed frame(s) from {chosen.name}: "
-                              f"{', '.join(map(str, report.frames[:12]))}")
+        self.panel.set_status(
+            f"Imported {len(report.frames)} seed frame(s) from {chosen.name}: {', '.join(map(str, report.frames[:12]))}"
+        )
         return report
 
     # ---------------------------------------------------------------- render
@@ -281,8 +305,14 @@ class ExchangeTools:
         except UserError as exc:
             self._report(exc)
             return None
-        worker = create_worker(iter_render, ctx.layout.folder, settings=settings, video=ctx.video_path,
-                               _start_thread=False, _ignore_errors=True)
+        worker = create_worker(
+            iter_render,
+            ctx.layout.folder,
+            settings=settings,
+            video=ctx.video_path,
+            _start_thread=False,
+            _ignore_errors=True,
+        )
         worker.yielded.connect(self._render_progress)
         worker.returned.connect(lambda path: self.panel.set_status(f"Wrote {path}"))
         worker.errored.connect(self._report)

@@ -46,8 +46,23 @@ __all__ = [
 
 HEATMAP_LAYER = "dino similarity"
 #: layer modes in which a click edits the layer: it is not meant for the heatmap
-EDITING_MODES = frozenset({"add", "paint", "fill", "erase", "polygon", "add_rectangle", "add_ellipse", "add_line",
-                           "add_path", "add_polyline", "add_polygon", "add_polygon_lasso", "vertex_insert"})
+EDITING_MODES = frozenset(
+    {
+        "add",
+        "paint",
+        "fill",
+        "erase",
+        "polygon",
+        "add_rectangle",
+        "add_ellipse",
+        "add_line",
+        "add_path",
+        "add_polyline",
+        "add_polygon",
+        "add_polygon_lasso",
+        "vertex_insert",
+    }
+)
 
 
 class FeatureCache:
@@ -119,11 +134,9 @@ def upsample_to_frame(sim: np.ndarray, geometry: WorkGeometry) -> np.ndarray:
     import torch.nn.functional as F
 
     t = torch.from_numpy(np.ascontiguousarray(sim, dtype=np.float32))[None, None]
-    t = F.interpolate(t, size=(geometry.padded_height, geometry.padded_width), mode="bilinear",
-                      align_corners=False)
+    t = F.interpolate(t, size=(geometry.padded_height, geometry.padded_width), mode="bilinear", align_corners=False)
     t = t[..., : geometry.work_height, : geometry.work_width]
-    t = F.interpolate(t, size=(geometry.native_height, geometry.native_width), mode="bilinear",
-                      align_corners=False)
+    t = F.interpolate(t, size=(geometry.native_height, geometry.native_width), mode="bilinear", align_corners=False)
     return t[0, 0].numpy()
 
 
@@ -351,8 +364,14 @@ class HeatmapController:
         else:
             with adding_quietly(self.viewer, lambda: None):  # the selected layer stays selected
                 layer = self.viewer.add_image(
-                    data, name=HEATMAP_LAYER, colormap="inferno", opacity=self.opacity, blending="translucent",
-                    scale=scale, translate=translate, contrast_limits=limits,
+                    data,
+                    name=HEATMAP_LAYER,
+                    colormap="inferno",
+                    opacity=self.opacity,
+                    blending="translucent",
+                    scale=scale,
+                    translate=translate,
+                    contrast_limits=limits,
                     metadata={META_KEY: {"heatmap": True}},
                 )
                 if image_layer is not None and image_layer in self.viewer.layers:

@@ -46,8 +46,9 @@ __all__ = ["SAVE_DEBOUNCE_MS", "KeypointEditor", "missing_names", "name_added_po
 SAVE_DEBOUNCE_MS = 400
 
 
-def missing_names(data: np.ndarray, features: pd.DataFrame, frame: int, instance: str,
-                  names: Sequence[str]) -> list[str]:
+def missing_names(
+    data: np.ndarray, features: pd.DataFrame, frame: int, instance: str, names: Sequence[str]
+) -> list[str]:
     """The keypoint ``names`` that ``instance`` has no point for on ``frame``, in order."""
     have: set[str] = set()
     if len(features):
@@ -63,8 +64,9 @@ def row_of_points(frame: int, centre_yx: tuple[float, float], count: int, spacin
     return np.column_stack([np.full(count, float(frame)), np.full(count, cy), cx + offsets])
 
 
-def name_added_points(data: np.ndarray, features: pd.DataFrame, indices: Sequence[int] | np.ndarray,
-                      names: Sequence[str]) -> bool:
+def name_added_points(
+    data: np.ndarray, features: pd.DataFrame, indices: Sequence[int] | np.ndarray, names: Sequence[str]
+) -> bool:
     """Give each added row the next of ``names`` its instance lacks on that frame (in place).
 
     Returns False when there was nothing to name (no rows, or no name/instance columns).
@@ -98,10 +100,17 @@ class KeypointEditor:
         parent: owns the save timer.
     """
 
-    def __init__(self, style: KeypointsStyle, *, keypoint_names: Callable[[], list[str]],
-                 instance_name: Callable[[], str], current_frame: Callable[[], int],
-                 video_context: Callable[[], VideoContext], report: Callable[[str], None],
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        style: KeypointsStyle,
+        *,
+        keypoint_names: Callable[[], list[str]],
+        instance_name: Callable[[], str],
+        current_frame: Callable[[], int],
+        video_context: Callable[[], VideoContext],
+        report: Callable[[str], None],
+        parent: QObject | None = None,
+    ) -> None:
         self.style = style
         self._keypoint_names = keypoint_names
         self._instance_name = instance_name
@@ -214,14 +223,17 @@ class KeypointEditor:
         layer.border_color = border
         symbols = self.style.symbols(feats)
         # setting symbols converts each one in Python: skip it when the rows that changed already match
-        if rows is None or [str(getattr(sym, "value", sym)) for sym in np.asarray(layer.symbol)[rows]] \
-                != symbols[rows].tolist():
+        if (
+            rows is None
+            or [str(getattr(sym, "value", sym)) for sym in np.asarray(layer.symbol)[rows]] != symbols[rows].tolist()
+        ):
             layer.symbol = symbols
         return True
 
     # ---------------------------------------------------------------- seed tools
-    def add_instance_keypoints(self, layer: Points, frame: int,
-                               view_centre: Callable[[], tuple[float, float]]) -> list[int]:
+    def add_instance_keypoints(
+        self, layer: Points, frame: int, view_centre: Callable[[], tuple[float, float]]
+    ) -> list[int]:
         """Place the instance's missing keypoints in a row at the view centre ``(y, x)``; return the new rows."""
         inst = self._instance_name()
         feats = layer.features
@@ -242,15 +254,20 @@ class KeypointEditor:
         new_feats = features_table({c: [row[c] for row in rows_features] for c in FEATURE_COLUMNS})
         new_rows = row_of_points(frame, (cy, cx), n, spacing)
         n0 = len(layer.data)
-        self.set_rows(layer, np.concatenate([np.asarray(layer.data).reshape(-1, 3), new_rows]),
-                      pd.concat([feats[list(FEATURE_COLUMNS)].reset_index(drop=True), new_feats], ignore_index=True))
+        self.set_rows(
+            layer,
+            np.concatenate([np.asarray(layer.data).reshape(-1, 3), new_rows]),
+            pd.concat([feats[list(FEATURE_COLUMNS)].reset_index(drop=True), new_feats], ignore_index=True),
+        )
         rows = list(range(n0, n0 + n))
         layer.selected_data = set()  # a drag then moves the one point under the mouse, not the whole row
         with contextlib.suppress(Exception):
             layer.mode = "select"
         self.placing.add(frame)  # saved once a point is moved: the row itself is no label
-        self._report(f"Added {', '.join(missing)} for {inst} on frame {frame}: drag each onto its "
-                     "body part; the frame is saved as soon as you move one.")
+        self._report(
+            f"Added {', '.join(missing)} for {inst} on frame {frame}: drag each onto its "
+            "body part; the frame is saved as soon as you move one."
+        )
         return rows
 
     def toggle_visibility(self, layer: Points | None) -> None:
@@ -340,11 +357,15 @@ class KeypointEditor:
             if path.exists():
                 with contextlib.suppress(AnnotationError, OSError):
                     old = read_frame(path, t)
-            ann = points_to_annotation(data, feats, t, ctx.height, ctx.width, template=old,
-                                       default_instance=self._instance_name())
+            ann = points_to_annotation(
+                data, feats, t, ctx.height, ctx.width, template=old, default_instance=self._instance_name()
+            )
             outline_from_mask_store(ann, ctx.layout.masks_dir)
-            if not any(inst.keypoints for inst in ann.instances) and (old is None or not old.is_manual) \
-                    and t not in force:
+            if (
+                not any(inst.keypoints for inst in ann.instances)
+                and (old is None or not old.is_manual)
+                and t not in force
+            ):
                 continue  # nothing left on a frame that was never a seed: nothing to save
             try:
                 written[t] = write_manual(ctx.layout, ann)

@@ -25,7 +25,6 @@ from .convert import annotations_to_points, feature_defaults, keypoint_order
 __all__ = ["PALETTE", "KeypointsStyle", "TracksStyle", "keypoints_layer_data", "point_size_for"]
 
 
-
 def point_size_for(height: int, width: int) -> float:
     """A marker size (video pixels) that reads well: ~1/40 of the short side, 3 to 14 px."""
     short = min(int(height), int(width))
@@ -88,8 +87,7 @@ class KeypointsStyle:
         """The RGBA colour (floats 0..1) of keypoint ``name``."""
         return _hex_to_rgba(self.colour_map([*(names or ()), name])[name])
 
-    def colour_index(self, instances: Sequence[str] | np.ndarray, keypoints: Sequence[str] | np.ndarray
-                     ) -> np.ndarray:
+    def colour_index(self, instances: Sequence[str] | np.ndarray, keypoints: Sequence[str] | np.ndarray) -> np.ndarray:
         """Palette index of each (instance, keypoint) row under the current ``colour_by``."""
         names = np.asarray(instances if self.colour_by == "instance" else keypoints).astype(str)
         if not len(names):
@@ -103,8 +101,12 @@ class KeypointsStyle:
         if features is None or len(features) == 0:
             return np.zeros((0, 4)), np.zeros((0, 4))
         table = np.array([_hex_to_rgba(c) for c in self.palette])
-        border = table[self.colour_index(features["instance"].to_numpy() if "instance" in features else
-                                         np.full(len(features), "animal"), features["keypoint"].to_numpy())]
+        border = table[
+            self.colour_index(
+                features["instance"].to_numpy() if "instance" in features else np.full(len(features), "animal"),
+                features["keypoint"].to_numpy(),
+            )
+        ]
         face = border.copy()
         low = self._low_score(features)
         face[low, 3] = self.low_score_face_alpha
@@ -164,8 +166,9 @@ class KeypointsStyle:
             kwargs["border_color"] = first
         return kwargs
 
-    def track_colours(self, instances: Sequence[str] | np.ndarray, keypoints: Sequence[str] | np.ndarray
-                      ) -> tuple[np.ndarray, Any]:
+    def track_colours(
+        self, instances: Sequence[str] | np.ndarray, keypoints: Sequence[str] | np.ndarray
+    ) -> tuple[np.ndarray, Any]:
         """Per-vertex values and the napari colormap that draw each trajectory in its point's colour."""
         n = len(self.palette)
         values = (self.colour_index(instances, keypoints) + 0.5) / n
@@ -177,13 +180,17 @@ def _palette_colormap(palette: tuple[str, ...]) -> Any:
     """A napari colormap giving palette colour ``i`` to the values in ``[i / n, (i + 1) / n)``; one per palette."""
     from napari.utils.colormaps import Colormap
 
-    return Colormap(colors=np.array([_hex_to_rgba(c) for c in palette]),
-                    controls=np.linspace(0.0, 1.0, len(palette) + 1), interpolation="zero", name="dinotrack keypoints")
+    return Colormap(
+        colors=np.array([_hex_to_rgba(c) for c in palette]),
+        controls=np.linspace(0.0, 1.0, len(palette) + 1),
+        interpolation="zero",
+        name="dinotrack keypoints",
+    )
 
 
 def _hex_to_rgba(colour: str) -> np.ndarray:
     c = colour.lstrip("#")
-    return np.array([int(c[i:i + 2], 16) / 255.0 for i in (0, 2, 4)] + [1.0])
+    return np.array([int(c[i : i + 2], 16) / 255.0 for i in (0, 2, 4)] + [1.0])
 
 
 @dataclass

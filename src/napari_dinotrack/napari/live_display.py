@@ -60,8 +60,16 @@ RECENT_RESULTS = 256
 
 
 def _new_stats() -> dict[str, float]:
-    return {"count": 0, "max_ms": 0.0, "total_ms": 0.0, "points_updates": 0, "rows_appended": 0, "rows_changed": 0,
-            "full_rebuilds": 0, "tracks_rebuilds": 0}
+    return {
+        "count": 0,
+        "max_ms": 0.0,
+        "total_ms": 0.0,
+        "points_updates": 0,
+        "rows_appended": 0,
+        "rows_changed": 0,
+        "full_rebuilds": 0,
+        "tracks_rebuilds": 0,
+    }
 
 
 class LiveDisplay:
@@ -84,10 +92,19 @@ class LiveDisplay:
     trajectories were rebuilt (``tracks_rebuilds``).
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, editor: KeypointEditor, masks: MasksLayerController, *,
-                 points_layer: Callable[[], Points | None], ensure_points_layer: Callable[[], Points],
-                 panel: DisplayPanel, tracks_style: TracksStyle, keypoints_style: KeypointsStyle,
-                 parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        editor: KeypointEditor,
+        masks: MasksLayerController,
+        *,
+        points_layer: Callable[[], Points | None],
+        ensure_points_layer: Callable[[], Points],
+        panel: DisplayPanel,
+        tracks_style: TracksStyle,
+        keypoints_style: KeypointsStyle,
+        parent: QObject | None = None,
+    ) -> None:
         self.viewer = viewer
         self.editor = editor
         self.masks = masks
@@ -285,9 +302,14 @@ class LiveDisplay:
             style.tail_length = tail_length
             style.name = points.name.replace(" keypoints", "") + " trajectories"
             with adding_quietly(self.viewer, self._points_layer):
-                layer = self.viewer.add_tracks(data, features=feats, metadata={META_KEY: {"trajectories": True}},
-                                               color_by="colour", colormaps_dict={"colour": colormap},
-                                               **style.as_kwargs())
+                layer = self.viewer.add_tracks(
+                    data,
+                    features=feats,
+                    metadata={META_KEY: {"trajectories": True}},
+                    color_by="colour",
+                    colormaps_dict={"colour": colormap},
+                    **style.as_kwargs(),
+                )
         else:
             with warnings.catch_warnings():  # new data resets the features, so napari drops "colour" for now
                 warnings.filterwarnings("ignore", message="Previous color_by key")

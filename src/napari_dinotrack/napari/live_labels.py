@@ -23,8 +23,9 @@ class LiveLabels:
     :meth:`edited_frames`, so they can be saved. Thread-safe.
     """
 
-    def __init__(self, n_frames: int, height: int, width: int, base: Any = None,
-                 dtype: Any = np.uint16, max_frames: int = 64) -> None:
+    def __init__(
+        self, n_frames: int, height: int, width: int, base: Any = None, dtype: Any = np.uint16, max_frames: int = 64
+    ) -> None:
         self.shape = (int(n_frames), int(height), int(width))
         self.dtype = np.dtype(dtype)
         self.ndim = 3
@@ -125,8 +126,9 @@ class LiveLabels:
             out = np.zeros(ts.shape, dtype=self.dtype)
             for t in np.unique(ts):
                 sel = ts == t
-                out[sel] = self.frame(int(t))[tuple(np.asarray(k)[sel] if isinstance(k, np.ndarray | list) else k
-                                                    for k in rest)]
+                out[sel] = self.frame(int(t))[
+                    tuple(np.asarray(k)[sel] if isinstance(k, np.ndarray | list) else k for k in rest)
+                ]
             return out
         frames = range(*tkey.indices(self.shape[0])) if isinstance(tkey, slice) else [int(t) for t in np.asarray(tkey)]
         stack = [self.frame(t)[rest] for t in frames]

@@ -50,9 +50,16 @@ class MasksLayerController:
         warn: shows a warning to the user.
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, picker: Any, keep_on_top: Callable[[], Any],
-                 current_frame: Callable[[], int], video_context: Callable[[], VideoContext],
-                 frame_animals: Callable[[int | None], list[str]], warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        picker: Any,
+        keep_on_top: Callable[[], Any],
+        current_frame: Callable[[], int],
+        video_context: Callable[[], VideoContext],
+        frame_animals: Callable[[int | None], list[str]],
+        warn: Callable[[str], None],
+    ) -> None:
         self.viewer = viewer
         self._picker = picker
         self._keep_on_top = keep_on_top
@@ -93,8 +100,12 @@ class MasksLayerController:
         elif create:
             live = LiveLabels(*shape, base=lazy_labels(store, *shape, dtype=np.uint16), dtype=np.uint16)
             with adding_quietly(self.viewer, self._keep_on_top):
-                layer = self.viewer.add_labels(live, name=f"{ctx.stem} masks", opacity=0.4,
-                                               metadata={META_KEY: {"video_path": str(ctx.video_path)}})
+                layer = self.viewer.add_labels(
+                    live,
+                    name=f"{ctx.stem} masks",
+                    opacity=0.4,
+                    metadata={META_KEY: {"video_path": str(ctx.video_path)}},
+                )
                 self._picker.value = layer
         else:
             return None
@@ -143,14 +154,19 @@ class MasksLayerController:
         """The mapping, preceded by a warning about Labels layers that do not fit the video ``image``."""
         import napari.layers
 
-        misfits = [lyr for lyr in layers_of_type(self.viewer, napari.layers.Labels)
-                   if image is not None and not fits_video(lyr, image)]
+        misfits = [
+            lyr
+            for lyr in layers_of_type(self.viewer, napari.layers.Labels)
+            if image is not None and not fits_video(lyr, image)
+        ]
         line = self.describe_labels()
         if misfits:
             size = "×".join(str(n) for n in image.data.shape[:3])
             names = ", ".join(f"'{lyr.name}'" for lyr in misfits)
-            line = (f"{PROBLEM_SIGN} {names} is not the video's size ({size} frames×rows×columns, no offset) and "
-                    f"cannot hold its masks: use 'New masks layer'. {line}")
+            line = (
+                f"{PROBLEM_SIGN} {names} is not the video's size ({size} frames×rows×columns, no offset) and "
+                f"cannot hold its masks: use 'New masks layer'. {line}"
+            )
         return line
 
     def _label_value(self, name: str) -> int:
@@ -203,9 +219,13 @@ class MasksLayerController:
         animals = self._frame_animals(frame)
         strays = [n for n in painted if n not in known]
         if strays:
-            self._warn(f"Frame {frame}: {', '.join(strays)} stand(s) for no animal with keypoints, so tracking "
-                       f"ignores it. {self.describe_labels()}.")
+            self._warn(
+                f"Frame {frame}: {', '.join(strays)} stand(s) for no animal with keypoints, so tracking "
+                f"ignores it. {self.describe_labels()}."
+            )
         unmasked = [n for n in animals if n not in painted]
         if painted and unmasked:
-            self._warn(f"Frame {frame}: {', '.join(unmasked)} has keypoints but no mask; it is tracked without one. "
-                       f"{self.describe_labels()}.")
+            self._warn(
+                f"Frame {frame}: {', '.join(unmasked)} has keypoints but no mask; it is tracked without one. "
+                f"{self.describe_labels()}."
+            )

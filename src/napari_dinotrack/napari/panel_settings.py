@@ -35,26 +35,35 @@ def tracker_config_from(changed: dict[str, Any]) -> TrackerConfig:
         return TrackerConfig()
 
 
-def read_panels(bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: DisplayPanel,
-                tp: TrackPanel) -> WidgetSettings:
+def read_panels(
+    bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: DisplayPanel, tp: TrackPanel
+) -> WidgetSettings:
     """The panels' state as settings (only the tracker values that differ from the defaults)."""
     from ..tracking.config import TrackerConfig
 
     defaults = TrackerConfig().to_dict()
     tracker = {k: v for k, v in cp.values().items() if defaults.get(k) != v}
     return WidgetSettings(
-        model=str(bp.model.value), local_folder=str(bp.folder.value or "") if bp.folder.value else "",
-        short_side=int(bp.short_side.value), device=str(bp.device.value),
+        model=str(bp.model.value),
+        local_folder=str(bp.folder.value or "") if bp.folder.value else "",
+        short_side=int(bp.short_side.value),
+        device=str(bp.device.value),
         precision=bp.precision.value,  # one of the combo's PRECISIONS; the settings model checks it
-        preset=str(cp.preset.value), tracker=tracker, keypoint_names=sp.names.value,
-        instance_name=sp.instance.value, show_trajectories=bool(dp.trajectories.value),
-        tail_length=int(dp.tail_length.value), heatmap_opacity=float(dp.opacity.value),
-        heatmap_from_seed=bool(dp.from_seed.value), direction=tp.direction,
+        preset=str(cp.preset.value),
+        tracker=tracker,
+        keypoint_names=sp.names.value,
+        instance_name=sp.instance.value,
+        show_trajectories=bool(dp.trajectories.value),
+        tail_length=int(dp.tail_length.value),
+        heatmap_opacity=float(dp.opacity.value),
+        heatmap_from_seed=bool(dp.from_seed.value),
+        direction=tp.direction,
     )
 
 
-def show_in_panels(s: WidgetSettings, bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel,
-                   dp: DisplayPanel, tp: TrackPanel) -> None:
+def show_in_panels(
+    s: WidgetSettings, bp: BackbonePanel, cp: TrackerConfigPanel, sp: SeedPanel, dp: DisplayPanel, tp: TrackPanel
+) -> None:
     """Show saved settings in the panels; values the editors cannot take are skipped or clipped."""
     if s.local_folder and s.local_folder not in (".", ""):
         bp.folder.value = Path(s.local_folder)

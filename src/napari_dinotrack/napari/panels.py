@@ -184,20 +184,31 @@ class LayersPanel(Container):
     """Pickers for the video Image, keypoints Points and masks Labels layers."""
 
     def __init__(self, image_choices: Callable, points_choices: Callable, labels_choices: Callable) -> None:
-        self.image = ComboBox(label="video", choices=image_choices, nullable=True,
-                              tooltip="The video (Image layer) to track.")
-        self.points = ComboBox(label="keypoints", choices=points_choices, nullable=True,
-                               tooltip="The Points layer with the keypoints (seed + tracked).")
-        self.masks = ComboBox(label="masks", choices=labels_choices, nullable=True,
-                              tooltip="Optional Labels layer with the instance masks; only layers of the video's "
-                                      "size are offered.")
+        self.image = ComboBox(
+            label="video", choices=image_choices, nullable=True, tooltip="The video (Image layer) to track."
+        )
+        self.points = ComboBox(
+            label="keypoints",
+            choices=points_choices,
+            nullable=True,
+            tooltip="The Points layer with the keypoints (seed + tracked).",
+        )
+        self.masks = ComboBox(
+            label="masks",
+            choices=labels_choices,
+            nullable=True,
+            tooltip="Optional Labels layer with the instance masks; only layers of the video's size are offered.",
+        )
         for combo in (self.image, self.points, self.masks):
             compact(combo)
-        self.new_masks = PushButton(text="New masks layer",
-                                    tooltip="Add an empty masks layer of the video's size to paint animals in.")
+        self.new_masks = PushButton(
+            text="New masks layer", tooltip="Add an empty masks layer of the video's size to paint animals in."
+        )
         self.mask_names = status_label()
-        self.mask_names.tooltip = ("Which animal each label value of the masks layer stands for: paint an animal "
-                                   "with its value (the keypoints' animals, in order).")
+        self.mask_names.tooltip = (
+            "Which animal each label value of the masks layer stands for: paint an animal "
+            "with its value (the keypoints' animals, in order)."
+        )
         super().__init__(widgets=[self.image, self.points, self.masks, self.new_masks, self.mask_names], labels=True)
 
 
@@ -205,27 +216,48 @@ class BackbonePanel(Container):
     """Model, short side, device, precision and where the weights come from."""
 
     def __init__(self) -> None:
-        self.model = ComboBox(label="model", choices=model_choices(),
-                              tooltip="Feature extractor. DINOv3 needs its (gated) weights; "
-                                      "'pixel:' needs none; 'local folder…' loads a save_pretrained folder.")
-        self.folder = FileEdit(label="folder", mode=FileDialogMode.EXISTING_DIRECTORY,
-                               tooltip="Folder with config.json + model.safetensors.")
+        self.model = ComboBox(
+            label="model",
+            choices=model_choices(),
+            tooltip="Feature extractor. DINOv3 needs its (gated) weights; "
+            "'pixel:' needs none; 'local folder…' loads a save_pretrained folder.",
+        )
+        self.folder = FileEdit(
+            label="folder",
+            mode=FileDialogMode.EXISTING_DIRECTORY,
+            tooltip="Folder with config.json + model.safetensors.",
+        )
         defaults = RunSettings()
-        self.short_side = SpinBox(label="short side", value=defaults.short_side, min=MIN_SHORT_SIDE,
-                                  max=MAX_SHORT_SIDE, step=16,
-                                  tooltip="Frames are resized so their short side has this many pixels "
-                                          "before feature extraction (more = finer, slower).")
-        self.device = ComboBox(label="device", choices=_device_choices(),
-                               tooltip="Where the model runs; 'auto' picks CUDA, then Apple MPS, then CPU.")
-        self.precision = ComboBox(label="precision", choices=list(PRECISIONS), value=defaults.precision,
-                                  tooltip=RunSettings.model_fields["precision"].description)
+        self.short_side = SpinBox(
+            label="short side",
+            value=defaults.short_side,
+            min=MIN_SHORT_SIDE,
+            max=MAX_SHORT_SIDE,
+            step=16,
+            tooltip="Frames are resized so their short side has this many pixels "
+            "before feature extraction (more = finer, slower).",
+        )
+        self.device = ComboBox(
+            label="device",
+            choices=_device_choices(),
+            tooltip="Where the model runs; 'auto' picks CUDA, then Apple MPS, then CPU.",
+        )
+        self.precision = ComboBox(
+            label="precision",
+            choices=list(PRECISIONS),
+            value=defaults.precision,
+            tooltip=RunSettings.model_fields["precision"].description,
+        )
         for combo in (self.model, self.device, self.precision):
             compact(combo)
         self.source = status_label()
-        self.check = PushButton(text="Load model now",
-                                tooltip="Load the model in the background to check that it is available.")
-        super().__init__(widgets=[self.model, self.folder, self.short_side, self.device, self.precision,
-                                  self.source, self.check], labels=True)
+        self.check = PushButton(
+            text="Load model now", tooltip="Load the model in the background to check that it is available."
+        )
+        super().__init__(
+            widgets=[self.model, self.folder, self.short_side, self.device, self.precision, self.source, self.check],
+            labels=True,
+        )
         self.folder.visible = False
 
     @property
@@ -285,8 +317,11 @@ class TrackerConfigPanel(Container):
     """Every TrackerConfig knob, generated from the field metadata, plus presets and reset."""
 
     def __init__(self) -> None:
-        self.preset = ComboBox(label="preset", choices=[CUSTOM, *PRESETS],
-                               tooltip="Starting points for common situations; editing any knob makes it 'custom'.")
+        self.preset = ComboBox(
+            label="preset",
+            choices=[CUSTOM, *PRESETS],
+            tooltip="Starting points for common situations; editing any knob makes it 'custom'.",
+        )
         self.reset = PushButton(text="Reset to defaults")
         self.error = status_label()
         self.editors: dict[str, ValueWidget] = {}
@@ -322,8 +357,13 @@ class TrackerConfigPanel(Container):
         if f.kind is bool:
             return CheckBox(label=label, value=default, tooltip=tip)
         if f.kind is int:
-            return SpinBox(label=label, value=default, min=int(lo if lo is not None else -(2**31)),
-                           max=int(hi if hi is not None else 2**31 - 1), tooltip=tip)
+            return SpinBox(
+                label=label,
+                value=default,
+                min=int(lo if lo is not None else -(2**31)),
+                max=int(hi if hi is not None else 2**31 - 1),
+                tooltip=tip,
+            )
         lo_f = float(lo) if lo is not None else -1e9
         hi_f = float(hi) if hi is not None else 1e9
         step = _nice_step(lo_f, hi_f, float(default or 0.0))
@@ -386,50 +426,73 @@ class SeedPanel(Container):
     """Keypoint names, instance name, add points, mark hidden/visible, save the frame as a seed."""
 
     def __init__(self) -> None:
-        self.names = LineEdit(label="keypoints", value="nose, leftear, rightear, tail_base",
-                              tooltip="Comma-separated keypoint names, in the order they are placed.")
+        self.names = LineEdit(
+            label="keypoints",
+            value="nose, leftear, rightear, tail_base",
+            tooltip="Comma-separated keypoint names, in the order they are placed.",
+        )
         self.instance = LineEdit(label="instance", value="animal1", tooltip="Name of the animal being labelled.")
-        self.add = PushButton(text="Add keypoints for this instance",
-                              tooltip="Place the missing named keypoints of this instance in a row at the view "
-                                      "centre on the current frame; then drag each onto its body part.")
-        self.toggle_visible = PushButton(text="Mark selected hidden / visible", tooltip=with_key(
-            "Toggle whether the selected keypoints are occluded on this frame.", "toggle_hidden"))
-        self.save = PushButton(text="Save frame as manual seed", tooltip=with_key(
-            "Write this frame's keypoints (and any masks painted on it) as a manual seed annotation.", "save_frame"))
+        self.add = PushButton(
+            text="Add keypoints for this instance",
+            tooltip="Place the missing named keypoints of this instance in a row at the view "
+            "centre on the current frame; then drag each onto its body part.",
+        )
+        self.toggle_visible = PushButton(
+            text="Mark selected hidden / visible",
+            tooltip=with_key("Toggle whether the selected keypoints are occluded on this frame.", "toggle_hidden"),
+        )
+        self.save = PushButton(
+            text="Save frame as manual seed",
+            tooltip=with_key(
+                "Write this frame's keypoints (and any masks painted on it) as a manual seed annotation.", "save_frame"
+            ),
+        )
         self.status = status_label()
-        super().__init__(widgets=[self.names, self.instance, self.add, self.toggle_visible, self.save,
-                                  self.status], labels=True)
+        super().__init__(
+            widgets=[self.names, self.instance, self.add, self.toggle_visible, self.save, self.status], labels=True
+        )
 
 
 class TrackPanel(Container):
     """Track / Track from here / Stop, an optional end frame, progress and speed."""
 
     def __init__(self) -> None:
-        self.track = PushButton(text="Track", tooltip="Track every stale frame: between the manual frames (both "
-                                                      "ways, merged), before the first and after the last.")
-        self.track_here = PushButton(text="Track from here", tooltip=with_key(
-            "Re-track from the current frame (its keypoints are the seed) to the end.", "track_from_here"))
+        self.track = PushButton(
+            text="Track",
+            tooltip="Track every stale frame: between the manual frames (both "
+            "ways, merged), before the first and after the last.",
+        )
+        self.track_here = PushButton(
+            text="Track from here",
+            tooltip=with_key(
+                "Re-track from the current frame (its keypoints are the seed) to the end.", "track_from_here"
+            ),
+        )
         self.stop = PushButton(text="Stop", tooltip="Stop after the current frame; results so far are kept.")
         self.stop.enabled = False
         self.to_end = CheckBox(text="to the end", value=True, tooltip="Track to the last frame of the video.")
-        self.end_frame = SpinBox(value=0, min=0, max=0, enabled=False,
-                                 tooltip="Last frame to track (inclusive), when 'to the end' is off.")
+        self.end_frame = SpinBox(
+            value=0, min=0, max=0, enabled=False, tooltip="Last frame to track (inclusive), when 'to the end' is off."
+        )
         self.to_end.changed.connect(lambda on: setattr(self.end_frame, "enabled", not on))
         end_widgets: list[Widget] = [self.to_end, self.end_frame]
         end = Container(widgets=end_widgets, layout="horizontal", labels=False, label="end frame")
         end.margins = (0, 0, 0, 0)
-        self.both_ways = CheckBox(text="both ways between manual frames", value=RunSettings().direction == "both",
-                                  tooltip=RunSettings.model_fields["direction"].description)
+        self.both_ways = CheckBox(
+            text="both ways between manual frames",
+            value=RunSettings().direction == "both",
+            tooltip=RunSettings.model_fields["direction"].description,
+        )
         buttons = Container(widgets=[self.track, self.track_here, self.stop], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = status_label()
-        self.retrack = PushButton(text="Re-track with this model",
-                                  tooltip="Track every frame again from the first manual frame with the backbone "
-                                          "and short side chosen now.")
+        self.retrack = PushButton(
+            text="Re-track with this model",
+            tooltip="Track every frame again from the first manual frame with the backbone and short side chosen now.",
+        )
         self.retrack.visible = False
-        super().__init__(widgets=[buttons, end, self.both_ways, self.progress, self.status, self.retrack],
-                         labels=True)
+        super().__init__(widgets=[buttons, end, self.both_ways, self.progress, self.status, self.retrack], labels=True)
 
     @property
     def direction(self) -> Direction:
@@ -458,18 +521,25 @@ class DisplayPanel(Container):
     """Trajectories (tail length) and the similarity heatmap toggle."""
 
     def __init__(self) -> None:
-        self.trajectories = CheckBox(text="Show trajectories", value=True,
-                                     tooltip="A Tracks layer with each keypoint's recent path.")
-        self.tail_length = SpinBox(label="tail length", value=15, min=1, max=10_000,
-                                   tooltip="How many past frames of each path are drawn.")
-        self.heatmap = CheckBox(text="Similarity heatmap (click the video)", value=False,
-                                tooltip="While on, clicking the video shows how similar every patch of the "
-                                        "frame is to the clicked one.")
-        self.from_seed = CheckBox(text="compare with the seed frame's patch", value=False,
-                                  tooltip="Take the clicked patch from the nearest earlier manual frame "
-                                          "instead of the current frame.")
+        self.trajectories = CheckBox(
+            text="Show trajectories", value=True, tooltip="A Tracks layer with each keypoint's recent path."
+        )
+        self.tail_length = SpinBox(
+            label="tail length", value=15, min=1, max=10_000, tooltip="How many past frames of each path are drawn."
+        )
+        self.heatmap = CheckBox(
+            text="Similarity heatmap (click the video)",
+            value=False,
+            tooltip="While on, clicking the video shows how similar every patch of the frame is to the clicked one.",
+        )
+        self.from_seed = CheckBox(
+            text="compare with the seed frame's patch",
+            value=False,
+            tooltip="Take the clicked patch from the nearest earlier manual frame instead of the current frame.",
+        )
         self.opacity = FloatSlider(label="heatmap opacity", value=0.6, min=0.0, max=1.0, step=0.05)
         self.status = status_label()
-        super().__init__(widgets=[self.trajectories, self.tail_length, self.heatmap, self.from_seed, self.opacity,
-                                  self.status], labels=True)
-
+        super().__init__(
+            widgets=[self.trajectories, self.tail_length, self.heatmap, self.from_seed, self.opacity, self.status],
+            labels=True,
+        )

@@ -60,10 +60,20 @@ class Proofreader:
         parent: owns the timer.
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer, panel: ProofreadPanel, style: KeypointsStyle, *,
-                 restyle: Callable[[], None], video_context: Callable[[], VideoContext],
-                 current_frame: Callable[[], int], busy: Callable[[], bool], before_swap: Callable[[], str | None],
-                 after_swap: Callable[[SwapReport], None], parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        panel: ProofreadPanel,
+        style: KeypointsStyle,
+        *,
+        restyle: Callable[[], None],
+        video_context: Callable[[], VideoContext],
+        current_frame: Callable[[], int],
+        busy: Callable[[], bool],
+        before_swap: Callable[[], str | None],
+        after_swap: Callable[[SwapReport], None],
+        parent: QObject | None = None,
+    ) -> None:
         self.viewer = viewer
         self.panel = panel
         self.style = style
@@ -108,8 +118,12 @@ class Proofreader:
         self.recheck()
 
     def _connections(self, layer: Points) -> list[tuple[Any, Callable]]:
-        return [(layer.events.data, self.schedule), (layer.events.features, self.schedule),
-                (layer.events.face_color, self.schedule), (layer.events.highlight, self._follow_selection)]
+        return [
+            (layer.events.data, self.schedule),
+            (layer.events.features, self.schedule),
+            (layer.events.face_color, self.schedule),
+            (layer.events.highlight, self._follow_selection),
+        ]
 
     def close(self) -> None:
         """Let go of the viewer and the layer (the dock is closing)."""
@@ -234,8 +248,11 @@ class Proofreader:
             return
         instance, keypoint = str(value).split(":", 1)
         series = self.table.series(instance, keypoint)
-        problems = [f for f, items in self.suspicions.items()
-                    if any(s.instance == instance and s.keypoint == keypoint for s in items)]
+        problems = [
+            f
+            for f, items in self.suspicions.items()
+            if any(s.instance == instance and s.keypoint == keypoint for s in items)
+        ]
         try:
             n_frames = self._video_context().n_frames
         except UserError:
@@ -275,8 +292,14 @@ class Proofreader:
             return None
         try:
             ctx = self._video_context()
-            report = swap_identities(ctx.layout, str(p.first.value or ""), str(p.second.value or ""),
-                                     int(p.start.value), int(p.end.value), include_manual=bool(p.include_manual.value))
+            report = swap_identities(
+                ctx.layout,
+                str(p.first.value or ""),
+                str(p.second.value or ""),
+                int(p.start.value),
+                int(p.end.value),
+                include_manual=bool(p.include_manual.value),
+            )
         except (UserError, OSError, ValueError) as exc:
             p.status.value = f"{PROBLEM_SIGN} {exc}"
             return None

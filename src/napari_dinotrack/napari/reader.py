@@ -69,8 +69,14 @@ def video_layer_data(path: str | Path, extra_meta: dict[str, Any] | None = None)
 
     path = Path(path)
     info = probe_video(path)
-    meta = {"video_path": str(path), "n_frames": info.n_frames, "fps": info.fps,
-            "height": info.height, "width": info.width, **(extra_meta or {})}
+    meta = {
+        "video_path": str(path),
+        "n_frames": info.n_frames,
+        "fps": info.fps,
+        "height": info.height,
+        "width": info.width,
+        **(extra_meta or {}),
+    }
     return (
         lazy_video(path),
         {"name": path.stem, "rgb": True, "metadata": {META_KEY: meta}, "axis_labels": ("t", "y", "x")},
@@ -78,8 +84,9 @@ def video_layer_data(path: str | Path, extra_meta: dict[str, Any] | None = None)
     )
 
 
-def _result_layers(layout: Any, n_frames: int, height: int, width: int, video_path: str | None,
-                   name_stem: str) -> list[LayerData]:
+def _result_layers(
+    layout: Any, n_frames: int, height: int, width: int, video_path: str | None, name_stem: str
+) -> list[LayerData]:
     from ..io.labelme import load_annotations
     from ..io.mask_store import MaskStore, lazy_labels
     from .layer_styles import keypoints_layer_data
@@ -94,8 +101,7 @@ def _result_layers(layout: Any, n_frames: int, height: int, width: int, video_pa
     store = MaskStore(layout.masks_dir)
     if n_frames and store.frames():
         labels = lazy_labels(store, n_frames, height, width)
-        layers.append((labels, {"name": f"{name_stem} masks", "opacity": 0.4,
-                                "metadata": {META_KEY: meta}}, "labels"))
+        layers.append((labels, {"name": f"{name_stem} masks", "opacity": 0.4, "metadata": {META_KEY: meta}}, "labels"))
     return layers
 
 

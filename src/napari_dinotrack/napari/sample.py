@@ -33,8 +33,12 @@ def suggested_model() -> str:
     return "pixel:"
 
 
-def sample_clip_files(folder: str | Path | None = None, n_frames: int = SAMPLE_FRAMES,
-                      height: int = SAMPLE_HEIGHT, width: int = SAMPLE_WIDTH) -> Path:
+def sample_clip_files(
+    folder: str | Path | None = None,
+    n_frames: int = SAMPLE_FRAMES,
+    height: int = SAMPLE_HEIGHT,
+    width: int = SAMPLE_WIDTH,
+) -> Path:
     """Write the sample video (and its frame-0 manual seed) into ``folder``; return the video path."""
     from ..synthetic import write_sample
 

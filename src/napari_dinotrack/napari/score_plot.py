@@ -33,8 +33,9 @@ def frame_at(x: float, width: float, first: int, last: int) -> int:
     return int(np.clip(round(t), first, last))
 
 
-def per_column(frames: np.ndarray, values: np.ndarray, first: int, last: int, columns: int,
-               reduce: Any = np.fmin) -> tuple[np.ndarray, np.ndarray]:
+def per_column(
+    frames: np.ndarray, values: np.ndarray, first: int, last: int, columns: int, reduce: Any = np.fmin
+) -> tuple[np.ndarray, np.ndarray]:
     """``values`` at ``frames`` reduced to at most one per pixel column: ``(column x, value)``, NaNs dropped."""
     frames, values = np.asarray(frames), np.asarray(values, dtype=float)
     keep = np.isfinite(values)
@@ -63,8 +64,10 @@ class ScorePlot(QWidget):
         self.setMinimumWidth(60)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.setToolTip("Matching score (blue, 0–1) and speed (orange, scaled to its maximum) of the chosen "
-                        "keypoint over the video; red ticks mark problems. Click to go to that frame.")
+        self.setToolTip(
+            "Matching score (blue, 0–1) and speed (orange, scaled to its maximum) of the chosen "
+            "keypoint over the video; red ticks mark problems. Click to go to that frame."
+        )
         self.frames = np.zeros(0, int)
         self.score = np.zeros(0)
         self.speed = np.zeros(0)
@@ -73,8 +76,15 @@ class ScorePlot(QWidget):
         self.current: int | None = None
         self.title = ""
 
-    def set_series(self, frames: np.ndarray, score: np.ndarray, speed: np.ndarray, problems: np.ndarray,
-                   n_frames: int, title: str = "") -> None:
+    def set_series(
+        self,
+        frames: np.ndarray,
+        score: np.ndarray,
+        speed: np.ndarray,
+        problems: np.ndarray,
+        n_frames: int,
+        title: str = "",
+    ) -> None:
         """Show one keypoint: its rows' frames, scores and speeds (px/frame, NaN unknown), problem frames."""
         self.frames = np.asarray(frames, int)
         self.score = np.asarray(score, float)
@@ -100,10 +110,20 @@ class ScorePlot(QWidget):
         return QRectF(_MARGIN, 14, max(self.width() - 2 * _MARGIN, 2), max(self.height() - 14 - _MARGIN, 2))
 
     def _polyline(self, rect: QRectF, values: np.ndarray, scale: float, reduce: Any) -> QPolygonF:
-        xs, ys = per_column(self.frames, values / scale if scale > 0 else values * 0, self.first, self.last,
-                            max(int(rect.width()), 2), reduce)
-        return QPolygonF([QPointF(rect.left() + x, rect.bottom() - float(np.clip(y, 0, 1)) * rect.height())
-                          for x, y in zip(xs, ys, strict=True)])
+        xs, ys = per_column(
+            self.frames,
+            values / scale if scale > 0 else values * 0,
+            self.first,
+            self.last,
+            max(int(rect.width()), 2),
+            reduce,
+        )
+        return QPolygonF(
+            [
+                QPointF(rect.left() + x, rect.bottom() - float(np.clip(y, 0, 1)) * rect.height())
+                for x, y in zip(xs, ys, strict=True)
+            ]
+        )
 
     def _x_of(self, rect: QRectF, frame: int) -> float:
         span = max(self.last - self.first, 1)
@@ -120,8 +140,11 @@ class ScorePlot(QWidget):
         painter.setPen(QPen(QColor("#d0d0d0")))
         speed_max = self.max_speed
         label = self.title or "no keypoint"
-        painter.drawText(QRectF(_MARGIN, 0, rect.width(), 14), Qt.AlignmentFlag.AlignLeft,
-                         f"{label} · speed max {speed_max:.0f} px/frame")
+        painter.drawText(
+            QRectF(_MARGIN, 0, rect.width(), 14),
+            Qt.AlignmentFlag.AlignLeft,
+            f"{label} · speed max {speed_max:.0f} px/frame",
+        )
         if len(self.frames):
             painter.setPen(QPen(QColor(_PROBLEM_COLOUR), 1))
             for frame in np.unique(self.problems):

@@ -45,8 +45,9 @@ class WidgetSettings(RunSettings):
     local_folder: str = setting("", "The model folder chosen with 'local folder…'.", group="backbone")
     preset: str = setting("custom", "The tracker preset shown in the dock.", group="tracker")
     tracker: dict[str, Any] = setting({}, "Tracker settings that differ from the defaults.", group="tracker")
-    keypoint_names: str = setting("nose, leftear, rightear, tail_base", "Keypoint names for new instances.",
-                                  group="seed")
+    keypoint_names: str = setting(
+        "nose, leftear, rightear, tail_base", "Keypoint names for new instances.", group="seed"
+    )
     instance_name: str = setting("animal1", "Name of the next instance.", group="seed")
     show_trajectories: bool = setting(True, "Draw trajectories.", group="display")
     tail_length: int = setting(15, "Trajectory tail, frames.", ge=1, le=100_000, group="display")

@@ -31,8 +31,15 @@ if TYPE_CHECKING:
     from .live_display import LiveDisplay
     from .panels import TrackPanel
 
-__all__ = ["ACTIVE_RUNS", "PROGRESS_MS", "RunHolder", "TrackRun", "check_frame_range", "folder_in_use",
-           "wait_for_folder"]
+__all__ = [
+    "ACTIVE_RUNS",
+    "PROGRESS_MS",
+    "RunHolder",
+    "TrackRun",
+    "check_frame_range",
+    "folder_in_use",
+    "wait_for_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +78,7 @@ def _release(folder: Path) -> None:
             logger.exception("starting a waiting run failed")
 
 
-def check_frame_range(ctx: VideoContext, start_frame: int | None, end: int | None,
-                      seeds: list[int]) -> int | None:
+def check_frame_range(ctx: VideoContext, start_frame: int | None, end: int | None, seeds: list[int]) -> int | None:
     """The end frame to track to (None: the last); UserError when the range cannot be tracked.
 
     ``start_frame`` (None: from every manual frame) must be a labelled frame of the video;
@@ -82,11 +88,15 @@ def check_frame_range(ctx: VideoContext, start_frame: int | None, end: int | Non
         if not (0 <= start_frame < ctx.n_frames):
             raise UserError(f"Frame {start_frame} is outside the video (0–{ctx.n_frames - 1}).")
         if not ctx.layout.frame_json(start_frame).exists():
-            raise UserError(f"Frame {start_frame} has no keypoints: add them (Seed tools) or go to a "
-                            "labelled frame before 'Track from here'.")
+            raise UserError(
+                f"Frame {start_frame} has no keypoints: add them (Seed tools) or go to a "
+                "labelled frame before 'Track from here'."
+            )
     elif not seeds:
-        raise UserError("No labelled frame yet: add keypoints on a frame (Seed tools), drag them into "
-                        "place and click 'Save frame as manual seed'.")
+        raise UserError(
+            "No labelled frame yet: add keypoints on a frame (Seed tools), drag them into "
+            "place and click 'Save frame as manual seed'."
+        )
     end_frame = None if end is None else min(end, ctx.n_frames - 1)
     if end_frame is not None and start_frame is not None and end_frame < start_frame:
         raise UserError(f"The end frame ({end_frame}) is before the start frame ({start_frame}).")
@@ -106,9 +116,17 @@ class TrackRun:
         on_end: called with the summary when the run has ended (also after an error).
     """
 
-    def __init__(self, job: TrackJob, folder: Path, backbones: BackboneCache, display: LiveDisplay,
-                 panel: TrackPanel, *, on_backbone_error: Callable[[str], None],
-                 on_end: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        job: TrackJob,
+        folder: Path,
+        backbones: BackboneCache,
+        display: LiveDisplay,
+        panel: TrackPanel,
+        *,
+        on_backbone_error: Callable[[str], None],
+        on_end: Callable[[dict[str, Any]], None],
+    ) -> None:
         self.job = job
         self.folder = _key(folder)
         self.control = RunControl()
@@ -184,8 +202,7 @@ class TrackRun:
         left = (total - r.frames_done) / fps if fps > 0 else float("nan")
         eta = "" if not np.isfinite(left) else f" · {_hms(left)} left"
         backward = " (backward pass)" if r.provisional else ""
-        self._panel.status.value = (f"Frame {r.frame}{backward}: {r.frames_done}/{total} steps · {fps:.1f} frames/s"
-                                    f"{eta}")
+        self._panel.status.value = f"Frame {r.frame}{backward}: {r.frames_done}/{total} steps · {fps:.1f} frames/s{eta}"
 
     def _on_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
@@ -227,12 +244,16 @@ class TrackRun:
         stopped = self.control.stop_requested
         done = self.frames_written
         other = self.control.other_model
-        summary = {"stopped": stopped, "frames": done, "seconds": seconds,
-                   "refresh_max_ms": self._display.refresh_stats["max_ms"],
-                   "other_model_frames": len(other.frames) if other is not None else 0}
+        summary = {
+            "stopped": stopped,
+            "frames": done,
+            "seconds": seconds,
+            "refresh_max_ms": self._display.refresh_stats["max_ms"],
+            "other_model_frames": len(other.frames) if other is not None else 0,
+        }
         if other is not None:
             word = "No frame needed tracking, but" if done == 0 and not stopped else f"Tracked {done} frames;"
-            self._panel.status.value = (f"{PROBLEM_SIGN} {word} {other.describe()} Re-track them with this model?")
+            self._panel.status.value = f"{PROBLEM_SIGN} {word} {other.describe()} Re-track them with this model?"
             self._panel.retrack.visible = True
             return summary
         if done == 0 and not stopped:

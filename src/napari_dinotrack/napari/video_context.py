@@ -46,8 +46,10 @@ def video_context(image: Any, points: Any) -> VideoContext:
         src = getattr(getattr(image, "source", None), "path", None)
         path = str(src) if src else None
     if not path:
-        raise UserError("Open a video first (File → Open, or File → Open Sample → napari-dinotrack), "
-                        "and choose it as the video layer.")
+        raise UserError(
+            "Open a video first (File → Open, or File → Open Sample → napari-dinotrack), "
+            "and choose it as the video layer."
+        )
     result_folder = meta.get("result_folder")
     video_path = Path(path)
     if result_folder and Path(result_folder) == video_path.parent / video_path.stem:

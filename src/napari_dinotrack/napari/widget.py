@@ -100,34 +100,63 @@ class DinoTrackerWidget(QWidget):
         self.display_panel = DisplayPanel()
         self.exchange = ExchangeTools(self)
         self.batch_panel = FolderBatchPanel(self.backbone_panel, self.config_panel, self.video_context)
-        self.collapsibles = stack_collapsible(self, [
-            ("Layers", self.layers_panel, True),
-            ("Backbone", self.backbone_panel, True),
-            ("Motion prior & mask", self.config_panel, False),
-            ("Seed tools", self.seed_panel, True),
-            ("Track", self.track_panel, True),
-            ("Proofread", self.proofread_panel, True),
-            ("Display: trajectories & heatmap", self.display_panel, True),
-            ("Export · import · clean-up · render", self.exchange.panel, False),
-            ("Track a folder in the background", self.batch_panel, False),
-        ])
+        self.collapsibles = stack_collapsible(
+            self,
+            [
+                ("Layers", self.layers_panel, True),
+                ("Backbone", self.backbone_panel, True),
+                ("Motion prior & mask", self.config_panel, False),
+                ("Seed tools", self.seed_panel, True),
+                ("Track", self.track_panel, True),
+                ("Proofread", self.proofread_panel, True),
+                ("Display: trajectories & heatmap", self.display_panel, True),
+                ("Export · import · clean-up · render", self.exchange.panel, False),
+                ("Track a folder in the background", self.batch_panel, False),
+            ],
+        )
         self.setMinimumWidth(360)
 
         self.edits = KeypointEditor(
-            self.keypoints_style, keypoint_names=self._keypoint_names, instance_name=self._instance_name,
-            current_frame=self.current_frame, video_context=self.video_context,
-            report=self._seed_status, parent=self)
-        self.masks = MasksLayerController(self.viewer, self.layers_panel.masks, lambda: self.points_layer,
-                                          self.current_frame, self.video_context, frame_animals=self._animals,
-                                          warn=self._mask_warning)
+            self.keypoints_style,
+            keypoint_names=self._keypoint_names,
+            instance_name=self._instance_name,
+            current_frame=self.current_frame,
+            video_context=self.video_context,
+            report=self._seed_status,
+            parent=self,
+        )
+        self.masks = MasksLayerController(
+            self.viewer,
+            self.layers_panel.masks,
+            lambda: self.points_layer,
+            self.current_frame,
+            self.video_context,
+            frame_animals=self._animals,
+            warn=self._mask_warning,
+        )
         self.display = LiveDisplay(
-            self.viewer, self.edits, self.masks, points_layer=lambda: self.points_layer,
-            ensure_points_layer=self.ensure_points_layer, panel=self.display_panel,
-            tracks_style=self.tracks_style, keypoints_style=self.keypoints_style, parent=self)
+            self.viewer,
+            self.edits,
+            self.masks,
+            points_layer=lambda: self.points_layer,
+            ensure_points_layer=self.ensure_points_layer,
+            panel=self.display_panel,
+            tracks_style=self.tracks_style,
+            keypoints_style=self.keypoints_style,
+            parent=self,
+        )
         self.proofreader = Proofreader(
-            self.viewer, self.proofread_panel, self.keypoints_style, restyle=self.restyle,
-            video_context=self.video_context, current_frame=self.current_frame, busy=lambda: self.is_running,
-            before_swap=self._before_swap, after_swap=self._after_swap, parent=self)
+            self.viewer,
+            self.proofread_panel,
+            self.keypoints_style,
+            restyle=self.restyle,
+            video_context=self.video_context,
+            current_frame=self.current_frame,
+            busy=lambda: self.is_running,
+            before_swap=self._before_swap,
+            after_swap=self._after_swap,
+            parent=self,
+        )
         # the trajectories layer is made right after the keypoints layer is picked (outside the event), not mid-run
         self._prepare_tracks = QTimer(self)
         self._prepare_tracks.setSingleShot(True)
@@ -156,13 +185,16 @@ class DinoTrackerWidget(QWidget):
         self._docked = False
         self._closed = False
         self._waiting_for_folder = False
-        self._unbind_keys = bind_shortcuts(self.viewer, {
-            "next_suspicious": self.proofreader.next_suspicious,
-            "previous_suspicious": self.proofreader.previous_suspicious,
-            "toggle_hidden": self.toggle_selected_visibility,
-            "save_frame": self.save_current_frame,
-            "track_from_here": self.track_from_here,
-        })
+        self._unbind_keys = bind_shortcuts(
+            self.viewer,
+            {
+                "next_suspicious": self.proofreader.next_suspicious,
+                "previous_suspicious": self.proofreader.previous_suspicious,
+                "toggle_hidden": self.toggle_selected_visibility,
+                "save_frame": self.save_current_frame,
+                "track_from_here": self.track_from_here,
+            },
+        )
         self._on_layers_changed()
         self._on_model_changed()
 
@@ -215,8 +247,11 @@ class DinoTrackerWidget(QWidget):
         """
         import napari.layers
 
-        layers = [lyr for lyr in layers_of_type(self.viewer, getattr(napari.layers, kind))
-                  if not layer_meta(lyr).get("heatmap")]  # the heatmap is no video
+        layers = [
+            lyr
+            for lyr in layers_of_type(self.viewer, getattr(napari.layers, kind))
+            if not layer_meta(lyr).get("heatmap")
+        ]  # the heatmap is no video
         if kind == "Labels":
             image = self.layers_panel.image.value if hasattr(self, "layers_panel") else None
             layers = [lyr for lyr in layers if image is None or fits_video(lyr, image)]
@@ -282,16 +317,17 @@ class DinoTrackerWidget(QWidget):
             return layer
         try:
             ctx = self.video_context()
-            name, meta = f"{ctx.stem} keypoints", {META_KEY: {"video_path": str(ctx.video_path),
-                                                            "result_folder": str(ctx.layout.folder)}}
+            name, meta = (
+                f"{ctx.stem} keypoints",
+                {META_KEY: {"video_path": str(ctx.video_path), "result_folder": str(ctx.layout.folder)}},
+            )
             self.keypoints_style.size = point_size_for(ctx.height, ctx.width)
         except UserError:
             name, meta = "keypoints", {}
         self.keypoints_style.name = name
         kwargs = self.keypoints_style.as_kwargs(None)
         kwargs["feature_defaults"]["instance"] = self._instance_name()
-        layer = self.viewer.add_points(np.zeros((0, 3)), ndim=3, features=empty_features(), metadata=meta,
-                                       **kwargs)
+        layer = self.viewer.add_points(np.zeros((0, 3)), ndim=3, features=empty_features(), metadata=meta, **kwargs)
         self.layers_panel.points.value = layer
         self.edits.attach(layer)
         return layer
@@ -332,7 +368,8 @@ class DinoTrackerWidget(QWidget):
         dtype = str(getattr(backbone, "dtype", "float32")).removeprefix("torch.")
         self.backbone_panel.source.value = (
             f"Loaded {backbone.name} on {backbone.device} ({dtype}, {backbone.feature_dim}-d, "
-            f"patch {backbone.patch_size}). {source}")
+            f"patch {backbone.patch_size}). {source}"
+        )
 
     def _on_backbone_error(self, exc: BaseException) -> None:
         from napari.utils.notifications import show_error
@@ -346,13 +383,13 @@ class DinoTrackerWidget(QWidget):
     # ---------------------------------------------------------------- remembered settings
     def current_settings(self) -> WidgetSettings:
         """The widget's state as a :class:`WidgetSettings`."""
-        return read_panels(self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel,
-                           self.track_panel)
+        return read_panels(
+            self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel, self.track_panel
+        )
 
     def apply_settings(self, s: WidgetSettings) -> None:
         """Show saved settings in the panels (bad entries are skipped)."""
-        show_in_panels(s, self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel,
-                       self.track_panel)
+        show_in_panels(s, self.backbone_panel, self.config_panel, self.seed_panel, self.display_panel, self.track_panel)
         self.heatmap.set_opacity(self.display_panel.opacity.value)
         self._on_names_changed()
 
@@ -393,8 +430,9 @@ class DinoTrackerWidget(QWidget):
     def add_instance_keypoints(self) -> list[int]:
         """Place this instance's missing keypoints in a row at the view centre; return the new row indices."""
         layer = self.ensure_points_layer()
-        return self.edits.add_instance_keypoints(layer, self.current_frame(),
-                                                 lambda: view_centre(self.viewer, self.image_layer))
+        return self.edits.add_instance_keypoints(
+            layer, self.current_frame(), lambda: view_centre(self.viewer, self.image_layer)
+        )
 
     def toggle_selected_visibility(self) -> None:
         """Flip hidden/visible for the selected keypoints (and save their frames)."""
@@ -507,12 +545,21 @@ class DinoTrackerWidget(QWidget):
             if not self._waiting_for_folder:
                 self._waiting_for_folder = True
                 wait_for_folder(ctx.layout.folder, lambda: self._start_after_wait(start_frame))
-            self.track_panel.status.value = (f"{PROBLEM_SIGN} The previous run on {ctx.layout.folder} is still "
-                                             "stopping; tracking starts as soon as it has.")
+            self.track_panel.status.value = (
+                f"{PROBLEM_SIGN} The previous run on {ctx.layout.folder} is still "
+                "stopping; tracking starts as soon as it has."
+            )
             return None
         self.display.start(ctx)
-        self.run = TrackRun(job, ctx.layout.folder, self.backbones, self.display, self.track_panel,
-                            on_backbone_error=self._backbone_problem, on_end=self._on_run_end)
+        self.run = TrackRun(
+            job,
+            ctx.layout.folder,
+            self.backbones,
+            self.display,
+            self.track_panel,
+            on_backbone_error=self._backbone_problem,
+            on_end=self._on_run_end,
+        )
         self._holder.control = self.run.control
         return self.run.start()
 
@@ -562,8 +609,16 @@ class DinoTrackerWidget(QWidget):
             except AnnotationError as exc:
                 raise UserError(str(exc)) from None
         end_frame = check_frame_range(ctx, start_frame, self.track_panel.end, seeds)
-        job = TrackJob(str(ctx.video_path), ctx.result_folder, choice, int(self.backbone_panel.short_side.value),
-                       config, start_frame, end_frame, self.track_panel.direction)
+        job = TrackJob(
+            str(ctx.video_path),
+            ctx.result_folder,
+            choice,
+            int(self.backbone_panel.short_side.value),
+            config,
+            start_frame,
+            end_frame,
+            self.track_panel.direction,
+        )
         return job, ctx
 
     def _on_run_end(self, summary: dict[str, Any]) -> None:
@@ -636,8 +691,10 @@ class DinoTrackerWidget(QWidget):
             logger.exception("unsaved corrections could not be written")
             from napari.utils.notifications import show_error
 
-            show_error(f"Your last corrections could not be saved ({exc}); they are still in the keypoints "
-                       "layer: reopen the tracker and save the frame (Shift-S).")
+            show_error(
+                f"Your last corrections could not be saved ({exc}); they are still in the keypoints "
+                "layer: reopen the tracker and save the frame (Shift-S)."
+            )
         with contextlib.suppress(Exception):
             self.save_settings()
         self.heatmap.set_enabled(False)

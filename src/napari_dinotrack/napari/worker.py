@@ -91,8 +91,9 @@ class WorkerError(Exception):
         self.original = original
 
 
-def run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
-                 yield_every_s: float = YIELD_EVERY_S) -> Iterator[list[FrameResult]]:
+def run_tracking(
+    job: TrackJob, control: RunControl, backbones: BackboneCache, yield_every_s: float = YIELD_EVERY_S
+) -> Iterator[list[FrameResult]]:
     """Generator run in the worker thread: load the backbone, track, yield batches of results.
 
     Touches no Qt or napari object. Results are batched (one yield per ``yield_every_s`` at
@@ -105,8 +106,9 @@ def run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
         raise WorkerError(exc) from exc
 
 
-def _run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
-                  yield_every_s: float) -> Iterator[list[FrameResult]]:
+def _run_tracking(
+    job: TrackJob, control: RunControl, backbones: BackboneCache, yield_every_s: float
+) -> Iterator[list[FrameResult]]:
     backbone = backbones.get(job.backbone)
     with contextlib.suppress(ImportError):
         import scipy.spatial  # noqa: F401  (napari's Tracks layer needs it: import it here, not on the GUI thread)
@@ -115,8 +117,13 @@ def _run_tracking(job: TrackJob, control: RunControl, backbones: BackboneCache,
     from ..pipeline import DinoKeypointVideoProcessor
 
     processor = DinoKeypointVideoProcessor(
-        job.video_path, job.result_folder, model_name=backbone, short_side=job.short_side,
-        device=job.backbone.device_arg, runtime_config=job.config, direction=job.direction,
+        job.video_path,
+        job.result_folder,
+        model_name=backbone,
+        short_side=job.short_side,
+        device=job.backbone.device_arg,
+        runtime_config=job.config,
+        direction=job.direction,
     )
     control.attach(processor)
     results = processor.iter_results(start_frame=job.start_frame, end_frame=job.end_frame)

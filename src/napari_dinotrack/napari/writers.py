@@ -31,8 +31,13 @@ def _write(path: str, data: Any, meta: dict[str, Any], to: str) -> list[str]:
     attrs = {"video_path": video}
     if video_info is not None:
         attrs.update(frame_height=video_info.height, frame_width=video_info.width)
-    ds = points_dataset(data, meta.get("features", {}), n_frames=video_info.n_frames if video_info else None,
-                        fps=video_info.fps if video_info else None, attrs=attrs)
+    ds = points_dataset(
+        data,
+        meta.get("features", {}),
+        n_frames=video_info.n_frames if video_info else None,
+        fps=video_info.fps if video_info else None,
+        attrs=attrs,
+    )
     keypoints = {str(k) for k in ds["keypoints"].values}
     edges = []
     if video:

@@ -51,8 +51,9 @@ class SwapReport:
             text = f"Nothing swapped: neither {self.first} nor {self.second} is on a predicted frame in that range."
         else:
             lo, hi = self.swapped[0], self.swapped[-1]
-            text = (f"Swapped {self.first} ↔ {self.second} on {len(self.swapped)} frames ({lo}–{hi}); "
-                    "swap again to undo.")
+            text = (
+                f"Swapped {self.first} ↔ {self.second} on {len(self.swapped)} frames ({lo}–{hi}); swap again to undo."
+            )
         if self.manual_kept:
             shown = ", ".join(map(str, self.manual_kept[:6])) + (" …" if len(self.manual_kept) > 6 else "")
             text += f" Manual frames kept as labelled: {shown}."
@@ -80,8 +81,9 @@ def swapped_annotation(ann: FrameAnnotation, first: str, second: str) -> FrameAn
     return dataclasses.replace(ann, instances=instances)
 
 
-def swap_identities(layout: ResultLayout, first: str, second: str, start: int, end: int, *,
-                    include_manual: bool = False) -> SwapReport:
+def swap_identities(
+    layout: ResultLayout, first: str, second: str, start: int, end: int, *, include_manual: bool = False
+) -> SwapReport:
     """Exchange the identities of instances ``first`` and ``second`` on frames ``start``..``end`` (inclusive).
 
     See the module docstring for the rules. Raises :class:`~..errors.InputError` for a bad request

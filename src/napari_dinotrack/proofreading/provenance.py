@@ -31,8 +31,10 @@ class OtherModel:
         """One sentence for the user."""
         was = "; ".join(f"{m or 'an unknown model'} at short side {s or '?'}" for m, s in self.made_with)
         lo, hi = self.frames[0], self.frames[-1]
-        return (f"{len(self.frames)} tracked frames ({lo}–{hi}) were made with {was}, not {self.model} at "
-                f"short side {self.short_side}.")
+        return (
+            f"{len(self.frames)} tracked frames ({lo}–{hi}) were made with {was}, not {self.model} at "
+            f"short side {self.short_side}."
+        )
 
 
 def other_model_frames(annotations: dict[int, FrameAnnotation], model: str, short_side: int) -> OtherModel | None:

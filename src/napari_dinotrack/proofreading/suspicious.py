@@ -52,14 +52,26 @@ REASONS: tuple[Reason, ...] = ("lost", "low score", "jump", "disagreement")
 class SuspicionSettings(Settings):
     """When a predicted keypoint counts as suspicious."""
 
-    min_score: float = setting(0.5, "Visible predicted points matching worse than this are suspicious.",
-                               ge=0.0, le=1.0, group="proofreading")
-    jump_factor: float = setting(4.0, "A step this many times the keypoint's median step per frame is a jump.",
-                                 ge=1.0, le=1000.0, group="proofreading")
-    min_jump_px: float = setting(8.0, "Steps shorter than this are never jumps, video px.",
-                                 ge=0.0, le=100_000.0, group="proofreading")
-    max_disagreement_px: float = setting(6.0, "Forward and backward passes further apart than this are "
-                                         "suspicious, video px.", ge=0.0, le=100_000.0, group="proofreading")
+    min_score: float = setting(
+        0.5, "Visible predicted points matching worse than this are suspicious.", ge=0.0, le=1.0, group="proofreading"
+    )
+    jump_factor: float = setting(
+        4.0,
+        "A step this many times the keypoint's median step per frame is a jump.",
+        ge=1.0,
+        le=1000.0,
+        group="proofreading",
+    )
+    min_jump_px: float = setting(
+        8.0, "Steps shorter than this are never jumps, video px.", ge=0.0, le=100_000.0, group="proofreading"
+    )
+    max_disagreement_px: float = setting(
+        6.0,
+        "Forward and backward passes further apart than this are suspicious, video px.",
+        ge=0.0,
+        le=100_000.0,
+        group="proofreading",
+    )
 
 
 @dataclass(frozen=True)
@@ -118,10 +130,18 @@ class KeypointTable:
     disagreement: np.ndarray  # px; 0 where unknown
 
     @classmethod
-    def from_columns(cls, frame: Iterable[int], instance: Iterable[str], keypoint: Iterable[str],
-                     x: Iterable[float], y: Iterable[float], visible: Iterable[bool] | None = None,
-                     score: Iterable[float] | None = None, manual: Iterable[bool] | None = None,
-                     disagreement: Iterable[float] | None = None) -> KeypointTable:
+    def from_columns(
+        cls,
+        frame: Iterable[int],
+        instance: Iterable[str],
+        keypoint: Iterable[str],
+        x: Iterable[float],
+        y: Iterable[float],
+        visible: Iterable[bool] | None = None,
+        score: Iterable[float] | None = None,
+        manual: Iterable[bool] | None = None,
+        disagreement: Iterable[float] | None = None,
+    ) -> KeypointTable:
         """A table from columns; missing ones default to visible, score 1, predicted, no disagreement."""
         frames = _array(frame).astype(int)
         n = len(frames)
@@ -134,17 +154,25 @@ class KeypointTable:
                 arr = np.nan_to_num(arr.astype(float), nan=float(default))
             return arr.astype(dtype)
 
-        return cls(frames, _array(instance).astype(str), _array(keypoint).astype(str), col(x, np.nan, float),
-                   col(y, np.nan, float), col(visible, True, bool), col(score, 1.0, float), col(manual, False, bool),
-                   col(disagreement, 0.0, float))
+        return cls(
+            frames,
+            _array(instance).astype(str),
+            _array(keypoint).astype(str),
+            col(x, np.nan, float),
+            col(y, np.nan, float),
+            col(visible, True, bool),
+            col(score, 1.0, float),
+            col(manual, False, bool),
+            col(disagreement, 0.0, float),
+        )
 
     @classmethod
-    def from_annotations(cls, annotations: Mapping[int, FrameAnnotation] | Iterable[FrameAnnotation]
-                         ) -> KeypointTable:
+    def from_annotations(cls, annotations: Mapping[int, FrameAnnotation] | Iterable[FrameAnnotation]) -> KeypointTable:
         """The table of a result folder's annotations (e.g. from :func:`~..io.labelme.load_annotations`)."""
         anns = annotations.values() if isinstance(annotations, Mapping) else annotations
-        cols: dict[str, list] = {k: [] for k in ("frame", "instance", "keypoint", "x", "y", "visible", "score",
-                                                  "manual", "disagreement")}
+        cols: dict[str, list] = {
+            k: [] for k in ("frame", "instance", "keypoint", "x", "y", "visible", "score", "manual", "disagreement")
+        }
         for ann in anns:
             for inst in ann.instances:
                 for kp in inst.keypoints:
@@ -194,8 +222,7 @@ class KeypointTable:
         if len(seen) > 1:
             gaps = np.maximum(np.diff(frame[seen]), 1)
             step[seen[1:]] = np.hypot(np.diff(x[seen]), np.diff(y[seen])) / gaps
-        return KeypointSeries(frame, x, y, visible, self.score[rows], self.manual[rows], self.disagreement[rows],
-                              step)
+        return KeypointSeries(frame, x, y, visible, self.score[rows], self.manual[rows], self.disagreement[rows], step)
 
 
 def _array(values: Iterable) -> np.ndarray:
@@ -222,14 +249,14 @@ def find_suspicious(table: KeypointTable, settings: SuspicionSettings | None = N
     return found
 
 
-def _series_suspicions(instance: str, keypoint: str, s: KeypointSeries,
-                       settings: SuspicionSettings) -> list[Suspicion]:
+def _series_suspicions(instance: str, keypoint: str, s: KeypointSeries, settings: SuspicionSettings) -> list[Suspicion]:
     out: list[Suspicion] = []
     predicted = ~s.manual
 
     def add(rows: np.ndarray, reason: Reason, values: np.ndarray) -> None:
-        out.extend(Suspicion(int(s.frame[i]), instance, keypoint, reason, float(v))
-                   for i, v in zip(rows, values, strict=True))
+        out.extend(
+            Suspicion(int(s.frame[i]), instance, keypoint, reason, float(v)) for i, v in zip(rows, values, strict=True)
+        )
 
     hidden = ~s.visible
     onset = hidden & predicted & np.concatenate([[True], s.visible[:-1] | (s.frame[1:] - s.frame[:-1] > 1)])

@@ -54,9 +54,12 @@ class SyntheticClip:
         instances = []
         for i, inst in enumerate(self.instance_names):
             kps = [
-                Keypoint(part, float(self.positions[inst, part][frame, 0]),
-                         float(self.positions[inst, part][frame, 1]),
-                         bool(self.visible[inst, part][frame]))
+                Keypoint(
+                    part,
+                    float(self.positions[inst, part][frame, 0]),
+                    float(self.positions[inst, part][frame, 1]),
+                    bool(self.visible[inst, part][frame]),
+                )
                 for part in self.part_names
             ]
             polygon = mask_to_polygon(self.masks[frame, i], tolerance_frac=0.0) if with_polygons else None
@@ -159,8 +162,9 @@ def _pose(i: int, n: int, t: int, h: int, w: int, speed: float, crossing: bool):
     return float(cx), float(cy), float(heading)
 
 
-def write_sample(folder: str | Path, n_frames: int = 40, height: int = 192, width: int = 256,
-                 n_instances: int = 1) -> Path:
+def write_sample(
+    folder: str | Path, n_frames: int = 40, height: int = 192, width: int = 256, n_instances: int = 1
+) -> Path:
     """Write a sample video and its frame-0 manual seed (LabelMe JSON) into ``folder``; return the video."""
     from ..io.labelme import write_manual
     from ..io.paths import ResultLayout

@@ -78,8 +78,11 @@ class Scene:
         h, w = self.frames.shape[1:3]
         instances = []
         for i, name in enumerate(self.instance_names):
-            kps = [Keypoint(p, float(self.xy[frame, i, j, 0]), float(self.xy[frame, i, j, 1]))
-                   for j, p in enumerate(self.part_names) if self.visible[frame, i, j]]
+            kps = [
+                Keypoint(p, float(self.xy[frame, i, j, 0]), float(self.xy[frame, i, j, 1]))
+                for j, p in enumerate(self.part_names)
+                if self.visible[frame, i, j]
+            ]
             polygon = mask_to_polygon(self.masks[frame, i]) if with_polygons else None
             instances.append(Instance(name, kps, polygon=polygon, group_id=i))
         return FrameAnnotation(frame, h, w, instances, source="manual")
@@ -170,8 +173,9 @@ def _draw_factors(family: str, rng: np.random.Generator) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- textures
 
 
-def _noise_texture(rng: np.random.Generator, shape: tuple[int, int], scale: float, strength: float,
-                   colour: list[float]) -> np.ndarray:
+def _noise_texture(
+    rng: np.random.Generator, shape: tuple[int, int], scale: float, strength: float, colour: list[float]
+) -> np.ndarray:
     """Smooth random fur/floor pattern around ``colour``: (H, W, 3) float32."""
     import cv2
 
@@ -225,8 +229,11 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
         states[1][0], states[1][1], states[1][2] = w * 0.8, h * 0.5 + rng.uniform(-0.2, 0.2) * length, math.pi
         for k in (0, 1):
             speeds[k] = np.maximum(speeds[k], rng.uniform(1.5, 4.0))
-    u_turn_at = set(rng.choice(np.arange(8, max(9, n - 12)), size=f["u_turns"], replace=False).tolist()) \
-        if f["u_turns"] else set()
+    u_turn_at = (
+        set(rng.choice(np.arange(8, max(9, n - 12)), size=f["u_turns"], replace=False).tolist())
+        if f["u_turns"]
+        else set()
+    )
     exit_window = None
     if f["exit"]:
         away = int(rng.integers(20, 36))
@@ -398,8 +405,12 @@ def _interp(animal: _Animal, t: float):
     t1 = min(t0 + 1, n - 1)
     a = float(np.clip(t - t0, 0.0, 1.0))
     dh = (animal.heading[t1] - animal.heading[t0] + math.pi) % (2 * math.pi) - math.pi
-    return ((1 - a) * animal.x[t0] + a * animal.x[t1], (1 - a) * animal.y[t0] + a * animal.y[t1],
-            animal.heading[t0] + a * dh, (1 - a) * animal.head[t0] + a * animal.head[t1])
+    return (
+        (1 - a) * animal.x[t0] + a * animal.x[t1],
+        (1 - a) * animal.y[t0] + a * animal.y[t1],
+        animal.heading[t0] + a * dh,
+        (1 - a) * animal.head[t0] + a * animal.head[t1],
+    )
 
 
 @dataclass
@@ -424,9 +435,16 @@ def _occluders(rng, f, animals) -> list[_Occluder]:
         first = int(rng.integers(3, max(4, n - 4)))
         last = min(n - 1, first + int(rng.integers(2, 31)) - 1)
         mid = min(n - 1, (first + last) // 2)
-        out.append(_Occluder(float(a.x[mid]), float(a.y[mid]), float(rng.uniform(0, math.pi)),
-                             float(rng.uniform(0.12, 0.35) * f["length_px"]), (first, last),
-                             float(rng.uniform(40, 220))))
+        out.append(
+            _Occluder(
+                float(a.x[mid]),
+                float(a.y[mid]),
+                float(rng.uniform(0, math.pi)),
+                float(rng.uniform(0.12, 0.35) * f["length_px"]),
+                (first, last),
+                float(rng.uniform(40, 220)),
+            )
+        )
     return out
 
 
@@ -445,8 +463,10 @@ class _Camera:
         z, r = self.zoom[t], self.roll[t]
         c, s = math.cos(r), math.sin(r)
         dx, dy = np.asarray(x) - self.centre[0], np.asarray(y) - self.centre[1]
-        return (self.centre[0] + z * (c * dx - s * dy) + self.shift[t, 0],
-                self.centre[1] + z * (s * dx + c * dy) + self.shift[t, 1])
+        return (
+            self.centre[0] + z * (c * dx - s * dy) + self.shift[t, 0],
+            self.centre[1] + z * (s * dx + c * dy) + self.shift[t, 1],
+        )
 
     def to_world(self, t: int, x, y):
         z, r = self.zoom[t], self.roll[t]
@@ -477,8 +497,9 @@ def make_scene(family: str, seed: int, **fixed: Any) -> Scene:
     occluders = _occluders(rng, f, animals)
     camera = _Camera(rng, f)
     pad = int(0.5 * max(h, w))
-    floor = _noise_texture(rng, (h + 2 * pad, w + 2 * pad), f["floor_texture_scale"], f["floor_texture"],
-                           f["floor_colour"])
+    floor = _noise_texture(
+        rng, (h + 2 * pad, w + 2 * pad), f["floor_texture_scale"], f["floor_texture"], f["floor_colour"]
+    )
     tex_size = int(2.2 * length) + 8
     fur = _noise_texture(rng, (tex_size, tex_size), f["body_texture_scale"], f["body_texture"], f["body_colour"])
     ear_colour = np.asarray(f["body_colour"], np.float32) * rng.uniform(0.55, 0.8)
@@ -544,5 +565,15 @@ def make_scene(family: str, seed: int, **fixed: Any) -> Scene:
                     if any(bool(m) for m in _shape(u, v, head, animals[b].tail_wag[t])):
                         covered = True
                 visible[t, a, j] = inside and not covered
-    return Scene(family, seed, frames, names, parts, xy, visible, masks, fps=30.0,
-                 factors={k: (list(v) if isinstance(v, tuple) else v) for k, v in f.items()})
+    return Scene(
+        family,
+        seed,
+        frames,
+        names,
+        parts,
+        xy,
+        visible,
+        masks,
+        fps=30.0,
+        factors={k: (list(v) if isinstance(v, tuple) else v) for k, v in f.items()},
+    )

@@ -18,8 +18,9 @@ __all__ = ["merge_passes"]
 AGREE_PX = 8.0  # video px: passes closer than this are two views of one place
 
 
-def merge_passes(forward: TrackOutput, backward: TrackOutput, frame: int, start: int,
-                 end: int) -> tuple[TrackOutput, np.ndarray]:
+def merge_passes(
+    forward: TrackOutput, backward: TrackOutput, frame: int, start: int, end: int
+) -> tuple[TrackOutput, np.ndarray]:
     """The merged result of ``frame`` tracked forward from ``start`` and backward from ``end``.
 
     Returns the merged output and (K,) the distance between the passes in video px (0 where
@@ -44,6 +45,7 @@ def merge_passes(forward: TrackOutput, backward: TrackOutput, frame: int, start:
     nearer = forward.xy if near_start >= 0.5 else backward.xy
     xy = np.where((~forward.visible & ~backward.visible)[:, None], nearer, xy)
     visible = forward.visible | backward.visible
-    score = np.where(visible, np.where(pick_fwd, forward.score, backward.score),
-                     np.maximum(forward.score, backward.score))
+    score = np.where(
+        visible, np.where(pick_fwd, forward.score, backward.score), np.maximum(forward.score, backward.score)
+    )
     return TrackOutput(xy.astype(np.float32), visible, score.astype(np.float32)), disagreement

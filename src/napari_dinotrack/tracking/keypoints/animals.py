@@ -41,8 +41,15 @@ class Poses:
 GridFn = Callable[[float, float], tuple[torch.Tensor, torch.Tensor]]
 
 
-def find_animals(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, maps: torch.Tensor, moved: FlowPose | None,
-                 grid: GridFn, padded: tuple[int, int]) -> Poses:
+def find_animals(
+    st: TrackState,
+    cfg: TrackerConfig,
+    geo: WorkGeometry,
+    maps: torch.Tensor,
+    moved: FlowPose | None,
+    grid: GridFn,
+    padded: tuple[int, int],
+) -> Poses:
     """Every animal's pose this frame. ``maps`` (K, h, w): the parts' appearance scores."""
     n, inst, dev = st.n_instances, st.instance_of, st.pos.device
     pred_centre = st.centre + st.velocity
@@ -60,11 +67,13 @@ def find_animals(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, maps: to
     radius = cfg.max_speed_px * geo.scale * growth
     max_turn = math.radians(cfg.max_turn_deg)
     shifts, turns = grid(float(radius.max()), max_turn)
-    penalty = cfg.motion_prior_weight * ((shifts.norm(dim=1)[None] / radius[:, None]) ** 2
-                                         + (turns[None] / max(max_turn, 1e-6)) ** 2)
+    penalty = cfg.motion_prior_weight * (
+        (shifts.norm(dim=1)[None] / radius[:, None]) ** 2 + (turns[None] / max(max_turn, 1e-6)) ** 2
+    )
     weights = st.trackable.float()
-    centre, angle, fit, scored = search_poses(maps, pred_centre, pred_angle, st.scale, st.offsets, inst,
-                                              weights, shifts, turns, radius, penalty, padded)
+    centre, angle, fit, scored = search_poses(
+        maps, pred_centre, pred_angle, st.scale, st.offsets, inst, weights, shifts, turns, radius, penalty, padded
+    )
     # the flow's pose stands unless it no longer looks like the animal (the flow slipped or was taken
     # over) while another pose clearly does; appearance drifts as an animal turns away from its
     # templates, so a flow that follows most of its fur is never overruled. NaN (usual level unknown)
@@ -107,28 +116,54 @@ def clashes(st: TrackState, centre: torch.Tensor, scored: torch.Tensor) -> torch
     return (near & weaker).any(dim=1)
 
 
-def redetect(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, maps: torch.Tensor, centre: torch.Tensor,
-             angle: torch.Tensor, fit: torch.Tensor, lost: torch.Tensor, usual: torch.Tensor,
-             padded: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def redetect(
+    st: TrackState,
+    cfg: TrackerConfig,
+    geo: WorkGeometry,
+    maps: torch.Tensor,
+    centre: torch.Tensor,
+    angle: torch.Tensor,
+    fit: torch.Tensor,
+    lost: torch.Tensor,
+    usual: torch.Tensor,
+    padded: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Animals lost for ``redetect_after`` frames are looked for over the whole frame, at any turn."""
     long_lost = lost & (st.lost_for + 1 >= cfg.redetect_after)
     if not bool(long_lost.any()):  # one host sync, only on frames with a long-lost animal
         return centre, angle, fit, lost
     dev, p = st.pos.device, geo.patch_size
-    gy, gx = torch.meshgrid(torch.arange(geo.grid_height, device=dev, dtype=torch.float32),
-                            torch.arange(geo.grid_width, device=dev, dtype=torch.float32), indexing="ij")
+    gy, gx = torch.meshgrid(
+        torch.arange(geo.grid_height, device=dev, dtype=torch.float32),
+        torch.arange(geo.grid_width, device=dev, dtype=torch.float32),
+        indexing="ij",
+    )
     spots = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1) * p + p / 2
     turns = torch.arange(REDETECT_TURNS, device=dev, dtype=torch.float32) * (2 * math.pi / REDETECT_TURNS)
     shifts = spots[:, None].expand(-1, REDETECT_TURNS, -1).reshape(-1, 2)
     turn = turns[None].expand(len(spots), -1).reshape(-1)
     n = st.n_instances
     found_centre, found_angle, found_fit, _ = search_poses(
-        maps, torch.zeros(n, 2, device=dev), torch.zeros(n, device=dev), st.scale, st.offsets, st.instance_of,
-        st.trackable.float(), shifts, turn, torch.full((n,), float("inf"), device=dev),
-        torch.zeros(n, len(shifts), device=dev), padded)
+        maps,
+        torch.zeros(n, 2, device=dev),
+        torch.zeros(n, device=dev),
+        st.scale,
+        st.offsets,
+        st.instance_of,
+        st.trackable.float(),
+        shifts,
+        turn,
+        torch.full((n,), float("inf"), device=dev),
+        torch.zeros(n, len(shifts), device=dev),
+        padded,
+    )
     regain = torch.maximum(torch.full_like(usual, cfg.min_similarity), 0.5 * (1.0 + cfg.occlusion_ratio) * usual)
     taken = ((found_centre[:, None] - centre[None]).norm(dim=-1) < st.extent[None] * st.scale[None]) & ~lost[None]
     taken.fill_diagonal_(False)
     found = long_lost & (found_fit >= regain) & ~taken.any(dim=1)
-    return (torch.where(found[:, None], found_centre, centre), torch.where(found, found_angle, angle),
-            torch.where(found, found_fit, fit), lost & ~found)
+    return (
+        torch.where(found[:, None], found_centre, centre),
+        torch.where(found, found_angle, angle),
+        torch.where(found, found_fit, fit),
+        lost & ~found,
+    )

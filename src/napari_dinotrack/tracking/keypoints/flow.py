@@ -28,8 +28,14 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, max_jump_px: float,
-                 guess: np.ndarray | None = None, window: int = LK_WINDOW) -> FlowResult:
+def track_points(
+    prev_gray: np.ndarray,
+    gray: np.ndarray,
+    points: np.ndarray,
+    max_jump_px: float,
+    guess: np.ndarray | None = None,
+    window: int = LK_WINDOW,
+) -> FlowResult:
     """Follow ``points`` (K, 2) from ``prev_gray`` to ``gray``, starting the search at ``guess`` if given.
 
     ``window`` (odd, px) is the patch each point is followed by: small enough to stay on a small
@@ -44,12 +50,17 @@ def track_points(prev_gray: np.ndarray, gray: np.ndarray, points: np.ndarray, ma
     if len(pts) == 0:
         return FlowResult(np.zeros((0, 2), np.float32), np.zeros(0, bool))
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
-    params: dict[str, Any] = {"winSize": (window, window), "maxLevel": LK_LEVELS, "criteria": criteria,
-                              "minEigThreshold": MIN_TEXTURE}
+    params: dict[str, Any] = {
+        "winSize": (window, window),
+        "maxLevel": LK_LEVELS,
+        "criteria": criteria,
+        "minEigThreshold": MIN_TEXTURE,
+    }
     if guess is not None:
         start = np.ascontiguousarray(guess, dtype=np.float32).reshape(-1, 1, 2).copy()
-        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, start, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
-                                               **params)
+        fwd, st1, _ = cv2.calcOpticalFlowPyrLK(
+            prev_gray, gray, pts, start, flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **params
+        )
     else:
         fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **params)
     back, st2, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, fwd, None, **params)

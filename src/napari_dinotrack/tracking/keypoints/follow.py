@@ -51,13 +51,28 @@ class FlowPose:
     healthy: torch.Tensor  # (K,) the part is in plain view: the fur around it was followed
 
 
-def follow(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, gray: np.ndarray, window: int,
-           instance_host: np.ndarray, prev_masks: np.ndarray | None, padded: tuple[int, int]) -> Flow:
+def follow(
+    st: TrackState,
+    cfg: TrackerConfig,
+    geo: WorkGeometry,
+    gray: np.ndarray,
+    window: int,
+    instance_host: np.ndarray,
+    prev_masks: np.ndarray | None,
+    padded: tuple[int, int],
+) -> Flow:
     """One optical-flow call for every part and every support spot, from the previous frame to ``gray``."""
     assert st.prev_gray is not None, "the caller only follows when the previous frame's grey image is kept"
     dev = st.pos.device
-    spots, owners = support_points(st.pos_native, instance_host, st.n_instances, geo.patch_px * SPOT_SPACING_PATCHES,
-                                   MAX_SPOTS, gray.shape[:2], prev_masks)
+    spots, owners = support_points(
+        st.pos_native,
+        instance_host,
+        st.n_instances,
+        geo.patch_px * SPOT_SPACING_PATCHES,
+        MAX_SPOTS,
+        gray.shape[:2],
+        prev_masks,
+    )
     start = np.concatenate([st.pos_native, spots])
     # the search starts where each animal's recent motion leads: a running animal stays in reach
     step = (st.velocity / geo.scale).cpu().numpy()
@@ -83,7 +98,8 @@ def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
     owners = torch.cat([inst, flow.spot_instance])
     tolerance = FLOW_TOLERANCE_PX * geo.scale
     turn, size, mean_src, mean_dst, _, weight = robust_similarity(
-        src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(geo.patch_size), tolerance)
+        src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(geo.patch_size), tolerance
+    )
     size = size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
     support = torch.zeros(n, device=dev).index_add_(0, owners, weight)
     has_flow = support >= MIN_FLOW_SUPPORT
@@ -95,8 +111,9 @@ def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
     # precise still where it agrees with them, and wrong where it does not (a rim point whose window
     # sees the floor stays behind)
     sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(geo.patch_size))[inst]
-    local, support_k, followed = local_motion(st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance,
-                                              flow.spots_ok.float(), sigma, tolerance)
+    local, support_k, followed = local_motion(
+        st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance, flow.spots_ok.float(), sigma, tolerance
+    )
     anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
     reach = OWN_FLOW_AGREEMENT_PX * geo.scale + OWN_FLOW_AGREEMENT_SHARE * (anchors - st.pos).norm(dim=1)
     agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= reach)

@@ -28,8 +28,9 @@ def snap_offsets(radius_px: float, device: torch.device) -> torch.Tensor:
     return snap[torch.argsort(snap.norm(dim=1), stable=True)]
 
 
-def clamp_to_masks(xy: torch.Tensor, masks: torch.Tensor, instance_of: torch.Tensor, scale: float,
-                   offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def clamp_to_masks(
+    xy: torch.Tensor, masks: torch.Tensor, instance_of: torch.Tensor, scale: float, offsets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Points (K, 2) working px outside their mask moved to its nearest pixel within the snap offsets.
 
     Returns the positions and whether each point is in (or could be moved into) its mask; a point

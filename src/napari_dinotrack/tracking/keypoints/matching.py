@@ -8,8 +8,11 @@ NEG = -1e4  # "impossible" score; finite so that softmax and argmax stay well de
 
 
 def appearance_scores(
-    samples: torch.Tensor, templates: torch.Tensor, template_valid: torch.Tensor,
-    memory: torch.Tensor, memory_weight: float,
+    samples: torch.Tensor,
+    templates: torch.Tensor,
+    template_valid: torch.Tensor,
+    memory: torch.Tensor,
+    memory_weight: float,
 ) -> torch.Tensor:
     """Cosine match of features against each keypoint's templates.
 

@@ -27,8 +27,16 @@ CYCLE_MARGIN = 0.1  # a spot traced back may prefer another spot of the last fra
 Match = Callable[[torch.Tensor], torch.Tensor]  # (K, S, C) samples -> (K, S) appearance scores
 
 
-def place(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, feats: torch.Tensor, poses: Poses,
-          local_offsets: torch.Tensor, match: Match, padded: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def place(
+    st: TrackState,
+    cfg: TrackerConfig,
+    geo: WorkGeometry,
+    feats: torch.Tensor,
+    poses: Poses,
+    local_offsets: torch.Tensor,
+    match: Match,
+    padded: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(K, 2) positions and (K,) their appearance similarity."""
     lattice = poses.anchors[:, None] + local_offsets[None]  # (K, L, 2); the anchor itself first
     local = match(sample_features(feats, lattice, padded))  # (K, L)
@@ -44,14 +52,25 @@ def place(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, feats: torch.Te
     return torch.where(move[:, None], peak, poses.anchors), torch.where(move, at_peak, at_anchor)
 
 
-def seen(st: TrackState, cfg: TrackerConfig, geo: WorkGeometry, feats: torch.Tensor, xy: torch.Tensor,
-         similarity: torch.Tensor, poses: Poses, padded: tuple[int, int]) -> torch.Tensor:
+def seen(
+    st: TrackState,
+    cfg: TrackerConfig,
+    geo: WorkGeometry,
+    feats: torch.Tensor,
+    xy: torch.Tensor,
+    similarity: torch.Tensor,
+    poses: Poses,
+    padded: tuple[int, int],
+) -> torch.Tensor:
     """(K,) which parts are seen at ``xy``."""
     typical = torch.where(torch.isnan(st.typical), torch.ones_like(st.typical), st.typical)
     # a hidden part must match clearly better than the loss threshold to come back, and so must a
     # part whose surroundings could not be followed
-    regain = torch.where(torch.isnan(st.typical), torch.full_like(typical, cfg.min_similarity),
-                         0.5 * (1.0 + cfg.occlusion_ratio) * typical)
+    regain = torch.where(
+        torch.isnan(st.typical),
+        torch.full_like(typical, cfg.min_similarity),
+        0.5 * (1.0 + cfg.occlusion_ratio) * typical,
+    )
     inside = (xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] <= geo.work_width - 1) & (xy[:, 1] <= geo.work_height - 1)
     followed = poses.flow_healthy & st.visible & (similarity >= 0.0)
     found = st.trackable & inside & ~poses.lost[st.instance_of] & ((similarity >= regain) | followed)

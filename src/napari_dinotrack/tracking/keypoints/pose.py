@@ -17,8 +17,17 @@ import torch.nn.functional as F
 
 from .sampling import to_grid_coords
 
-__all__ = ["apply_similarity", "fit_similarity", "local_motion", "place_parts", "pose_grid", "robust_similarity",
-           "rotation", "sample_maps", "search_poses"]
+__all__ = [
+    "apply_similarity",
+    "fit_similarity",
+    "local_motion",
+    "place_parts",
+    "pose_grid",
+    "robust_similarity",
+    "rotation",
+    "sample_maps",
+    "search_poses",
+]
 
 
 def rotation(angle: torch.Tensor) -> torch.Tensor:
@@ -27,15 +36,17 @@ def rotation(angle: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
-def place_parts(centre: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, offsets: torch.Tensor,
-                instance_of: torch.Tensor) -> torch.Tensor:
+def place_parts(
+    centre: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, offsets: torch.Tensor, instance_of: torch.Tensor
+) -> torch.Tensor:
     """(K, 2) image positions of the parts for the poses (I, 2), (I,), (I,) and offsets (K, 2)."""
     rot = rotation(angle)[instance_of]  # (K, 2, 2)
     return centre[instance_of] + scale[instance_of, None] * torch.einsum("kij,kj->ki", rot, offsets)
 
 
-def pose_grid(radius: float, step: float, angle_step: float, n_angles: int,
-              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pose_grid(
+    radius: float, step: float, angle_step: float, n_angles: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Candidate pose changes: shifts on a square lattice within ``radius`` times angle changes.
 
     Returns shifts (P, 2) and angle changes (P,), the unchanged pose first.
@@ -59,10 +70,20 @@ def sample_maps(maps: torch.Tensor, xy: torch.Tensor, padded_hw: tuple[int, int]
     return out[:, 0, :, 0]
 
 
-def search_poses(maps: torch.Tensor, centre: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
-                 offsets: torch.Tensor, instance_of: torch.Tensor, weights: torch.Tensor,
-                 shifts: torch.Tensor, turns: torch.Tensor, radius: torch.Tensor, penalty: torch.Tensor,
-                 padded_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def search_poses(
+    maps: torch.Tensor,
+    centre: torch.Tensor,
+    angle: torch.Tensor,
+    scale: torch.Tensor,
+    offsets: torch.Tensor,
+    instance_of: torch.Tensor,
+    weights: torch.Tensor,
+    shifts: torch.Tensor,
+    turns: torch.Tensor,
+    radius: torch.Tensor,
+    penalty: torch.Tensor,
+    padded_hw: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The best pose of every animal near its predicted one.
 
     ``maps`` (K, h, w) are the parts' appearance scores; a candidate pose scores the weighted
@@ -87,9 +108,14 @@ def search_poses(maps: torch.Tensor, centre: torch.Tensor, angle: torch.Tensor, 
     return cand_centre[rows, best], cand_angle[rows, best], appearance[rows, best], scored[rows, best]
 
 
-def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, instance_of: torch.Tensor,
-                   n_instances: int, min_spread: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                 torch.Tensor, torch.Tensor]:
+def fit_similarity(
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    weights: torch.Tensor,
+    instance_of: torch.Tensor,
+    n_instances: int,
+    min_spread: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-animal least-squares similarity (turn, scale, shift) taking ``src`` (K, 2) to ``dst``.
 
     Returns the turn angle (I,), scale (I,), the source and destination weighted means (I, 2)
@@ -117,9 +143,16 @@ def fit_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, 
     return angle, scale, mean_src, mean_dst, turns
 
 
-def robust_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor, instance_of: torch.Tensor,
-                      n_instances: int, min_spread: float, tolerance: float, iterations: int = 4
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def robust_similarity(
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    weights: torch.Tensor,
+    instance_of: torch.Tensor,
+    n_instances: int,
+    min_spread: float,
+    tolerance: float,
+    iterations: int = 4,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`fit_similarity` that down-weights points moving unlike the rest of their animal.
 
     Points whose residual exceeds ``tolerance`` (working px) lose weight (Cauchy), so spots on
@@ -136,17 +169,32 @@ def robust_similarity(src: torch.Tensor, dst: torch.Tensor, weights: torch.Tenso
     return (*fit, w)
 
 
-def apply_similarity(xy: torch.Tensor, instance_of: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
-                     mean_src: torch.Tensor, mean_dst: torch.Tensor) -> torch.Tensor:
+def apply_similarity(
+    xy: torch.Tensor,
+    instance_of: torch.Tensor,
+    angle: torch.Tensor,
+    scale: torch.Tensor,
+    mean_src: torch.Tensor,
+    mean_dst: torch.Tensor,
+) -> torch.Tensor:
     """Move points (N, 2) by their animal's fitted similarity."""
     rot = rotation(angle)[instance_of]
     return mean_dst[instance_of] + scale[instance_of, None] * torch.einsum(
-        "nij,nj->ni", rot, xy - mean_src[instance_of])
+        "nij,nj->ni", rot, xy - mean_src[instance_of]
+    )
 
 
-def local_motion(parts: torch.Tensor, part_instance: torch.Tensor, spots: torch.Tensor, spots_to: torch.Tensor,
-                 spot_instance: torch.Tensor, weights: torch.Tensor, sigma: torch.Tensor, tolerance: float,
-                 iterations: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def local_motion(
+    parts: torch.Tensor,
+    part_instance: torch.Tensor,
+    spots: torch.Tensor,
+    spots_to: torch.Tensor,
+    spot_instance: torch.Tensor,
+    weights: torch.Tensor,
+    sigma: torch.Tensor,
+    tolerance: float,
+    iterations: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where the spots around each part take it: (K, 2) new positions, (K,) support weight, and
     (K,) the share of the nearby spots that could be followed (low under an occluder).
 

@@ -17,9 +17,15 @@ HULL_SHRINK = 0.85  # draw the hull of the parts towards their centre: its rim i
 BODY_SHRINK = 0.6  # ... and further still where it must be fur
 
 
-def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: int, spacing: float,
-                   max_per_instance: int, shape: tuple[int, int],
-                   masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def support_points(
+    positions: np.ndarray,
+    instance_of: np.ndarray,
+    n_instances: int,
+    spacing: float,
+    max_per_instance: int,
+    shape: tuple[int, int],
+    masks: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Lattice spots (S, 2) inside each animal and the animal (S,) of each.
 
     ``positions`` (K, 2) video px of the parts; ``masks`` (I, H, W) bool where known (an animal
@@ -27,15 +33,17 @@ def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: 
     tell whose fur a spot is on (the one on top hides the other), so no spot is placed there.
     At most ``max_per_instance`` spots an animal, evenly thinned.
     """
-    regions = [_region(positions[instance_of == i], spacing, shape, None if masks is None else masks[i])
-               for i in range(n_instances)]
+    regions = [
+        _region(positions[instance_of == i], spacing, shape, None if masks is None else masks[i])
+        for i in range(n_instances)
+    ]
     points, owners = [], []
     step = max(1, round(spacing))
     for i, region in enumerate(regions):
         if region is None:
             continue
         lo, inside = region
-        ys, xs = np.mgrid[step // 2: inside.shape[0]: step, step // 2: inside.shape[1]: step]
+        ys, xs = np.mgrid[step // 2 : inside.shape[0] : step, step // 2 : inside.shape[1] : step]
         keep = inside[ys, xs]
         spots = np.stack([xs[keep] + lo[0], ys[keep] + lo[1]], axis=1).astype(np.float32)
         shared = np.zeros(len(spots), bool)
@@ -52,8 +60,9 @@ def support_points(positions: np.ndarray, instance_of: np.ndarray, n_instances: 
     return np.concatenate(points), np.concatenate(owners)
 
 
-def _region(own: np.ndarray, spacing: float, shape: tuple[int, int],
-            mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+def _region(
+    own: np.ndarray, spacing: float, shape: tuple[int, int], mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """One animal's region: its mask, else the hull of its parts drawn inwards; (top-left x/y, bool array)."""
     import cv2
 
@@ -62,7 +71,7 @@ def _region(own: np.ndarray, spacing: float, shape: tuple[int, int],
     if mask is not None and mask.any():
         ys, xs = np.nonzero(mask)
         lo = np.array([xs.min(), ys.min()])
-        return lo, mask[lo[1]: ys.max() + 1, lo[0]: xs.max() + 1]
+        return lo, mask[lo[1] : ys.max() + 1, lo[0] : xs.max() + 1]
     if len(own) == 0:
         return None
     lo = np.floor(own.min(axis=0) - spacing).clip(0, [w - 1, h - 1]).astype(int)

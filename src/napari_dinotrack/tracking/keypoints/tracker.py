@@ -159,28 +159,44 @@ class KeypointTracker:
         pairs = left_right_pairs(names) if self.config.symmetry else []
         zeros_i = torch.zeros(n_inst, device=dev)
         self._state = TrackState(
-            names=names, instance_of=instance_of, n_instances=n_inst, trackable=trackable,
-            pos=pos, pos_native=xy, visible=visible,
+            names=names,
+            instance_of=instance_of,
+            n_instances=n_inst,
+            trackable=trackable,
+            pos=pos,
+            pos_native=xy,
+            visible=visible,
             misses=torch.where(visible, torch.zeros(k, device=dev), torch.ones(k, device=dev)),
             typical=torch.full((k,), float("nan"), device=dev),
-            templates=templates, template_valid=valid,
+            templates=templates,
+            template_valid=valid,
             memory=torch.where(visible[:, None], here, fallback),
-            offsets=offsets, seed_offsets=offsets.clone(),
-            centre=centre, angle=zeros_i.clone(), scale=torch.ones(n_inst, device=dev),
-            velocity=torch.zeros(n_inst, 2, device=dev), spin=zeros_i.clone(), lost_for=zeros_i.clone(),
-            usual_fit=torch.full((n_inst,), float("nan"), device=dev), extent=extent,
-            body_look=body_look, floor_look=floor_look,
+            offsets=offsets,
+            seed_offsets=offsets.clone(),
+            centre=centre,
+            angle=zeros_i.clone(),
+            scale=torch.ones(n_inst, device=dev),
+            velocity=torch.zeros(n_inst, 2, device=dev),
+            spin=zeros_i.clone(),
+            lost_for=zeros_i.clone(),
+            usual_fit=torch.full((n_inst,), float("nan"), device=dev),
+            extent=extent,
+            body_look=body_look,
+            floor_look=floor_look,
             sym_pairs=torch.tensor(pairs, device=dev, dtype=torch.long).reshape(-1, 2),
-            prev_gray=gray, prev_features=features,
+            prev_gray=gray,
+            prev_features=features,
         )
 
-    def _template_tensor(self, names: list[tuple[str, str]], frame: int,
-                         channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _template_tensor(
+        self, names: list[tuple[str, str]], frame: int, channels: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(K, M, C) templates, nearest manual frames first, and their validity mask."""
         k = len(names)
         # only as many slots as the best-known keypoint has: unused slots would cost a full match each
-        m = max(1, min(self.config.max_templates, max((len(self._template_bank.get(key, {})) for key in names),
-                                                      default=1)))
+        m = max(
+            1, min(self.config.max_templates, max((len(self._template_bank.get(key, {})) for key in names), default=1))
+        )
         templates = torch.zeros(k, m, channels, device=self.device)
         valid = torch.zeros(k, m, dtype=torch.bool, device=self.device)
         for i, key in enumerate(names):
@@ -191,8 +207,7 @@ class KeypointTracker:
         return templates, valid
 
     # ------------------------------------------------------------------ tracking
-    def step(self, features: torch.Tensor, gray: np.ndarray | None,
-             masks: torch.Tensor | None = None) -> TrackOutput:
+    def step(self, features: torch.Tensor, gray: np.ndarray | None, masks: torch.Tensor | None = None) -> TrackOutput:
         """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
         st, cfg, g = self.state, self.config, self.geometry
         feats = _centred(features)
@@ -234,24 +249,36 @@ class KeypointTracker:
         st = self.state
         return appearance_scores(samples, st.templates, st.template_valid, st.memory, self.config.memory_weight)
 
-    def _update(self, feats: torch.Tensor, xy: torch.Tensor, found: torch.Tensor, score: torch.Tensor,
-                similarity: torch.Tensor, poses: Poses) -> None:
+    def _update(
+        self,
+        feats: torch.Tensor,
+        xy: torch.Tensor,
+        found: torch.Tensor,
+        score: torch.Tensor,
+        similarity: torch.Tensor,
+        poses: Poses,
+    ) -> None:
         """Stage 5: pose, velocity, shape model, usual similarity and running appearance."""
         st, cfg, g = self.state, self.config, self.geometry
         n, inst = st.n_instances, st.instance_of
         # the pose that best explains the parts seen, else the one found for the animal
-        turn, size, mean_src, mean_dst, rigid = fit_similarity(st.offsets, xy, found.float(), inst, n,
-                                                               min_spread=float(g.patch_size))
+        turn, size, mean_src, mean_dst, rigid = fit_similarity(
+            st.offsets, xy, found.float(), inst, n, min_spread=float(g.patch_size)
+        )
         any_seen = torch.zeros(n, device=self.device).index_add_(0, inst, found.float()) > 0
         rigid &= any_seen
-        new_scale = torch.where(rigid, torch.minimum(torch.maximum(size, st.scale * (1 - MAX_SIZE_STEP)),
-                                                     st.scale * (1 + MAX_SIZE_STEP)), st.scale)
+        new_scale = torch.where(
+            rigid,
+            torch.minimum(torch.maximum(size, st.scale * (1 - MAX_SIZE_STEP)), st.scale * (1 + MAX_SIZE_STEP)),
+            st.scale,
+        )
         new_angle = torch.where(rigid, turn, poses.angle)
         fitted = mean_dst - new_scale[:, None] * torch.einsum("iab,ib->ia", rotation(new_angle), mean_src)
         new_centre = torch.where(any_seen[:, None], fitted, poses.centre)
         s = cfg.velocity_smoothing
-        st.velocity = torch.where(poses.lost[:, None], st.velocity * LOST_SPEED_DECAY,
-                                  (1 - s) * st.velocity + s * (new_centre - st.centre))
+        st.velocity = torch.where(
+            poses.lost[:, None], st.velocity * LOST_SPEED_DECAY, (1 - s) * st.velocity + s * (new_centre - st.centre)
+        )
         d_angle = torch.remainder(new_angle - st.angle + math.pi, 2 * math.pi) - math.pi
         st.spin = torch.where(poses.lost, st.spin * 0.5, (1 - s) * st.spin + s * d_angle)
         st.centre, st.angle, st.scale = new_centre, st.angle + d_angle, new_scale
@@ -276,8 +303,7 @@ class KeypointTracker:
         st.typical = torch.where(found, blended, st.typical).clamp(max=1.0)
         if cfg.memory_momentum > 0:
             here = sample_features(feats, st.pos, self._padded)
-            updated = F.normalize((1 - cfg.memory_momentum) * st.memory + cfg.memory_momentum * here, dim=-1,
-                                  eps=1e-6)
+            updated = F.normalize((1 - cfg.memory_momentum) * st.memory + cfg.memory_momentum * here, dim=-1, eps=1e-6)
             st.memory = torch.where(confident[:, None], updated, st.memory)
         st.visible = found
 
@@ -307,6 +333,7 @@ def _visible_keypoints(annotation: FrameAnnotation) -> tuple[list[tuple[str, str
         for kp in inst.keypoints:
             if kp.visible and np.isfinite(kp.x) and np.isfinite(kp.y):
                 keys.append((inst.name, kp.name))
-                xy.append((min(max(kp.x, 0.0), annotation.image_width - 1),
-                           min(max(kp.y, 0.0), annotation.image_height - 1)))
+                xy.append(
+                    (min(max(kp.x, 0.0), annotation.image_width - 1), min(max(kp.y, 0.0), annotation.image_height - 1))
+                )
     return keys, np.asarray(xy, np.float32).reshape(-1, 2)

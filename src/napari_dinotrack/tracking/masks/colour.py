@@ -35,8 +35,7 @@ def colour_histograms(img: np.ndarray, masks: np.ndarray, ring: int, ring_kernel
         return None
     ys = np.flatnonzero(union.any(1))
     xs = np.flatnonzero(union.any(0))
-    box = (slice(max(0, ys[0] - ring), ys[-1] + ring + 1),
-           slice(max(0, xs[0] - ring), xs[-1] + ring + 1))
+    box = (slice(max(0, ys[0] - ring), ys[-1] + ring + 1), slice(max(0, xs[0] - ring), xs[-1] + ring + 1))
     bins = colour_bins(img[box])
     inside = union[box].astype(np.uint8)
     band = (cv2.dilate(inside, ring_kernel) > 0) & (inside == 0)

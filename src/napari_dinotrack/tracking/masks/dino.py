@@ -130,8 +130,9 @@ class DinoMaskPropagator:
         feats = self._check_features(features, geometry)
         masks = torch.as_tensor(masks, device=feats.device)
         if masks.ndim != 3 or tuple(masks.shape[1:]) != (geometry.native_height, geometry.native_width):
-            raise ValueError(f"masks must be (I, {geometry.native_height}, {geometry.native_width}), "
-                             f"got {tuple(masks.shape)}")
+            raise ValueError(
+                f"masks must be (I, {geometry.native_height}, {geometry.native_width}), got {tuple(masks.shape)}"
+            )
         if (self._geometry, self._device) != (geometry, feats.device):
             self._geometry, self._device = geometry, feats.device
             self._setup_geometry(geometry, feats.device)
@@ -179,8 +180,13 @@ class DinoMaskPropagator:
             # Pixel work only inside the box where some instance is plausible: animals are
             # usually a small part of the frame.
             rows, cols = roi
-            probs = F.grid_sample(soft[None], self._native_grid[:, rows, cols], mode="bilinear",
-                                  padding_mode="border", align_corners=False)[0]
+            probs = F.grid_sample(
+                soft[None],
+                self._native_grid[:, rows, cols],
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=False,
+            )[0]
             scores = probs.permute(1, 2, 0).cpu().numpy()  # (h_roi, w_roi, I+1)
             if use_colour and img is not None:
                 labels = self._colour_scores(img[rows, cols], scores).argmax(axis=2)
@@ -219,8 +225,9 @@ class DinoMaskPropagator:
         if features.ndim == 4 and features.shape[0] == 1:
             features = features[0]
         if features.ndim != 3 or tuple(features.shape[1:]) != (geometry.grid_height, geometry.grid_width):
-            raise ValueError(f"features must be (C, {geometry.grid_height}, {geometry.grid_width}), "
-                             f"got {tuple(features.shape)}")
+            raise ValueError(
+                f"features must be (C, {geometry.grid_height}, {geometry.grid_width}), got {tuple(features.shape)}"
+            )
         # float32 whatever the backbone ran in: bf16 similarities are too coarse for a 0.05 temperature
         return F.normalize(features.float(), dim=0, eps=1e-6)
 
@@ -273,8 +280,9 @@ class DinoMaskPropagator:
         # Windows are cut once, when a frame becomes a reference; it is then read `memory` times.
         keys = self._windows(feats)
         lab = self._windows(labels).transpose(1, 2).contiguous()  # (N, win*win, L)
-        colour = (colour_histograms(img, masks, self._ring, self._ring_kernel)
-                  if (self.refine and img is not None) else None)
+        colour = (
+            colour_histograms(img, masks, self._ring, self._ring_kernel) if (self.refine and img is not None) else None
+        )
         return _Reference(keys, lab, colour)
 
     def _predicted_layout(self) -> torch.Tensor:
@@ -375,8 +383,9 @@ class DinoMaskPropagator:
     def _colour_scores(self, img: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """Label scores (h, w, L) from the prior ``probs`` and the seed's and recent frames' colours."""
         hists = [ref.colour for ref in self._references() if ref.colour is not None]
-        return colour_scores(hists, img, probs, smoothing=self.colour_smoothing, cap=self.colour_cap,
-                             floor=self.prior_floor)
+        return colour_scores(
+            hists, img, probs, smoothing=self.colour_smoothing, cap=self.colour_cap, floor=self.prior_floor
+        )
 
 
 @dataclass
@@ -429,4 +438,3 @@ def _as_rgb(frame: np.ndarray | torch.Tensor, geo: WorkGeometry) -> np.ndarray:
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     return img.astype(np.uint8, copy=False)
-
