@@ -251,7 +251,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=JSON",
-        help="override a TrackerConfig setting, e.g. --set cycle_check=false",
+        help="override a TrackerConfig setting, e.g. --set use_optical_flow=false",
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
