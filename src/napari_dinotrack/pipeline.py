@@ -271,13 +271,12 @@ class DinoKeypointVideoProcessor:
         chunk = max(2 * self.config.batch_size, 16)
         for stretch in plan.stretches:
             passes = _Passes(stretch, annotations)
-            if stretch.end is not None:
-                frames = reader.iter_frames_reversed(stretch.first, stretch.end + 1, chunk=chunk)
+            for direction, seed_frame, frames in _pass_frames(stretch, reader, chunk):
                 yield from self._pass(
                     frames,
-                    stretch.end,
+                    seed_frame,
                     passes,
-                    "backward",
+                    direction,
                     annotations,
                     extract,
                     device,
@@ -287,26 +286,8 @@ class DinoKeypointVideoProcessor:
                     run,
                     prof,
                 )
-            if self._stop.is_set():
-                return  # a two-way stretch stopped in its backward pass has written nothing: it stays stale
-            if stretch.start is not None:
-                frames = reader.iter_frames(stretch.start, stretch.last + 1, prefetch=chunk)
-                yield from self._pass(
-                    frames,
-                    stretch.start,
-                    passes,
-                    "forward",
-                    annotations,
-                    extract,
-                    device,
-                    geometry,
-                    tracker,
-                    writer,
-                    run,
-                    prof,
-                )
-            if self._stop.is_set():
-                return
+                if self._stop.is_set():
+                    return  # a two-way stretch stopped in its backward pass has written nothing: it stays stale
 
     def _pass(
         self,
@@ -574,6 +555,21 @@ def _aligned(
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def _pass_frames(
+    stretch: Stretch, reader: VideoReader, chunk: int
+) -> list[tuple[str, int, Iterator[tuple[int, np.ndarray]]]]:
+    """A stretch's passes in the order they run: backward from its later seed first, then forward.
+
+    Each is ``(direction, seed frame, frames from the seed on)``; the frames are decoded only when read.
+    """
+    passes = []
+    if stretch.end is not None:
+        passes.append(("backward", stretch.end, reader.iter_frames_reversed(stretch.first, stretch.end + 1, chunk)))
+    if stretch.start is not None:
+        passes.append(("forward", stretch.start, reader.iter_frames(stretch.start, stretch.last + 1, prefetch=chunk)))
+    return passes
 
 
 class _Passes:

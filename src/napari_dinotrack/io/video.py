@@ -578,14 +578,7 @@ class VideoReader:
         Raises:
             VideoError: bad range, or decoding failed (raised here, in the consumer).
         """
-        self._check_open()
-        n = self.info.n_frames
-        stop = n if stop is None else stop
-        if not (0 <= start <= stop <= n):
-            raise VideoError(
-                f"Frame range {start}:{stop} is out of range for {self.path.name}, which has "
-                f"{n} frames. Use 0 <= start <= stop <= {n}."
-            )
+        stop = self._checked_range(start, stop)
         return self._iter(start, stop, max(1, int(prefetch)))
 
     def iter_frames_reversed(
@@ -596,6 +589,11 @@ class VideoReader:
         Decoding runs forward, so the range is decoded in chunks of ``chunk`` frames from its end,
         each one reversed: memory holds one chunk, and each chunk costs one seek.
         """
+        stop = self._checked_range(start, stop)
+        return self._iter_reversed(start, stop, max(1, int(chunk)))
+
+    def _checked_range(self, start: int, stop: int | None) -> int:
+        """``stop`` (None: the end) once ``start:stop`` is known to lie within the video; VideoError if not."""
         self._check_open()
         n = self.info.n_frames
         stop = n if stop is None else stop
@@ -604,7 +602,7 @@ class VideoReader:
                 f"Frame range {start}:{stop} is out of range for {self.path.name}, which has "
                 f"{n} frames. Use 0 <= start <= stop <= {n}."
             )
-        return self._iter_reversed(start, stop, max(1, int(chunk)))
+        return stop
 
     def _iter_reversed(self, start: int, stop: int, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
         hi = stop
