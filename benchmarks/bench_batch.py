@@ -34,6 +34,7 @@ from napari_dinotrack.io.labelme import write_manual
 from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.runsettings import RunSettings
 from napari_dinotrack.synthetic import make_clip
+from napari_dinotrack.synthetic.models import save_random_dinov3
 
 
 def peak_rss_mb() -> float:
@@ -64,15 +65,6 @@ def vit_weights_mb(folder: Path) -> float:
     from safetensors.torch import load_file
 
     return sum(t.numel() * 4 for t in load_file(folder / "model.safetensors").values()) / 2**20
-
-
-def random_vits16(folder: Path) -> Path:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-    torch.manual_seed(0)
-    model = DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4))
-    model.save_pretrained(folder)
-    return folder
 
 
 def track_peak_rss_mb(model: Path, work: Path, short_side: int) -> float:
@@ -150,7 +142,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        vit = random_vits16(work / "random-vits16")
+        vit = save_random_dinov3(work / "random-vits16", seed=0)
         report["vit_parameters_mb_fp32"] = vit_weights_mb(vit)
         report["track_process_peak_rss_mb"] = {
             "model": "random-vits16",

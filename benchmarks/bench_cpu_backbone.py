@@ -27,16 +27,9 @@ import torch.nn.functional as F
 from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.backbone.device import cpu_has_bf16
 from napari_dinotrack.backbone.loader import load_backbone
+from napari_dinotrack.synthetic.models import save_random_dinov3
 
 SHARED_VIDEO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dlc_openfield_m4s1" / "video.mp4"
-
-
-def random_vits16(folder: Path) -> Path:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-    torch.manual_seed(0)
-    DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4)).save_pretrained(folder)
-    return folder
 
 
 def test_frames(n: int) -> tuple[np.ndarray, str]:
@@ -98,7 +91,7 @@ def main() -> None:
         "load_start": os.getloadavg()[0],
     }
     with tempfile.TemporaryDirectory() as tmp:
-        folder = random_vits16(Path(tmp) / "vits16")
+        folder = save_random_dinov3(Path(tmp) / "vits16", seed=0)
         fp32 = load_backbone(str(folder), device="cpu", precision="fp32")
         bf16 = load_backbone(str(folder), device="cpu", precision="bf16")
 

@@ -35,16 +35,9 @@ from napari_dinotrack import DinoKeypointVideoProcessor, TrackerConfig
 from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.backbone.loader import load_backbone
 from napari_dinotrack.profiling import RunProfile
+from napari_dinotrack.synthetic.models import save_random_dinov3
 
 HEIGHT, WIDTH = 480, 640
-
-
-def random_vits16(folder: Path) -> Path:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-    torch.manual_seed(0)
-    DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4)).save_pretrained(folder)
-    return folder
 
 
 def sync(device: torch.device) -> None:
@@ -130,7 +123,7 @@ def main() -> None:
         start = time.perf_counter()
         plain = write_walk_video(work / "plain.mp4", args.frames, HEIGHT, WIDTH, loop=150, speed=2.0)
         result["video_generation_s"] = time.perf_counter() - start
-        folder = random_vits16(work / "vits16")
+        folder = save_random_dinov3(work / "vits16", seed=0)
         backbone = load_backbone(str(folder), device=str(device), precision="bf16")
         geo = compute_geometry(HEIGHT, WIDTH, short_side, backbone.patch_size)
         result["working_size"] = [geo.work_width, geo.work_height]

@@ -18,6 +18,7 @@ import torch
 from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.backbone.loader import load_backbone
 from napari_dinotrack.synthetic import make_clip
+from napari_dinotrack.synthetic.models import save_random_dinov3
 from napari_dinotrack.tracking.masks import DinoMaskPropagator
 
 
@@ -79,10 +80,7 @@ def main() -> None:
         "one_animal": iou_run(make_clip(n_frames=30, n_instances=1, speed=3.0), pixel, 320),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-        torch.manual_seed(0)
-        DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4)).save_pretrained(tmp)
+        save_random_dinov3(tmp, seed=0)
         vits = load_backbone(tmp, device=args.device)
         report["cost_random_vits16_768"] = cost_run(vits, 480, 640, 768, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)

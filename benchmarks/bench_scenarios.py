@@ -36,32 +36,22 @@ from napari_dinotrack.backbone.base import compute_geometry
 from napari_dinotrack.backbone.loader import load_backbone
 from napari_dinotrack.evaluation import evaluate, tracks_from_arrays
 from napari_dinotrack.io.video import VideoReader
-from napari_dinotrack.synthetic.scenes import FAMILIES, Scene, make_scene
+from napari_dinotrack.synthetic.models import save_random_dinov3
+from napari_dinotrack.synthetic.scenes import FAMILIES, SEED_SETS, Scene, make_scene
 from napari_dinotrack.tracking.config import TrackerConfig
 from napari_dinotrack.tracking.keypoints.flow import to_gray, track_points
 from napari_dinotrack.tracking.keypoints.sampling import sample_features
 from napari_dinotrack.tracking.keypoints.tracker import KeypointTracker
 
-SEEDS = {"tuning": [0, 1, 2], "heldout": [100, 101, 102, 103, 104]}
 FEATURES = ("pixel", "tiny-dinov3")
 VARIANTS = ("full", "flow", "nn")
 
 
 def tiny_dinov3(folder: Path) -> Path:
     """A small DINOv3 ViT/16 (4 blocks, width 128) with random weights, saved like a real checkpoint."""
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-    torch.manual_seed(0)
-    cfg = DINOv3ViTConfig(
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        patch_size=16,
-        num_register_tokens=4,
+    return save_random_dinov3(
+        folder, seed=0, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4
     )
-    DINOv3ViTModel(cfg).save_pretrained(folder)
-    return folder
 
 
 def decoded(scene: Scene, work: Path) -> np.ndarray:
@@ -156,7 +146,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    seeds = SEEDS[args.seeds] if args.seeds in SEEDS else [int(s) for s in args.seeds.split(",")]
+    seeds = SEED_SETS[args.seeds] if args.seeds in SEED_SETS else [int(s) for s in args.seeds.split(",")]
     families = args.families.split(",")
     kinds = args.features.split(",")
     sides = [int(s) for s in args.short_sides.split(",")]

@@ -54,25 +54,15 @@ print(json.dumps({"ms": [1000 * s for s in times]}))
 
 def prepare(work: Path, n_frames: int, short_side: int) -> int:
     """Features, grey frames and the seed of the clip, saved in ``work``; returns the keypoint count."""
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
     from napari_dinotrack.backbone.base import compute_geometry
     from napari_dinotrack.backbone.loader import load_backbone
     from napari_dinotrack.io.labelme import write_frame
     from napari_dinotrack.synthetic import make_clip
+    from napari_dinotrack.synthetic.models import save_random_dinov3
     from napari_dinotrack.tracking.keypoints.flow import to_gray
 
     clip = make_clip(n_frames=n_frames, height=480, width=640, n_instances=4, body_length=70.0, speed=4.0, seed=3)
-    torch.manual_seed(0)
-    cfg = DINOv3ViTConfig(
-        hidden_size=384,
-        intermediate_size=768,
-        num_hidden_layers=1,
-        num_attention_heads=6,
-        patch_size=16,
-        num_register_tokens=4,
-    )
-    DINOv3ViTModel(cfg).save_pretrained(work / "model")
+    save_random_dinov3(work / "model", seed=0, intermediate_size=768, num_hidden_layers=1)  # ViT-S/16's width
     backbone = load_backbone(str(work / "model"), device="cpu", precision="fp32")
     geo = compute_geometry(480, 640, short_side, backbone.patch_size)
     with torch.no_grad():

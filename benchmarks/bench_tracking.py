@@ -35,6 +35,7 @@ from napari_dinotrack.io.labelme import load_annotations, write_manual
 from napari_dinotrack.io.paths import ResultLayout
 from napari_dinotrack.io.video import VideoReader, probe_video
 from napari_dinotrack.synthetic import make_clip
+from napari_dinotrack.synthetic.models import save_random_dinov3
 from napari_dinotrack.tracking.keypoints.sampling import sample_features
 
 Labels = dict[int, dict[tuple[str, str], tuple[float, float] | None]]
@@ -55,15 +56,6 @@ def seed_from_labels(labels: Labels, frame: int, height: int, width: int) -> Fra
         if xy is not None:  # the protocol queries only points visible at the start
             by_instance[inst].append(Keypoint(kp, xy[0], xy[1]))
     return FrameAnnotation(frame, height, width, [Instance(i, k) for i, k in by_instance.items()])
-
-
-def random_vits16(folder: Path) -> Path:
-    """A ViT-S/16 DINOv3 with random weights: the published architecture and cost, no semantics."""
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
-
-    torch.manual_seed(0)
-    DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4)).save_pretrained(folder)
-    return folder
 
 
 def score(
@@ -258,7 +250,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="dinotrack-bench-"))
     try:
-        model = random_vits16(work / "random-vits16") if args.model == "random-vits16" else args.model
+        model = save_random_dinov3(work / "random-vits16", seed=0) if args.model == "random-vits16" else args.model
         backbone = load_backbone(model, device=args.device)
         report = {
             "model": args.model,

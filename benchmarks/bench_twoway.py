@@ -28,9 +28,8 @@ from napari_dinotrack import DinoKeypointVideoProcessor
 from napari_dinotrack.evaluation import evaluate, read_result_folder, tracks_from_arrays
 from napari_dinotrack.io.labelme import write_manual
 from napari_dinotrack.io.paths import ResultLayout
-from napari_dinotrack.synthetic.scenes import FAMILIES, Scene, make_scene
+from napari_dinotrack.synthetic.scenes import FAMILIES, SEED_SETS, Scene, make_scene
 
-SEEDS = {"tuning": [0, 1, 2], "heldout": [100, 101, 102, 103, 104]}
 METRICS = ("pck10", "median_px", "mean_px", "identity_swaps", "lr_swaps", "visible_recall")
 
 
@@ -71,7 +70,7 @@ def main() -> None:
     parser.add_argument("--short-side", type=int, default=384)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    seeds = SEEDS[args.seeds] if args.seeds in SEEDS else [int(s) for s in args.seeds.split(",")]
+    seeds = SEED_SETS[args.seeds] if args.seeds in SEED_SETS else [int(s) for s in args.seeds.split(",")]
     work = Path(tempfile.mkdtemp(prefix="dinotrack-twoway-"))
     rows = []
     try:

@@ -21,19 +21,10 @@ def _offline_empty_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+    from napari_dinotrack.synthetic.models import TINY_DINOV3, save_random_dinov3
 
     folder = tmp_path_factory.mktemp("cli") / "tiny-dinov3"
-    cfg = DINOv3ViTConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        patch_size=16,
-        num_register_tokens=4,
-    )
-    DINOv3ViTModel(cfg).save_pretrained(folder)
-    return folder
+    return save_random_dinov3(folder, **TINY_DINOV3)
 
 
 def test_models_lists_catalog(capsys: pytest.CaptureFixture[str]) -> None:

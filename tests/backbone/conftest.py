@@ -21,18 +21,9 @@ def _offline_empty_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def _save_tiny_dinov3(folder: Path) -> Path:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+    from napari_dinotrack.synthetic.models import TINY_DINOV3, save_random_dinov3
 
-    cfg = DINOv3ViTConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        patch_size=16,
-        num_register_tokens=4,
-    )
-    DINOv3ViTModel(cfg).save_pretrained(folder)
-    return folder
+    return save_random_dinov3(folder, **TINY_DINOV3)
 
 
 def _save_tiny_dinov2(folder: Path, registers: bool = False) -> Path:

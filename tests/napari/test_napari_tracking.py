@@ -153,18 +153,9 @@ def test_correct_and_track_from_here(make_napari_viewer_proxy, open_tracker, wai
 def test_track_with_tiny_dinov3_from_local_folder(
     make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, tmp_path: Path
 ):
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+    from napari_dinotrack.synthetic.models import TINY_DINOV3, save_random_dinov3
 
-    cfg = DINOv3ViTConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        patch_size=16,
-        num_register_tokens=4,
-    )
-    folder = tmp_path / "tiny-dinov3"
-    DINOv3ViTModel(cfg).save_pretrained(folder)
+    folder = save_random_dinov3(tmp_path / "tiny-dinov3", **TINY_DINOV3)
 
     viewer = make_napari_viewer_proxy()
     widget = open_tracker(viewer, sample_video, model=str(folder), short_side=128)

@@ -37,19 +37,10 @@ def labelled_clip(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def tiny_dinov3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+    from napari_dinotrack.synthetic.models import TINY_DINOV3, save_random_dinov3
 
     folder = tmp_path_factory.mktemp("tiny-dinov3")
-    cfg = DINOv3ViTConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        patch_size=16,
-        num_register_tokens=4,
-    )
-    DINOv3ViTModel(cfg).save_pretrained(folder)
-    return folder
+    return save_random_dinov3(folder, **TINY_DINOV3)
 
 
 def expected_table(layout: ResultLayout) -> str:

@@ -27,10 +27,13 @@ import numpy as np
 
 from ..io.annotations import FrameAnnotation, Instance, Keypoint
 
-__all__ = ["FAMILIES", "PARTS", "Scene", "make_scene"]
+__all__ = ["FAMILIES", "PARTS", "SEED_SETS", "Scene", "make_scene"]
 
 FAMILIES = ("walk", "fast", "uturn", "occluder", "exit", "camera", "touch", "cross")
 """Scenario families: one animal in the first six, two to four same-looking ones in the last two."""
+
+SEED_SETS: dict[str, list[int]] = {"tuning": [0, 1, 2], "heldout": [100, 101, 102, 103, 104]}
+"""Generator seeds: ``tuning`` may be looked at while changing the tracker, ``heldout`` only to report."""
 
 # keypoints in body units: (forward, left) from the body centre, one unit = nose-to-tail-base length
 PARTS: dict[str, tuple[float, float]] = {
