@@ -39,7 +39,7 @@ from .lookahead import FeaturesAhead, TrackingThreads
 from .profiling import NO_PROFILE, RunProfile, recording
 from .proofreading.suspicious import DISAGREEMENT_KEY
 from .runplan import RunPlan, Stretch, plan_run
-from .runsettings import DIRECTIONS, Direction, RunSettings
+from .runsettings import Direction, RunSettings
 from .tracking.config import TrackerConfig
 from .tracking.keypoints.tracker import KeypointTracker, TrackOutput
 from .tracking.masks import MaskPropagator, make_propagator
@@ -119,16 +119,15 @@ class DinoKeypointVideoProcessor:
         self.video_record = VideoRecord.of(self.video_path, self.info.n_frames, self.info.width, self.info.height)
         check_folder_belongs(self.layout, self.video_record)
         self.config = runtime_config if runtime_config is not None else TrackerConfig()
-        self.short_side = RunSettings(short_side=int(short_side)).short_side
+        run = RunSettings(short_side=int(short_side), direction=direction)  # checked where the defaults live
+        self.short_side = run.short_side
+        self.direction: Direction = run.direction
         self.device = device
         self.precision = precision
         if threads is not None and threads < 1:
             raise InputError(f"threads must be 1 or more, got {threads}")
         self.threads = threads
         self.compile_backbone = compile_backbone
-        if direction not in DIRECTIONS:
-            raise InputError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-        self.direction: Direction = direction
         self.model_name = model_name
         self.progress_callback = progress_callback
         self._backbone: Backbone | None = None if isinstance(model_name, str | os.PathLike) else model_name

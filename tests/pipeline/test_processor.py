@@ -378,3 +378,12 @@ def test_a_two_way_run_stopped_halfway_resumes_where_it_stopped(labelled_clip):
     assert len(read_tracks_csv(layout.tracks_csv)) == 30 * 4
     errs, _ = errors_against_truth(clip, layout, range(1, 29))
     assert np.median(errs) < 4.0
+
+
+def test_a_direction_that_does_not_exist_is_refused_before_anything_runs(labelled_clip):
+    from napari_dinotrack.errors import UserError
+
+    _, video, layout = labelled_clip(n_frames=4)
+    with pytest.raises(UserError, match="direction"):
+        DinoKeypointVideoProcessor(video, model_name=PIXEL, short_side=SHORT, direction="sideways")  # type: ignore[arg-type]
+    assert sorted(load_annotations(layout)) == [0]
