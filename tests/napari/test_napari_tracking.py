@@ -239,3 +239,38 @@ def test_masks_follow_live_in_a_labels_layer(make_napari_viewer_proxy, open_trac
     body = store.read_masks(5, ["animal1"])[0]
     assert (outline & body).sum() / (outline | body).sum() > 0.8
     widget.shutdown()
+
+
+def test_label_glyphs_are_ready_before_the_run(
+    make_napari_viewer_proxy, open_tracker, wait_run, sample_video: Path, clip_shape, qtbot, monkeypatch
+):
+    """The labels' characters are rendered when the keypoints layer is picked, not when a run first shows them.
+
+    napari opens a video on its middle frame; its labels used to appear mid-run there, rendering
+    every character at once and freezing the viewer for a moment.
+    """
+    from napari._vispy.utils.qt_font import QtTextureFont
+
+    rendered: list[str] = []
+    render = QtTextureFont._load_char
+    monkeypatch.setattr(QtTextureFont, "_load_char", lambda font, char: (rendered.append(char), render(font, char)))
+    middle = clip_shape[0] // 2
+    viewer = make_napari_viewer_proxy()
+    widget = open_tracker(viewer, sample_video)
+    viewer.dims.set_current_step(0, middle)  # where napari opens a video: no labels yet
+    qtbot.wait(50)  # the dock prepares the display once the keypoints layer is picked
+    viewer.screenshot(canvas_only=True, flash=False)  # the viewer as on screen
+    layer = widget.points_layer
+    labels = set(layer.text.values)
+    assert labels == {f"{i}:{k}" for i, k in zip(layer.features["instance"], layer.features["keypoint"], strict=True)}
+    assert set("".join(labels)) <= set(rendered)
+
+    before = len(rendered)
+    widget.track()
+    wait_run(widget)
+    assert "error" not in widget.last_summary, widget.last_summary
+    on_screen = np.round(layer.data[:, 0]) == middle
+    assert set(layer.text.values[on_screen]) == labels  # the tracked frame shows every label
+    viewer.screenshot(canvas_only=True, flash=False)  # draws them
+    assert rendered[before:] == []  # ... without rendering a character
+    widget.shutdown()

@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QWidget
 
 from .convert import annotations_to_points, plan_rows_update, points_to_tracks
 from .reader import META_KEY
@@ -84,7 +85,7 @@ class LiveDisplay:
         panel: the display panel (trajectories on/off, tail length).
         tracks_style: the look of the trajectories layer.
         keypoints_style: the points' colours, which the trajectories take.
-        parent: owns the refresh timer.
+        parent: the dock: owns the refresh timers, and leads to the canvas whose glyphs are prepared.
 
     ``refresh_stats`` counts the last run's refreshes (``count``, ``max_ms``, ``total_ms``), the
     keypoints layer updates (``points_updates``) and the rows they appended or changed in place,
@@ -103,7 +104,7 @@ class LiveDisplay:
         panel: DisplayPanel,
         tracks_style: TracksStyle,
         keypoints_style: KeypointsStyle,
-        parent: QObject | None = None,
+        parent: QWidget | None = None,
     ) -> None:
         self.viewer = viewer
         self.editor = editor
@@ -113,6 +114,7 @@ class LiveDisplay:
         self.panel = panel
         self.tracks_style = tracks_style
         self.keypoints_style = keypoints_style
+        self._dock = parent
         self.running = False
         self.refresh_stats: dict[str, float] = _new_stats()
         self._ctx: VideoContext | None = None
@@ -151,7 +153,7 @@ class LiveDisplay:
     # ---------------------------------------------------------------- a run
     def start(self, ctx: VideoContext) -> None:
         """A run on ``ctx`` begins."""
-        self.prepare_trajectories()
+        self.prepare()
         self._ctx = ctx
         self._pending = []
         self._unshown = {}
@@ -323,14 +325,17 @@ class LiveDisplay:
         self.refresh_stats["tracks_rebuilds"] += 1
         return layer
 
-    def prepare_trajectories(self) -> None:
-        """Create the trajectories layer now if it will be wanted, so that no run pays for it.
+    def prepare(self) -> None:
+        """Make now what a run will draw, so that no run pays for it: the trajectories layer, the labels' glyphs.
 
-        Adding a layer (and drawing it the first time) stalls the GUI for a moment.
+        Adding a layer, and drawing text characters the first time, stall the GUI for a moment.
         """
+        from .label_glyphs import warm_label_glyphs
+
         points = self._points_layer()
         if self.panel.trajectories.value and self.tracks_layer() is None and points is not None and len(points.data):
             self.update_trajectories()
+        warm_label_glyphs(self._dock, points)
 
     def show_trajectories(self, on: bool) -> None:
         """Show (rebuilt) or hide the trajectories layer."""

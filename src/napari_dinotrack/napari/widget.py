@@ -157,11 +157,12 @@ class DinoTrackerWidget(QWidget):
             after_swap=self._after_swap,
             parent=self,
         )
-        # the trajectories layer is made right after the keypoints layer is picked (outside the event), not mid-run
-        self._prepare_tracks = QTimer(self)
-        self._prepare_tracks.setSingleShot(True)
-        self._prepare_tracks.setInterval(0)
-        self._prepare_tracks.timeout.connect(self.display.prepare_trajectories)
+        # what a run draws (trajectories layer, label glyphs) is made right after the keypoints layer is
+        # picked (outside the event), not mid-run
+        self._prepare_display = QTimer(self)
+        self._prepare_display.setSingleShot(True)
+        self._prepare_display.setInterval(0)
+        self._prepare_display.timeout.connect(self.display.prepare)
         self._settings_timer = QTimer(self)
         self._settings_timer.setSingleShot(True)
         self._settings_timer.setInterval(SETTINGS_DEBOUNCE_MS)
@@ -209,7 +210,7 @@ class DinoTrackerWidget(QWidget):
         lp.points.changed.connect(self.edits.attach)
         lp.points.changed.connect(self.proofreader.attach)
         lp.points.changed.connect(self._show_mask_names)
-        lp.points.changed.connect(lambda *_: self._prepare_tracks.start())
+        lp.points.changed.connect(lambda *_: self._prepare_display.start())
         lp.masks.changed.connect(self.masks.adopt)
         lp.new_masks.clicked.connect(self.new_masks_layer)
         bp = self.backbone_panel
