@@ -1,11 +1,11 @@
 """Pre-rendering the glyphs of the keypoint labels, so that no tracking run stalls the viewer drawing them.
 
 napari draws text from a glyph atlas that it fills the first time each character is drawn, with a
-signed-distance field computed on the CPU: 5–20 ms per character. A keypoints layer shows its
+signed-distance field computed on the CPU: 3–20 ms per character. A keypoints layer shows its
 labels only on the frame on screen, and napari opens a video on its middle frame, so the labels
-were often first drawn mid-run, when the tracker reached that frame: a label set such as
-``mouse_1:nose … mouse_2:tail_base`` then cost the GUI thread 200–300 ms at once. Rendering its
-characters before the run takes that cost out of the run.
+were often first drawn mid-run, when the tracker reached that frame: labels such as
+``animal1:nose … animal2:tail_base`` then cost the GUI thread about 200 ms at once. Rendering
+their characters before the run takes that cost out of the run.
 
 napari has no call made for this. The atlas is reached through the window's ``QtViewer``
 (``napari.qt``), its canvas's ``font_info()`` and the font manager's ``get_font()``; if any of that
