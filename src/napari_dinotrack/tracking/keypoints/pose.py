@@ -33,7 +33,12 @@ __all__ = [
 def rotation(angle: torch.Tensor) -> torch.Tensor:
     """(..., 2, 2) rotation matrices for angles (...,) in radians."""
     c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    return torch.stack([c, -s, s, c], -1).unflatten(-1, (2, 2))
+
+
+def rotate(rot: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Points (..., 2) turned by rotation matrices (..., 2, 2)."""
+    return (rot @ xy.unsqueeze(-1)).squeeze(-1)
 
 
 def place_parts(
@@ -41,7 +46,7 @@ def place_parts(
 ) -> torch.Tensor:
     """(K, 2) image positions of the parts for the poses (I, 2), (I,), (I,) and offsets (K, 2)."""
     rot = rotation(angle)[instance_of]  # (K, 2, 2)
-    return centre[instance_of] + scale[instance_of, None] * torch.einsum("kij,kj->ki", rot, offsets)
+    return centre[instance_of] + scale[instance_of, None] * rotate(rot, offsets)
 
 
 def pose_grid(
@@ -95,7 +100,7 @@ def search_poses(
     cand_centre = centre[:, None] + shifts[None]  # (I, P, 2)
     cand_angle = angle[:, None] + turns[None]  # (I, P)
     rot = rotation(cand_angle)[instance_of]  # (K, P, 2, 2)
-    local = scale[instance_of, None, None] * torch.einsum("kpij,kj->kpi", rot, offsets)
+    local = scale[instance_of, None, None] * rotate(rot, offsets[:, None])
     xy = cand_centre[instance_of] + local  # (K, P, 2)
     per_part = sample_maps(maps, xy, padded_hw) * weights[:, None]
     total = torch.zeros(n, shifts.shape[0], device=maps.device).index_add_(0, instance_of, per_part)
@@ -125,15 +130,19 @@ def fit_similarity(
     """
     dev = src.device
     w = weights.float()
-    count = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w)
+    # one scatter for the weights and both weighted sums, one for the three moments: few, larger ops
+    firsts = torch.zeros(n_instances, 5, device=dev).index_add_(
+        0, instance_of, torch.cat([w[:, None], src * w[:, None], dst * w[:, None]], dim=1)
+    )
+    count = firsts[:, 0]
     safe = count.clamp(min=1e-6)[:, None]
-    mean_src = torch.zeros(n_instances, 2, device=dev).index_add_(0, instance_of, src * w[:, None]) / safe
-    mean_dst = torch.zeros(n_instances, 2, device=dev).index_add_(0, instance_of, dst * w[:, None]) / safe
+    mean_src, mean_dst = firsts[:, 1:3] / safe, firsts[:, 3:5] / safe
     p = src - mean_src[instance_of]
     q = dst - mean_dst[instance_of]
-    dot = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w * (p * q).sum(1))
-    cross = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w * (p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]))
-    spread = torch.zeros(n_instances, device=dev).index_add_(0, instance_of, w * (p * p).sum(1))
+    moments = torch.stack([(p * q).sum(1), p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0], (p * p).sum(1)], dim=1)
+    dot, cross, spread = (
+        torch.zeros(n_instances, 3, device=dev).index_add_(0, instance_of, w[:, None] * moments).unbind(1)
+    )
     turns = (count > 0) & (spread >= count * min_spread**2)
     angle = torch.where(turns, torch.atan2(cross, dot), torch.zeros_like(dot))
     scale = torch.where(turns, torch.sqrt(dot**2 + cross**2) / spread.clamp(min=1e-6), torch.ones_like(dot))
@@ -179,9 +188,7 @@ def apply_similarity(
 ) -> torch.Tensor:
     """Move points (N, 2) by their animal's fitted similarity."""
     rot = rotation(angle)[instance_of]
-    return mean_dst[instance_of] + scale[instance_of, None] * torch.einsum(
-        "nij,nj->ni", rot, xy - mean_src[instance_of]
-    )
+    return mean_dst[instance_of] + scale[instance_of, None] * rotate(rot, xy - mean_src[instance_of])
 
 
 def local_motion(
@@ -225,9 +232,9 @@ def local_motion(
         confidence = spread / (spread + support.clamp(min=1e-6) * (0.3 * sigma) ** 2)
         rot = rotation(torch.atan2(cross, dot) * confidence)
         if step < iterations:
-            predicted = dst_mean[:, None] + torch.einsum("kij,ksj->ksi", rot, p)
+            predicted = dst_mean[:, None] + p @ rot.transpose(-1, -2)
             residual = (predicted - spots_to[None]).norm(dim=-1)
             w = prior / (1.0 + (residual / tolerance) ** 2)
-    moved = dst_mean + torch.einsum("kij,kj->ki", rot, parts - src_mean)
+    moved = dst_mean + rotate(rot, parts - src_mean)
     followed = prior.sum(dim=1) / near.sum(dim=1).clamp(min=1e-6)
     return torch.where((support > 0)[:, None], moved, parts), prior.sum(dim=1), followed

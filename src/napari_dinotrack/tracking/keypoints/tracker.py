@@ -40,7 +40,7 @@ from .follow import MAX_SIZE_STEP, flow_pose, follow
 from .mask_limits import allowed_patches, clamp_to_masks, snap_offsets
 from .matching import NEG, appearance_scores
 from .parts import keep_sides, place, seen
-from .pose import fit_similarity, place_parts, pose_grid, rotation
+from .pose import fit_similarity, place_parts, pose_grid, rotate, rotation
 from .sampling import sample_features
 from .state import TrackState
 from .support import body_and_floor_looks
@@ -273,7 +273,7 @@ class KeypointTracker:
             st.scale,
         )
         new_angle = torch.where(rigid, turn, poses.angle)
-        fitted = mean_dst - new_scale[:, None] * torch.einsum("iab,ib->ia", rotation(new_angle), mean_src)
+        fitted = mean_dst - new_scale[:, None] * rotate(rotation(new_angle), mean_src)
         new_centre = torch.where(any_seen[:, None], fitted, poses.centre)
         s = cfg.velocity_smoothing
         st.velocity = torch.where(
@@ -289,7 +289,7 @@ class KeypointTracker:
         # the parts' places in the shape model follow what is seen, within reach of the seed's
         confident = found & (score >= CONFIDENT_SCORE)
         rot_back = rotation(-st.angle)[inst]
-        seen_offset = torch.einsum("kab,kb->ka", rot_back, xy - st.centre[inst]) / st.scale[inst, None]
+        seen_offset = rotate(rot_back, xy - st.centre[inst]) / st.scale[inst, None]
         learned = st.offsets + SHAPE_LEARNING * (seen_offset - st.offsets)
         drift = learned - st.seed_offsets
         limit = (SHAPE_FREEDOM * st.extent[inst] + g.patch_size)[:, None]
