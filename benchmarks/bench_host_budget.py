@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -81,7 +82,9 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
         cmd += ["--profile", str(prof_path)]
     env = dict(os.environ, PYTHONPATH=src) if src else None
     load_before = os.getloadavg()[0]
+    cpu_before = _children_cpu_s()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    cpu_s = _children_cpu_s() - cpu_before  # the whole process with its threads and decoder, start-up included
     match = TRACKED.search(proc.stdout)
     assert match, proc.stdout + proc.stderr
     frames, seconds = int(match.group(1)), float(match.group(2))
@@ -89,6 +92,7 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
         "frames": frames,
         "seconds": seconds,
         "ms_per_frame": 1000 * seconds / frames,
+        "cpu_s": cpu_s,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
@@ -96,6 +100,11 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
         out["profile"] = json.loads(prof_path.read_text())
     shutil.rmtree(run_dir)
     return out
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stage_means(profile: dict) -> dict[str, float]:
@@ -115,6 +124,7 @@ def summarise(runs: list[dict]) -> dict:
     return {
         "cli_ms_per_frame": {"median": float(np.median(ms)), "min": min(ms), "max": max(ms), "all": ms},
         "host_ms_per_frame": float(np.median([r["profile"]["host_ms_per_frame"] for r in runs])),
+        "run_cpu_s": {"median": float(np.median([r["cpu_s"] for r in runs])), "all": [r["cpu_s"] for r in runs]},
         "tracker_step_ms": med("tracker_step"),
         "optical_flow_ms": med("optical_flow"),
         "tracker_step_without_flow_ms": med("tracker_step") - med("optical_flow"),

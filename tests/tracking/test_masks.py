@@ -110,8 +110,9 @@ def test_reset_replaces_all_state(crossing):
         prop.step(feats[t], clip.frames[t])
     # a correction at frame 6 that lists the animals the other way round
     swapped = torch.from_numpy(clip.masks[6][::-1].copy())
+    assert prop.n_references == 1 + prop.memory
     prop.reset(feats[6], swapped, geo, clip.frames[6])
-    assert len(prop._recent) == 0
+    assert prop.n_references == 1  # the seed alone: nothing remembered from before the correction
     m = prop.step(feats[7], clip.frames[7]).numpy()
     assert _iou(m[0], clip.masks[7, 1]) >= 0.8 and _iou(m[1], clip.masks[7, 0]) >= 0.8
     # and one with a single instance

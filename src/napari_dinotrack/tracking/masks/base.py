@@ -59,13 +59,13 @@ class LostInstanceFallback:
 
     def reset(self, masks: np.ndarray) -> None:
         self.last_good = masks.copy()
-        self.good_area = masks.sum(axis=(1, 2))
+        self.good_area = np.count_nonzero(masks, axis=(1, 2)).astype(np.int64)
         self.missed = np.zeros(len(masks), np.int64)
 
     def apply(self, masks: np.ndarray) -> bool:
         """Replace lost instances of ``masks`` (I, H, W) in place; True if any was replaced."""
         changed = False
-        areas = masks.sum(axis=(1, 2))
+        areas = np.count_nonzero(masks, axis=(1, 2))
         for i, area in enumerate(areas):
             # A sliver far smaller than the animal's last good size is noise, not the animal.
             if area > 0 and area >= self.min_area_frac * self.good_area[i]:

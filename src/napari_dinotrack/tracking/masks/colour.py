@@ -61,8 +61,9 @@ def colour_scores(
         return probs
     h = np.sum(hists, axis=0) + smoothing
     loglik = np.log(h / h.sum(1, keepdims=True)).T.astype(np.float32)  # (bins, L)
+    # relative to the best label and capped per colour bin, once, rather than per pixel
+    loglik -= loglik.max(axis=1, keepdims=True)
+    np.maximum(loglik, -cap, out=loglik)
     ll = loglik[colour_bins(img)]  # (h, w, L)
-    ll -= ll.max(axis=2, keepdims=True)
-    np.maximum(ll, -cap, out=ll)
     ll += np.log(np.maximum(probs, floor))
     return ll
