@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,8 @@ class ReferenceBank:
         self._candidates = (offsets[:, None, None] + local[None]).permute(1, 0, 2).reshape(t * t, -1)  # (t*t, S*M)
         inside = self._window_view(F.pad(torch.ones((1, *grid), device=device), self._padding()), torch.float32)
         beyond = ~(inside.reshape(-1, win * win)[:, local] > 0.5)  # (N, t*t, M): keys off the grid
-        o = torch.arange(-r, r + 1, device=device) ** 2
-        self._disc = (o[:, None] + o[None, :] <= r * r).to(torch.float32)[None, None]  # (1, 1, 2r+1, 2r+1)
+        o = np.arange(-r, r + 1) ** 2
+        self._disc = (o[:, None] + o[None, :] <= r * r).astype(np.uint8)  # (2r+1, 2r+1)
         self._beyond_all = beyond.repeat(1, 1, slots).view(-1, slots * self.n_local)  # (N*t*t, S*M)
         self.keys = torch.zeros(0)
         self.labels = torch.zeros(0)
@@ -83,10 +84,10 @@ class ReferenceBank:
         lab = self.labels[:, slot * w2 : (slot + 1) * w2].view(n_ty, n_tx, win, win, n_lab)
         lab.copy_(self._window_view(F.pad(labels, pad), labels.dtype).permute(0, 1, 3, 4, 2))
         # the queries within the radius of an instance patch: a disc-shaped dilation of where they are
-        instance = (labels[1:] > 0).any(0).to(torch.float32)[None, None]
         hp, wp = self.n_ty * self.tile, self.n_tx * self.tile
-        instance = F.pad(instance, (0, wp - self.grid_width, 0, hp - self.grid_height))
-        near = F.conv2d(instance, self._disc, padding=self.radius)[0, 0] > 0  # (hp, wp)
+        instance = np.zeros((hp, wp), np.uint8)
+        instance[: self.grid_height, : self.grid_width] = (labels[1:] > 0).any(0).cpu().numpy()
+        near = torch.from_numpy(cv2.dilate(instance, self._disc) > 0).to(self.device)  # (hp, wp)
         self.near[slot] = near.view(n_ty, self.tile, n_tx, self.tile).permute(0, 2, 1, 3).reshape(n_ty * n_tx, -1)
         self.filled[slot] = True
 
