@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ...backbone.base import WorkGeometry
 from .base import LostInstanceFallback, exclusive_masks
-from .colour import colour_histograms, colour_scores
+from .colour import best_label, colour_histograms, colour_scores
 from .tiles import ReferenceBank
 
 __all__ = ["DinoMaskPropagator"]
@@ -195,11 +195,11 @@ class DinoMaskPropagator:
                 padding_mode="border",
                 align_corners=False,
             )[0]
-            scores = probs.permute(1, 2, 0).cpu().numpy()  # (h_roi, w_roi, I+1)
+            scores = probs.cpu().numpy()  # (I+1, h_roi, w_roi)
             if use_colour and img is not None:
-                labels = self._colour_scores(img[rows, cols], scores).argmax(axis=2)
+                labels = best_label(self._colour_scores(img[rows, cols], scores))
             else:
-                labels = self._area_decode(scores, soft)
+                labels = self._area_decode(scores.transpose(1, 2, 0), soft)
             for i in range(n):
                 masks[i, rows, cols] = _keep_continuing(labels == i + 1, self._prev[i, rows, cols])
 
@@ -351,7 +351,7 @@ class DinoMaskPropagator:
 
     # --- pixel-level refinement --------------------------------------------------------------
     def _colour_scores(self, img: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        """Label scores (h, w, L) from the prior ``probs`` and the seed's and recent frames' colours."""
+        """Label scores (L, h, w) from the (L, h, w) prior ``probs`` and the seed's and recent frames' colours."""
         hists = [colour for colour in self._colours if colour is not None]
         return colour_scores(
             hists, img, probs, smoothing=self.colour_smoothing, cap=self.colour_cap, floor=self.prior_floor
