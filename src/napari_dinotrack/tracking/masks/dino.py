@@ -285,8 +285,9 @@ class DinoMaskPropagator:
         """Keep a frame as a reference in ``slot`` of the bank: its features, patch labels and colours."""
         assert self._bank is not None
         self._bank.store(slot, feats, labels)
-        refine = self.refine and img is not None
-        self._colours[slot] = colour_histograms(img, masks, self._ring, self._ring_kernel) if refine else None
+        self._colours[slot] = (
+            colour_histograms(img, masks, self._ring, self._ring_kernel) if (self.refine and img is not None) else None
+        )
 
     def _predicted_layout(self) -> torch.Tensor:
         """Previous frame's patch labels, each instance shifted by its last frame-to-frame motion.
