@@ -6,10 +6,13 @@ with masks from the seed polygons. Each run is a fresh ``napari-dinotrack track 
 process; cases alternate within each repeat so that they share the machine's load. Also measured:
 decoding the clip alone, what the profile itself costs (runs with and without ``--profile``,
 alternating), and how many tensor operations one tracker step issues (each is a kernel launch on
-a GPU).
+a GPU). ``--components`` also measures the CPU time of the parts a run's threads share the cores
+with, each alone in a fresh process (this checkout and ``--baseline-src`` alternately): a mask
+propagation step, writing one frame (with and without masks) and ``pixel:`` feature extraction.
 
     python benchmarks/bench_host_budget.py --label after --out benchmarks/results/host_budget_after_cpu.json
     python benchmarks/bench_host_budget.py --label t1 --track-args="--threads 1" --out ...
+    python benchmarks/bench_host_budget.py --baseline-src ../before/src --components --out ...
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -81,7 +85,9 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
         cmd += ["--profile", str(prof_path)]
     env = dict(os.environ, PYTHONPATH=src) if src else None
     load_before = os.getloadavg()[0]
+    cpu_before = _children_cpu_s()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    cpu_s = _children_cpu_s() - cpu_before  # the whole process with its threads and decoder, start-up included
     match = TRACKED.search(proc.stdout)
     assert match, proc.stdout + proc.stderr
     frames, seconds = int(match.group(1)), float(match.group(2))
@@ -89,6 +95,7 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
         "frames": frames,
         "seconds": seconds,
         "ms_per_frame": 1000 * seconds / frames,
+        "cpu_s": cpu_s,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
@@ -96,6 +103,11 @@ def track_once(video: Path, work: Path, profile: bool, track_args: list[str], sr
         out["profile"] = json.loads(prof_path.read_text())
     shutil.rmtree(run_dir)
     return out
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stage_means(profile: dict) -> dict[str, float]:
@@ -115,6 +127,7 @@ def summarise(runs: list[dict]) -> dict:
     return {
         "cli_ms_per_frame": {"median": float(np.median(ms)), "min": min(ms), "max": max(ms), "all": ms},
         "host_ms_per_frame": float(np.median([r["profile"]["host_ms_per_frame"] for r in runs])),
+        "run_cpu_s": {"median": float(np.median([r["cpu_s"] for r in runs])), "all": [r["cpu_s"] for r in runs]},
         "tracker_step_ms": med("tracker_step"),
         "optical_flow_ms": med("optical_flow"),
         "tracker_step_without_flow_ms": med("tracker_step") - med("optical_flow"),
@@ -229,6 +242,88 @@ def tracker_threads(video: Path, work: Path, repeats: int) -> dict:
     return {"tracker_step_ms": out, "median_1": float(np.median(out["1"])), "median_2": float(np.median(out["2"]))}
 
 
+def component_costs(frames: int) -> dict:
+    """CPU milliseconds per frame of the mask step, the writer and ``pixel:`` extraction, in this process."""
+    import torch
+
+    from napari_dinotrack.backbone.base import compute_geometry
+    from napari_dinotrack.backbone.pixel import PixelBackbone
+    from napari_dinotrack.io.results import ResultWriter
+    from napari_dinotrack.tracking.masks import DinoMaskPropagator
+
+    torch.set_num_threads(1)  # as the tracking loop runs
+    clip = make_clip(n_frames=frames, height=480, width=640, n_instances=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = clip.write(Path(tmp) / "clip.mp4")
+        with VideoReader(video) as reader:  # decoded frames, as a run sees them
+            images = np.stack([img for _, img in reader.iter_frames()])
+        backbone = PixelBackbone(16)
+        geometry = compute_geometry(480, 640, 480, 16)
+        batches = [images[i : i + 8] for i in range(0, len(images) - 7, 8)]
+        extract = []
+        for batch in batches:
+            t0 = time.thread_time()
+            backbone.extract(batch, geometry)
+            extract.append((time.thread_time() - t0) / len(batch))
+        feats = torch.cat([backbone.extract(images[i : i + 8], geometry) for i in range(0, len(images), 8)])
+        prop = DinoMaskPropagator()
+        prop.reset(feats[0], torch.from_numpy(clip.masks[0]), geometry, images[0])
+        steps, masks = [], []
+        for t in range(1, len(images)):
+            t0 = time.thread_time()
+            masks.append(prop.step(feats[t], images[t]).numpy())
+            steps.append(time.thread_time() - t0)
+        writes = {}
+        for case in ("plain", "masks"):
+            annotations = [clip.annotation(t) for t in range(1, len(images))]
+            t0 = time.process_time()  # the writer's thread, as in a run (this thread only queues)
+            with ResultWriter(ResultLayout(video, Path(tmp) / case), 1, len(images) - 1) as writer:
+                for ann, frame_masks in zip(annotations, masks, strict=True):
+                    writer.put(ann, frame_masks if case == "masks" else None)
+            writes[case] = (time.process_time() - t0) / len(annotations)
+    return {
+        "mask_step_cpu_ms": 1000 * float(np.median(steps)),
+        "write_cpu_ms": {case: 1000 * seconds for case, seconds in writes.items()},
+        "pixel_extract_cpu_ms": 1000 * float(np.median(extract)),
+        "masks": np.stack(masks),
+    }
+
+
+def compare_components(src: str | None, baseline_src: str | None, repeats: int, frames: int, work: Path) -> dict:
+    """:func:`component_costs` in fresh processes, this checkout and the baseline alternately; medians.
+
+    Writing is timed as the CPU time of queueing the frames and closing the writer (its thread does
+    the work; the table's start and end of run are in it too).
+    """
+    runs: dict[str, list[dict]] = {"after": [], "before": []}
+    for repeat in range(repeats):
+        order = (("before", baseline_src), ("after", src))
+        for label, path in order if repeat % 2 == 0 else order[::-1]:  # neither always follows the other
+            if label == "before" and baseline_src is None:
+                continue
+            out = work / f"components_{label}.npz"
+            cmd = [sys.executable, __file__, "--out", str(out), "--component-child", "--frames", str(frames)]
+            env = dict(os.environ, PYTHONPATH=path) if path else None
+            subprocess.run(cmd, check=True, env=env)
+            with np.load(out) as data:
+                runs[label].append({"costs": json.loads(str(data["costs"])), "masks": data["masks"]})
+    result: dict = {}
+    for label, got in runs.items():
+        if not got:
+            continue
+        costs = [g["costs"] for g in got]
+        result[label] = {
+            "mask_step_cpu_ms": float(np.median([c["mask_step_cpu_ms"] for c in costs])),
+            "write_cpu_ms": {k: float(np.median([c["write_cpu_ms"][k] for c in costs])) for k in ("plain", "masks")},
+            "pixel_extract_cpu_ms": float(np.median([c["pixel_extract_cpu_ms"] for c in costs])),
+            "all": costs,
+        }
+    if runs["before"]:
+        before, after = runs["before"][0]["masks"], runs["after"][0]["masks"]
+        result["masks_identical_to_before"] = bool(np.array_equal(before, after))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -244,6 +339,9 @@ def main() -> None:
         help="the src folder of another checkout (e.g. before a change), run alternately with this one",
     )
     ap.add_argument("--no-ops", action="store_true", help="skip counting the tracker's tensor operations")
+    ap.add_argument("--components", action="store_true", help="also the CPU time of masks, writer and pixel:")
+    ap.add_argument("--component-repeats", type=int, default=3)
+    ap.add_argument("--component-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument(
         "--threads-repeats",
         type=int,
@@ -251,6 +349,11 @@ def main() -> None:
         help="also compare 1 and 2 threads for the backbone (CLI --threads) and the tracking loop",
     )
     args = ap.parse_args()
+    if args.component_child:  # one measurement in a fresh process, for compare_components
+        costs = component_costs(args.frames)
+        masks = costs.pop("masks")
+        np.savez(args.out, costs=json.dumps(costs), masks=masks)
+        return
     track_args = shlex.split(args.track_args)
     cases = [c for c in args.cases.split(",") if c]
 
@@ -320,6 +423,14 @@ def main() -> None:
             result["backbone_threads_cli_ms_per_frame"] = feature
             result["tracking_loop_threads"] = tracker_threads(videos["plain"], work, args.threads_repeats)
             print("threads", json.dumps(feature), json.dumps(result["tracking_loop_threads"]), flush=True)
+        if args.components:
+            src = str(Path(__file__).resolve().parents[1] / "src")
+            result["components"] = compare_components(src, args.baseline_src, args.component_repeats, args.frames, work)
+            brief = {
+                k: {kk: vv for kk, vv in v.items() if kk != "all"} if isinstance(v, dict) else v
+                for k, v in result["components"].items()
+            }
+            print("components", json.dumps(brief), flush=True)
         if not args.no_ops:
             result["tracker_ops_per_step"] = tracker_ops(videos["plain"], work)
             result["eager_op_us"] = eager_op_us()

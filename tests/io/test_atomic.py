@@ -69,3 +69,20 @@ def test_only_stale_temp_files_of_our_own_targets_are_removed(tmp_path):
     removed = remove_stale_temp_files(tmp_path, ours.__contains__)
     assert sorted(p.name for p in removed) == sorted(n for n, stale in names.items() if stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n, stale in names.items() if not stale)
+
+
+def test_batched_folder_syncs_keep_each_file_whole_before_it_takes_its_name(tmp_path, monkeypatch):
+    """Inside FolderSyncs every file is fsync'ed before the rename; the folder once, when the block ends."""
+    events: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: events.append("fsync file"))
+    monkeypatch.setattr(atomic, "_fsync_dir", lambda folder: events.append(f"fsync folder {folder.name}"))
+    monkeypatch.setattr(atomic.os, "replace", lambda a, b: (events.append("rename"), real_replace(a, b)))
+    with atomic.FolderSyncs(interval_s=3600):
+        for k in range(3):
+            atomic_write_text(tmp_path / f"clip_00000000{k}.json", f"frame {k}")
+            assert (tmp_path / f"clip_00000000{k}.json").read_text() == f"frame {k}"  # visible at once
+    assert events == ["fsync file", "rename"] * 3 + [f"fsync folder {tmp_path.name}"]
+    events.clear()
+    atomic_write_text(tmp_path / "clip_tracks.csv", "x")  # outside the block: the folder right away
+    assert events == ["fsync file", "rename", f"fsync folder {tmp_path.name}"]

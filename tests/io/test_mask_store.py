@@ -137,3 +137,24 @@ def test_lazy_labels_long_video_allocates_nothing(tmp_path):
     assert arr.shape == (100_000, 480, 640)  # 30 GB if it were materialised
     assert peak < 100e6 and elapsed < 10
     assert arr[99_999].compute().max() == 2
+
+
+def test_label_pngs_are_plain_pngs_other_tools_read(tmp_path):
+    from PIL import Image
+
+    store = MaskStore(tmp_path / "m")
+    masks, names = _masks()
+    store.write(0, masks, names)
+    with Image.open(store.path(0)) as png:
+        assert png.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(png), store.read(0)[0])
+
+
+def test_two_stores_on_one_folder_never_give_two_animals_one_value(tmp_path):
+    masks, _ = _masks()
+    tracker, painter = MaskStore(tmp_path / "m"), MaskStore(tmp_path / "m")
+    tracker.write(0, masks[:1], ["mouse"])
+    painter.write(1, masks[:1], ["rat"])  # e.g. a frame painted in the viewer meanwhile
+    tracker.write(2, masks, ["mouse", "weasel"])
+    assert MaskStore(tmp_path / "m").names() == ["mouse", "rat", "weasel"]
+    assert set(np.unique(tracker.read(2)[0])) == {0, 1, 3}

@@ -110,8 +110,9 @@ def test_reset_replaces_all_state(crossing):
         prop.step(feats[t], clip.frames[t])
     # a correction at frame 6 that lists the animals the other way round
     swapped = torch.from_numpy(clip.masks[6][::-1].copy())
+    assert prop.n_references == 1 + prop.memory
     prop.reset(feats[6], swapped, geo, clip.frames[6])
-    assert len(prop._recent) == 0
+    assert prop.n_references == 1  # the seed alone: nothing remembered from before the correction
     m = prop.step(feats[7], clip.frames[7]).numpy()
     assert _iou(m[0], clip.masks[7, 1]) >= 0.8 and _iou(m[1], clip.masks[7, 0]) >= 0.8
     # and one with a single instance
@@ -142,3 +143,41 @@ def test_factory_names_the_choices():
     assert isinstance(make_propagator("dino", radius=4), DinoMaskPropagator)
     with pytest.raises(ValueError, match="'dino' or 'none'"):
         make_propagator("sam2")
+
+
+def test_soft_labels_are_those_of_matching_every_patch_against_every_reference():
+    """The bank works out only the patches near an animal; every patch gets what brute force gives it."""
+    import torch.nn.functional as F
+
+    from napari_dinotrack.tracking.masks.tiles import ReferenceBank
+
+    gen = torch.Generator().manual_seed(0)
+    gh, gw, c, radius, k, temperature = 11, 14, 8, 3, 5, 0.1
+    feats = F.normalize(torch.randn(3, c, gh, gw, generator=gen), dim=1)
+    cover = torch.zeros(2, 2, gh, gw)  # two references, two animals
+    cover[0, 0, 2:5, 3:6], cover[0, 1, 6:8, 2:4], cover[0, 1, 7, 4] = 1.0, 1.0, 0.5
+    cover[1, 0, 3:6, 4:7], cover[1, 1, 6:9, 3:5] = 1.0, 0.75
+    labels = torch.cat([(1 - cover.sum(1, keepdim=True)).clamp(min=0), cover], dim=1)  # background first
+    bank = ReferenceBank((gh, gw), tile=4, radius=radius, slots=3, device=torch.device("cpu"))
+    bank.reset(c, 3)
+    for slot in range(2):  # the third slot stays empty
+        bank.store(slot, feats[slot], labels[slot])
+    got = bank.propagate(feats[2], k, temperature)
+
+    expected = torch.zeros(3, gh, gw)
+    for y in range(gh):
+        for x in range(gw):
+            near = [
+                (s, v, u)
+                for s in range(2)
+                for v in range(gh)
+                for u in range(gw)
+                if (v - y) ** 2 + (u - x) ** 2 <= radius**2
+            ]
+            sims = torch.stack([feats[2, :, y, x] @ feats[s, :, v, u] for s, v, u in near])
+            top, idx = sims.topk(k)
+            weights = torch.softmax(top / temperature, dim=0)
+            picked = torch.stack([labels[near[i][0], :, near[i][1], near[i][2]] for i in idx])
+            expected[:, y, x] = weights @ picked
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    assert got[:, 0, gw - 1].tolist() == [1.0, 0.0, 0.0]  # no animal within reach: background, exactly

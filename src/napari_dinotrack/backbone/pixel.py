@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..errors import BackboneUnavailableError
 from ..profiling import timed
 from .base import WorkGeometry, register_backbone
-from .preprocess import to_working_tensor
+from .preprocess import cell_means, to_working_tensor
 
 GREY_BIAS = 0.05
 
@@ -31,11 +31,15 @@ class PixelBackbone:
         self.device = torch.device(device or "cpu")
 
     def extract(self, frames: np.ndarray | torch.Tensor, geometry: WorkGeometry) -> torch.Tensor:
-        with timed("preprocess"):
-            x = to_working_tensor(frames, geometry, self.device, torch.float32, normalize=False)
         cell = self.patch_size // 4
+        with timed("preprocess"):
+            if (geometry.work_height, geometry.work_width) == (geometry.native_height, geometry.native_width):
+                means = cell_means(frames, geometry, cell, self.device)
+            else:
+                x = to_working_tensor(frames, geometry, self.device, torch.float32, normalize=False)
+                means = F.avg_pool2d(x, cell)
         # centring on mid-grey makes unrelated colours dissimilar (raw RGB vectors are all alike)
-        pooled = F.avg_pool2d(x, cell) - 0.5  # (B, 3, 4*gh, 4*gw)
+        pooled = means - 0.5  # (B, 3, 4*gh, 4*gw)
         b, c, h4, w4 = pooled.shape
         gh, gw = h4 // 4, w4 // 4
         feats = pooled.reshape(b, c, gh, 4, gw, 4).permute(0, 1, 3, 5, 2, 4).reshape(b, 48, gh, gw)

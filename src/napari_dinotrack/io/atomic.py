@@ -7,6 +7,11 @@ either. If anything fails before the replace, the temporary file is removed and 
 left untouched; the error (:class:`~napari_dinotrack.errors.OutputError`) names the target, never
 the temporary file.
 
+Inside :class:`FolderSyncs` (the result writer's thread runs in one) the fsync of the folder, which
+makes the replace itself durable, waits for the next of its periodic flushes: the file's content is
+still on the disk before it takes the target's name, so a power cut may cost the newest files (they
+are tracked again) but never leaves a damaged one; a killed process loses nothing.
+
 Only a hard kill between creating the temporary file and the replace leaves it behind. Its name,
 ``.<target name>.dt<host>-<pid>-<random>.tmp``, says which process made it, so
 :func:`remove_stale_temp_files` can delete the ones whose process is gone, at the next run.
@@ -18,20 +23,24 @@ import contextlib
 import errno
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from ..errors import OutputError
 from .processes import host_tag, pid_alive
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "output_error", "remove_stale_temp_files"]
+__all__ = ["FolderSyncs", "atomic_write_bytes", "atomic_write_text", "output_error", "remove_stale_temp_files"]
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.dt(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
 _LEGACY_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")  # written before the name carried its process
 FOREIGN_TEMP_AGE_S = 24 * 3600  # a temporary file from another machine is surely stale after a day
+FOLDER_SYNC_INTERVAL_S = 1.0  # how long a replace may wait for its folder's fsync inside FolderSyncs
+_batched = threading.local()  # this thread's FolderSyncs, if any
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -61,7 +70,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         if isinstance(exc, OSError) and not isinstance(exc, OutputError):
             raise output_error(target, exc) from None
         raise
-    _fsync_dir(target.parent)
+    syncs: FolderSyncs | None = getattr(_batched, "syncs", None)
+    if syncs is None:
+        _fsync_dir(target.parent)
+    else:
+        syncs.add(target.parent)
     return target
 
 
@@ -144,6 +157,47 @@ def remove_stale_temp_files(folder: str | os.PathLike[str], owned: Callable[[str
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+class FolderSyncs:
+    """While entered, this thread's atomic writes leave their folders' fsyncs to :meth:`flush`.
+
+    A writer that replaces many files a second calls :meth:`flush_if_due` as it goes; leaving the
+    block flushes whatever is pending, however it is left.
+    """
+
+    def __init__(self, interval_s: float = FOLDER_SYNC_INTERVAL_S) -> None:
+        self.interval_s = float(interval_s)
+        self._pending: set[Path] = set()
+        self._flushed = time.monotonic()
+        self._outer: FolderSyncs | None = None
+
+    def add(self, folder: Path) -> None:
+        """A file was just renamed into ``folder``."""
+        self._pending.add(folder)
+
+    def flush_if_due(self) -> None:
+        """:meth:`flush` when the last one is ``interval_s`` ago."""
+        if self._pending and time.monotonic() - self._flushed >= self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """fsync every folder written since the last flush."""
+        pending, self._pending = self._pending, set()
+        for folder in pending:
+            _fsync_dir(folder)
+        self._flushed = time.monotonic()
+
+    def __enter__(self) -> FolderSyncs:
+        self._outer = getattr(_batched, "syncs", None)
+        _batched.syncs = self
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _batched.syncs = self._outer
+        self.flush()
 
 
 def _fsync_dir(folder: Path) -> None:

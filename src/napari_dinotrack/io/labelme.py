@@ -487,9 +487,13 @@ def _shapes_for(ann: FrameAnnotation) -> list[dict[str, Any]]:
                 )
             if not np.isfinite(poly).all():
                 raise ValueError(f"frame {ann.frame}: polygon of {inst.name!r} is not finite")
+            if np.array_equal(poly, np.round(poly)):  # whole pixels (a mask's outline): nothing to round
+                points = (poly + 0.0).tolist()  # + 0.0: no "-0.0" in files
+            else:
+                points = [[_r(x, 3), _r(y, 3)] for x, y in poly]
             shape = {
                 "label": inst.name,
-                "points": [[_r(x, 3), _r(y, 3)] for x, y in poly],
+                "points": points,
                 "group_id": gid,
                 "shape_type": "polygon",
                 "flags": inst.extra.get("flags", {}),

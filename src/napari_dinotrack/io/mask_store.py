@@ -29,6 +29,14 @@ if TYPE_CHECKING:
 
 __all__ = ["MaskStore", "lazy_labels", "mask_to_polygon", "polygon_to_mask"]
 
+# A label image is mostly runs of one value: PNG's per-row filters (tried in turn by default) cost
+# most of the encoding time and do nothing for it, and run-length deflate makes the smallest files.
+_PNG_PARAMS = [
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_NONE,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_RLE,
+]
 # fillPoly works on fixed-point vertices; 4 fractional bits keep sub-pixel vertices in place
 # instead of snapping each one to the nearest pixel (which shifts thin outlines by up to 0.5 px).
 _POLY_SHIFT = 4
@@ -88,6 +96,7 @@ class MaskStore:
     def __init__(self, folder: str | os.PathLike[str]):
         self.folder = Path(folder)
         self._names: list[str] = []  # label k + 1 -> name, as last read from the folder
+        self._names_read: tuple[int, int, int] | None = None  # the instance table's version read into _names
 
     @staticmethod
     def writes(name: str) -> bool:
@@ -112,12 +121,19 @@ class MaskStore:
     # --- instance table -----------------------------------------------------------------
     def _load_names(self) -> list[str]:
         path = self.folder / self.INDEX_FILE
-        if not path.exists():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._names_read = None
             return []
+        version = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if version == self._names_read:
+            return self._names  # the table is written atomically: same version, same names
         table = json.loads(path.read_text(encoding="utf-8"))
         by_value = {int(k): str(v) for k, v in table.items()}
         if sorted(by_value) != list(range(1, len(by_value) + 1)):
             raise ValueError(f"{path}: label values must be 1..N, got {sorted(by_value)}")
+        self._names_read = version
         return [by_value[k] for k in range(1, len(by_value) + 1)]
 
     def names(self) -> list[str]:
@@ -133,6 +149,7 @@ class MaskStore:
             self._names = self._names + new
             table = {str(k + 1): n for k, n in enumerate(self._names)}
             atomic_write_text(self.folder / self.INDEX_FILE, json.dumps(table, indent=1))
+            self._names_read = None
         return self._names
 
     # --- frames -------------------------------------------------------------------------
@@ -146,7 +163,7 @@ class MaskStore:
         Where masks overlap, the instance listed first wins. Names not seen before get the
         next free label values.
         """
-        masks = np.asarray(masks)
+        masks = np.asarray(masks).astype(bool, copy=False)
         if masks.ndim != 3 or masks.shape[0] != len(names):
             raise ValueError(f"expected ({len(names)}, H, W) masks, got shape {masks.shape}")
         if len(set(names)) != len(names):
@@ -157,10 +174,13 @@ class MaskStore:
             raise ValueError(f"too many instances for a 16-bit label image: {len(table)}")
         dtype = np.uint8 if len(table) < 255 else np.uint16
         labels = np.zeros(masks.shape[1:], dtype)
-        # painting in reverse order lets the lower index overwrite the higher one on overlaps
-        for i in range(len(names) - 1, -1, -1):
-            labels[masks[i].astype(bool)] = table.index(names[i]) + 1
-        ok, png = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        rows = np.flatnonzero(masks.any(axis=(0, 2)))
+        if len(rows):  # animals cover a small part of the frame: paint the rows they are in
+            box = labels[rows[0] : rows[-1] + 1]
+            # painting in reverse order lets the lower index overwrite the higher one on overlaps
+            for i in range(len(names) - 1, -1, -1):
+                np.putmask(box, masks[i, rows[0] : rows[-1] + 1], table.index(names[i]) + 1)
+        ok, png = cv2.imencode(".png", labels, _PNG_PARAMS)
         if not ok:
             raise OSError(f"could not encode the masks of frame {frame}")
         return atomic_write_bytes(self.path(frame), png.tobytes())

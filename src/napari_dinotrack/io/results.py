@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .annotations import FrameAnnotation
+from .atomic import FolderSyncs
 from .labelme import write_prediction
 from .mask_store import MaskStore, mask_to_polygon
 from .paths import ResultLayout
@@ -68,19 +69,26 @@ class ResultWriter:
         self._queue.put((annotation, masks, write_json, write_rows))
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if self._error is not None:
-                continue  # drain so that put() never blocks after a failure
-            try:
-                t0 = time.perf_counter()
-                self._write(*item)
-                if self._profile is not None:
-                    self._profile.add("write", item[0].frame, time.perf_counter() - t0)
-            except BaseException as exc:
-                self._error = exc
+        # the folders' fsyncs once a second (and when the writer stops), not once per file
+        with FolderSyncs() as syncs:
+            while True:
+                try:
+                    item = self._queue.get(timeout=syncs.interval_s)
+                except queue.Empty:
+                    syncs.flush()
+                    continue
+                if item is _DONE:
+                    return
+                if self._error is not None:
+                    continue  # drain so that put() never blocks after a failure
+                try:
+                    t0 = time.perf_counter()
+                    self._write(*item)
+                    syncs.flush_if_due()
+                    if self._profile is not None:
+                        self._profile.add("write", item[0].frame, time.perf_counter() - t0)
+                except BaseException as exc:
+                    self._error = exc
 
     def _write(self, ann: FrameAnnotation, masks: np.ndarray | None, write_json: bool, write_rows: bool) -> None:
         if masks is not None:

@@ -59,13 +59,13 @@ class LostInstanceFallback:
 
     def reset(self, masks: np.ndarray) -> None:
         self.last_good = masks.copy()
-        self.good_area = masks.sum(axis=(1, 2))
+        self.good_area = _areas(masks)
         self.missed = np.zeros(len(masks), np.int64)
 
     def apply(self, masks: np.ndarray) -> bool:
         """Replace lost instances of ``masks`` (I, H, W) in place; True if any was replaced."""
         changed = False
-        areas = masks.sum(axis=(1, 2))
+        areas = _areas(masks)
         for i, area in enumerate(areas):
             # A sliver far smaller than the animal's last good size is noise, not the animal.
             if area > 0 and area >= self.min_area_frac * self.good_area[i]:
@@ -80,6 +80,11 @@ class LostInstanceFallback:
             else:
                 masks[i] = False
         return changed
+
+
+def _areas(masks: np.ndarray) -> np.ndarray:
+    """(I,) pixel count of each of (I, H, W) bool masks (one count per mask: NumPy's fast path)."""
+    return np.array([np.count_nonzero(m) for m in masks], np.int64)
 
 
 def exclusive_masks(masks: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["N_COLOUR_BINS", "colour_bins", "colour_histograms", "colour_scores"]
+__all__ = ["N_COLOUR_BINS", "best_label", "colour_bins", "colour_histograms", "colour_scores"]
 
 _COLOUR_LEVELS = 16  # per channel: coarse enough to fill from one animal, fine enough to split fur from floor
 _COLOUR_SHIFT = 4  # 256 // _COLOUR_LEVELS == 1 << _COLOUR_SHIFT
@@ -49,7 +49,7 @@ def colour_histograms(img: np.ndarray, masks: np.ndarray, ring: int, ring_kernel
 def colour_scores(
     hists: list[np.ndarray], img: np.ndarray, probs: np.ndarray, *, smoothing: float, cap: float, floor: float
 ) -> np.ndarray:
-    """Label scores (h, w, L): log prior + capped log colour likelihood.
+    """Label scores (L, h, w): log prior + capped log colour likelihood, for (L, h, w) ``probs``.
 
     The prior ``probs`` decides where an instance can be and which instance it is; the summed
     colour histograms ``hists`` move the boundary onto the pixels that look like the animal. The
@@ -60,9 +60,24 @@ def colour_scores(
     if not hists:
         return probs
     h = np.sum(hists, axis=0) + smoothing
-    loglik = np.log(h / h.sum(1, keepdims=True)).T.astype(np.float32)  # (bins, L)
-    ll = loglik[colour_bins(img)]  # (h, w, L)
-    ll -= ll.max(axis=2, keepdims=True)
-    np.maximum(ll, -cap, out=ll)
+    loglik = np.log(h / h.sum(1, keepdims=True)).astype(np.float32)  # (L, bins)
+    # relative to the best label and capped per colour bin, once, rather than per pixel
+    loglik -= loglik.max(axis=0, keepdims=True)
+    np.maximum(loglik, -cap, out=loglik)
+    ll = np.take(loglik, colour_bins(img), axis=1)  # (L, h, w)
     ll += np.log(np.maximum(probs, floor))
     return ll
+
+
+def best_label(scores: np.ndarray) -> np.ndarray:
+    """(h, w) index of the largest of (L, h, w) ``scores`` (the first on ties): ``scores.argmax(0)``.
+
+    One comparison per label over whole planes, several times faster than NumPy's argmax over a
+    short axis.
+    """
+    best = scores[0].copy()
+    labels = np.zeros(scores.shape[1:], np.min_scalar_type(max(len(scores) - 1, 0)))
+    for label in range(1, len(scores)):
+        np.putmask(labels, scores[label] > best, label)
+        np.maximum(best, scores[label], out=best)
+    return labels
