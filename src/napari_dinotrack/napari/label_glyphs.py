@@ -66,7 +66,8 @@ def _canvas_font(widget: QWidget | None) -> Any:
     try:
         from napari.qt import QtViewer
 
-        qt_viewer = widget.window().findChild(QtViewer) if widget is not None else None
+        window = widget.window() if widget is not None else None
+        qt_viewer = window.findChild(QtViewer) if window is not None else None
         if qt_viewer is None:  # not docked yet
             return None
         info = qt_viewer.canvas.font_info()
