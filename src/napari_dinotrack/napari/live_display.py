@@ -29,6 +29,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
 from .convert import annotations_to_points, plan_rows_update, points_to_tracks
+from .label_glyphs import warm_label_glyphs
 from .reader import META_KEY
 from .viewer_layers import adding_quietly, find_flagged
 
@@ -330,8 +331,6 @@ class LiveDisplay:
 
         Adding a layer, and drawing text characters the first time, stall the GUI for a moment.
         """
-        from .label_glyphs import warm_label_glyphs
-
         points = self._points_layer()
         if self.panel.trajectories.value and self.tracks_layer() is None and points is not None and len(points.data):
             self.update_trajectories()
