@@ -134,18 +134,15 @@ class FeaturesAhead:
     def _produce(self) -> None:
         prof = self._profile
         batch: list[tuple[int, np.ndarray]] = []
-        # the first frame goes on alone: tracking (and the user's first result) starts without
-        # waiting for a whole batch to be decoded and run through the backbone
-        size = 1
         t0 = time.perf_counter()
         for index, image in self._frames:
             if prof is not None:
                 prof.add("decode", index, time.perf_counter() - t0)
             batch.append((index, image))
-            if len(batch) == size:
+            if len(batch) == self._batch_size:
                 if not self._emit(batch):
                     return
-                batch, size = [], self._batch_size
+                batch = []
             if self._stop.is_set():
                 return
             t0 = time.perf_counter()

@@ -125,7 +125,7 @@ def test_the_batch_size_setting_reaches_the_model(labelled_clip, tiny_dinov3):
     DinoKeypointVideoProcessor(
         video, model_name=backbone, short_side=64, runtime_config=TrackerConfig(batch_size=32)
     ).process_video()
-    assert sizes == [1, 32, 7]  # frames 0..39: the first frame alone, so that tracking starts at once
+    assert sizes == [32, 8]  # frames 0..39
 
 
 def test_the_callers_thread_settings_are_kept(labelled_clip):
@@ -172,7 +172,7 @@ def test_a_backbone_failure_reaches_the_caller_and_keeps_what_was_tracked(labell
     )
     with pytest.raises(RuntimeError, match="simulated"):
         processor.process_video()
-    assert processor.plan().init_frame == 4  # frames 0..4 (frame 0 alone, then a batch of 4) were tracked and written
+    assert processor.plan().init_frame == 7  # frames 0..7 (two batches) were tracked and written
 
 
 def test_thread_and_compile_options(labelled_clip, tiny_dinov3, capsys, monkeypatch):
