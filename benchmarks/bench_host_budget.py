@@ -131,6 +131,8 @@ def summarise(runs: list[dict]) -> dict:
         "tracker_step_ms": med("tracker_step"),
         "optical_flow_ms": med("optical_flow"),
         "tracker_step_without_flow_ms": med("tracker_step") - med("optical_flow"),
+        # the CPU time the tracking thread got in the step: what is missing it waited for a core or the GIL
+        "tracker_step_cpu_ms": med("tracker_step_cpu") if "tracker_step_cpu" in means[0] else None,
         "mask_propagation_ms": med("mask_propagation"),
         "loop_ms": med("loop"),
         "stage_ms_median_of_runs": {k: med(k) for k in means[0]},
@@ -195,10 +197,11 @@ def profile_cost(frames: int = 20000, batch: int = 8) -> dict:
         profile.add_spread("backbone", batch_frames, 0.0 - profile.total("preprocess", batch_frames))
         profile.add("wait_features", first, 0.0)
         for idx in batch_frames:  # tracking loop, per frame
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.thread_time()
             with recording(profile, (idx,)), timed("optical_flow"):  # the flow timer inside the step
                 pass
-            t1 = time.perf_counter()
+            t1, cpu1 = time.perf_counter(), time.thread_time()
+            profile.add("tracker_step_cpu", idx, cpu1 - cpu0)
             for stage in ("mask_propagation", "tracker_step", "results", "wait_writer", "write", "loop", "consumer"):
                 profile.add(stage, idx, t1 - t0)
     seconds = time.perf_counter() - start
@@ -440,7 +443,8 @@ def main() -> None:
     for case, s in result["cases"].items():
         print(
             f"{case}: CLI {s['cli_ms_per_frame']['median']:.1f} ms/frame, host {s['host_ms_per_frame']:.2f} ms, "
-            f"tracker step {s['tracker_step_ms']:.1f} ms (flow {s['optical_flow_ms']:.2f}), "
+            f"tracker step {s['tracker_step_ms']:.1f} ms (flow {s['optical_flow_ms']:.2f}, "
+            f"CPU {s['tracker_step_cpu_ms'] or 0:.1f}), "
             f"masks {s['mask_propagation_ms']:.1f} ms"
         )
 

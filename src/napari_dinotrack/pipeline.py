@@ -391,10 +391,10 @@ class DinoKeypointVideoProcessor:
     ) -> FrameResult:
         t0 = time.perf_counter()
         masks_t = run.propagator.step(feats, img) if run.propagator is not None else None
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.thread_time()
         with recording(prof, (idx,)):
             out = tracker.step(feats, gray, masks_t) if masks_t is not None else tracker.step(feats, gray)
-        t2 = time.perf_counter()
+        t2, cpu2 = time.perf_counter(), time.thread_time()
         # on a GPU the tracker's own host transfer has already waited for the masks: this copy does not stall
         masks = masks_t.cpu().numpy() if masks_t is not None else None
         if direction == "backward" and passes.stretch.two_way:
@@ -418,6 +418,7 @@ class DinoKeypointVideoProcessor:
         result = FrameResult(idx, ann, masks, False, run.done, run.total, run.fps, frames_written=run.written)
         prof.add("mask_propagation", idx, t1 - t0)
         prof.add("tracker_step", idx, t2 - t1)
+        prof.add("tracker_step_cpu", idx, cpu2 - cpu1)
         prof.add("results", idx, t3 - t2 + time.perf_counter() - t4)
         prof.add("wait_writer", idx, t4 - t3)
         return result

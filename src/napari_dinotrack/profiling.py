@@ -65,6 +65,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("wait_features", "main", "the tracking loop waiting for the next batch of features"),
     Stage("tracker_step", "main", "KeypointTracker.step, optical flow included"),
     Stage("optical_flow", "main", "Lucas-Kanade flow inside the tracker step"),
+    Stage(
+        "tracker_step_cpu",
+        "main",
+        "CPU time the tracking thread got during the tracker step (the rest it waited for a core or the GIL)",
+    ),
     Stage("mask_propagation", "main", "instance masks carried to the frame"),
     Stage("results", "main", "the frame's annotation and result object"),
     Stage("wait_writer", "main", "handing the frame to the writer (waits only while its queue is full)"),
@@ -76,6 +81,8 @@ _ROW = {stage.name: i for i, stage in enumerate(STAGES)}
 # stages inside the loop that are the tracker's or the mask propagator's own computation
 _OWN_WORK = ("tracker_step", "mask_propagation")
 _INSIDE_TRACKER = ("optical_flow",)
+# CPU time of a stage's thread, recorded next to the stage's wall time: not time of its own
+_CPU_OF = ("tracker_step_cpu",)
 
 
 class RunProfile:
@@ -186,7 +193,7 @@ class RunProfile:
         named = sum(
             self.stage_ms(s.name)
             for s in STAGES
-            if s.thread == "main" and s.name != "loop" and s.name not in _INSIDE_TRACKER
+            if s.thread == "main" and s.name != "loop" and s.name not in _INSIDE_TRACKER + _CPU_OF
         )
         wall = self.wall_seconds
         return {

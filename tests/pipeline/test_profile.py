@@ -53,11 +53,15 @@ def test_track_profile_writes_every_stage_of_every_frame(labelled_clip, tmp_path
     assert data["setup"]["model"] == PIXEL and data["setup"]["batch_size"] == 4
     per = {k: np.array(v) for k, v in data["per_frame"].items()}
     tracked = per["frame"] > 0
-    for stage in ("decode", "backbone", "tracker_step", "optical_flow", "mask_propagation", "write", "loop"):
+    stages = ("decode", "backbone", "tracker_step", "tracker_step_cpu", "optical_flow", "mask_propagation", "write")
+    for stage in (*stages, "loop"):
         assert (per[stage][tracked] > 0).all(), stage  # each of them took time on every tracked frame
     # the flow is timed inside the tracker step, and the loop holds its stages
     assert (per["optical_flow"] <= per["tracker_step"]).all()
-    inside = sum(per[s.name] for s in STAGES if s.thread == "main" and s.name not in ("loop", "optical_flow"))
+    # the step's CPU time is what the thread got of its wall time, never more
+    assert (per["tracker_step_cpu"] <= per["tracker_step"] + 0.05).all()
+    not_own = ("loop", "optical_flow", "tracker_step_cpu")
+    inside = sum(per[s.name] for s in STAGES if s.thread == "main" and s.name not in not_own)
     assert (inside <= per["loop"] + 1e-3).all()
     host = per["loop"] - per["tracker_step"] - per["mask_propagation"] + per["optical_flow"]
     assert data["host_ms_per_frame"] == pytest.approx(host[1:].mean(), abs=1e-3)  # the start-up frame aside
