@@ -167,9 +167,9 @@ class HFDinoBackbone:
         ``batch_size``). float32 on CPU, the model dtype on GPUs.
         """
         import torch
-        import torch.nn.functional as F
 
         from ..profiling import timed
+        from ..vectors import unit
         from .preprocess import to_working_tensor
 
         if geometry.patch_size != self.patch_size:
@@ -203,8 +203,8 @@ class HFDinoBackbone:
                         f"= {expected} (input {tuple(x.shape)})"
                     )
                 patches = tokens[:, self.num_special_tokens :, :]
-                grid = patches.reshape(x.shape[0], gh, gw, self.feature_dim).permute(0, 3, 1, 2)
-                grid = F.normalize(grid.float(), dim=1, eps=1e-6)
+                # unit length along the last, contiguous axis before the channels move to the front
+                grid = unit(patches.float(), dim=-1).reshape(x.shape[0], gh, gw, self.feature_dim).permute(0, 3, 1, 2)
                 chunks.append(grid.to(out_dtype).contiguous())
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 

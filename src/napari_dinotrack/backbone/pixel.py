@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import BackboneUnavailableError
 from ..profiling import timed
+from ..vectors import unit
 from .base import WorkGeometry, register_backbone
 from .preprocess import cell_means, to_working_tensor
 
@@ -46,7 +47,7 @@ class PixelBackbone:
         # a small constant component gives grey (near-zero) patches a fixed direction instead of
         # letting normalisation blow their noise up into a random, possibly matching, one
         bias = torch.full((b, 1, gh, gw), GREY_BIAS, device=feats.device)
-        return F.normalize(torch.cat([feats, bias], dim=1), dim=1)
+        return unit(torch.cat([feats, bias], dim=1), dim=1, eps=1e-12)
 
 
 MAX_PATCH = 256

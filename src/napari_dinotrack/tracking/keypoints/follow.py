@@ -10,7 +10,8 @@ import torch
 from ...backbone.base import WorkGeometry
 from ..config import TrackerConfig
 from .flow import track_points
-from .pose import apply_similarity, local_motion, robust_similarity
+from .flow_fits import fit_flow
+from .pose import apply_similarity
 from .sampling import sample_features
 from .state import TrackState
 from .support import support_points
@@ -93,31 +94,37 @@ def follow(
 def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
     """The poses the flow implies (a robust fit per animal) and each part's flow-borne place."""
     n, inst, dev = st.n_instances, st.instance_of, st.pos.device
-    src = torch.cat([st.pos, flow.spots])
-    dst = torch.cat([flow.parts, flow.spots_to])
-    owners = torch.cat([inst, flow.spot_instance])
-    tolerance = FLOW_TOLERANCE_PX * geo.scale
-    turn, size, mean_src, mean_dst, _, weight = robust_similarity(
-        src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(geo.patch_size), tolerance
+    k = len(st.names)
+    is_spot = torch.arange(k + flow.spots.shape[0], device=dev) >= k
+    sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(geo.patch_size))[inst]
+    fits = fit_flow(
+        torch.cat([st.pos, flow.spots]),
+        torch.cat([flow.parts, flow.spots_to]),
+        torch.cat([flow.parts_ok, flow.spots_ok]),
+        torch.cat([inst, flow.spot_instance]),
+        is_spot,
+        st.pos,
+        inst,
+        n,
+        sigma,
+        float(geo.patch_size),
+        FLOW_TOLERANCE_PX * geo.scale,
     )
-    size = size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
-    support = torch.zeros(n, device=dev).index_add_(0, owners, weight)
-    has_flow = support >= MIN_FLOW_SUPPORT
+    size = fits.size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
+    has_flow = fits.inliers >= MIN_FLOW_SUPPORT
     tried = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, torch.ones_like(flow.spots_ok.float()))
     followed_spots = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, flow.spots_ok.float())
     strong = has_flow & (followed_spots >= HEALTHY_FLOW_SHARE * tried)
-    rigid = apply_similarity(st.pos, inst, turn, size, mean_src, mean_dst)
+    similarity = (fits.turn, size, fits.mean_src, fits.mean_dst)
+    rigid = apply_similarity(st.pos, inst, *similarity)
     # the spots around each part move it (a head turns its nose and ears round); its own flow is more
     # precise still where it agrees with them, and wrong where it does not (a rim point whose window
     # sees the floor stays behind)
-    sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(geo.patch_size))[inst]
-    local, support_k, followed = local_motion(
-        st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance, flow.spots_ok.float(), sigma, tolerance
-    )
-    anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
+    carried = fits.part_support >= MIN_FLOW_SUPPORT
+    anchors = torch.where(carried[:, None], fits.parts, rigid)
     reach = OWN_FLOW_AGREEMENT_PX * geo.scale + OWN_FLOW_AGREEMENT_SHARE * (anchors - st.pos).norm(dim=1)
     agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= reach)
     anchors = torch.where(agrees[:, None], flow.parts, anchors)
-    centre = apply_similarity(st.centre, torch.arange(n, device=dev), turn, size, mean_src, mean_dst)
-    healthy = (support_k >= MIN_FLOW_SUPPORT) & (followed >= HEALTHY_FLOW_SHARE)
-    return FlowPose(centre, st.angle + turn, anchors, has_flow, strong, healthy | agrees)
+    centre = apply_similarity(st.centre, torch.arange(n, device=dev), *similarity)
+    healthy = carried & (fits.followed >= HEALTHY_FLOW_SHARE)
+    return FlowPose(centre, st.angle + fits.turn, anchors, has_flow, strong, healthy | agrees)

@@ -20,8 +20,15 @@ def appearance_scores(
     memory: (K, C) running appearance. Returns (K, N): the best manual template blended with
     the running appearance, so manual frames anchor the match and recent looks adapt it.
     """
-    sims = torch.matmul(templates, samples.transpose(-1, -2))  # (K, M, N)
-    sims = sims.masked_fill(~template_valid[:, :, None], -2.0)
-    best = sims.max(dim=1).values
-    recent = torch.matmul(samples, memory[:, :, None]).squeeze(-1)  # (K, N), broadcasts a shared map
+    k, m, c = templates.shape
+    if samples.shape[0] == 1:
+        # one map shared by every keypoint: plain matrix products (a broadcast batched product
+        # would copy the map once per keypoint)
+        shared = samples[0].T  # (C, N)
+        sims = (templates.reshape(k * m, c) @ shared).reshape(k, m, -1)
+        recent = memory @ shared
+    else:
+        sims = torch.matmul(templates, samples.transpose(-1, -2))  # (K, M, N)
+        recent = torch.matmul(samples, memory[:, :, None]).squeeze(-1)  # (K, N)
+    best = sims.masked_fill(~template_valid[:, :, None], -2.0).max(dim=1).values
     return (1.0 - memory_weight) * best + memory_weight * recent

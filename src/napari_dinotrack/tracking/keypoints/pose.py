@@ -10,6 +10,7 @@ All functions work on every keypoint of every animal at once (tensors on one dev
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -20,10 +21,10 @@ from .sampling import to_grid_coords
 __all__ = [
     "apply_similarity",
     "fit_similarity",
-    "local_motion",
+    "owner_rows",
+    "pair_terms",
     "place_parts",
     "pose_grid",
-    "robust_similarity",
     "rotation",
     "sample_maps",
     "search_poses",
@@ -38,7 +39,8 @@ def rotation(angle: torch.Tensor) -> torch.Tensor:
 
 def rotate(rot: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Points (..., 2) turned by rotation matrices (..., 2, 2)."""
-    return (rot @ xy.unsqueeze(-1)).squeeze(-1)
+    # column by column: many tiny batched matrix products are far slower than two scaled adds
+    return rot[..., 0] * xy[..., :1] + rot[..., 1] * xy[..., 1:]
 
 
 def place_parts(
@@ -128,54 +130,50 @@ def fit_similarity(
     than ``min_spread`` apart only a shift can be told (turn 0, scale 1). Animals with no
     weight get the identity.
     """
-    dev = src.device
-    w = weights.float()
-    # one scatter for the weights and both weighted sums, one for the three moments: few, larger ops
-    firsts = torch.zeros(n_instances, 5, device=dev).index_add_(
-        0, instance_of, torch.cat([w[:, None], src * w[:, None], dst * w[:, None]], dim=1)
-    )
-    count = firsts[:, 0]
-    safe = count.clamp(min=1e-6)[:, None]
-    mean_src, mean_dst = firsts[:, 1:3] / safe, firsts[:, 3:5] / safe
-    p = src - mean_src[instance_of]
-    q = dst - mean_dst[instance_of]
-    moments = torch.stack([(p * q).sum(1), p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0], (p * p).sum(1)], dim=1)
-    dot, cross, spread = (
-        torch.zeros(n_instances, 3, device=dev).index_add_(0, instance_of, w[:, None] * moments).unbind(1)
-    )
-    turns = (count > 0) & (spread >= count * min_spread**2)
-    angle = torch.where(turns, torch.atan2(cross, dot), torch.zeros_like(dot))
-    scale = torch.where(turns, torch.sqrt(dot**2 + cross**2) / spread.clamp(min=1e-6), torch.ones_like(dot))
-    none = count <= 0
-    mean_src = torch.where(none[:, None], torch.zeros_like(mean_src), mean_src)
-    mean_dst = torch.where(none[:, None], torch.zeros_like(mean_dst), mean_dst)
-    return angle, scale, mean_src, mean_dst, turns
+    owners = owner_rows(instance_of, n_instances)
+    weighted = owners * weights.float()[None]
+    ends = torch.cat([src, dst], dim=1)
+    count = weighted.sum(dim=1)
+    means = (weighted @ ends) / count.clamp(min=1e-6)[:, None]  # zero for an animal without weight
+    dot, cross, spread, _ = (weighted @ pair_terms(ends - owners.T @ means)).unbind(1)
+    measured = (count > 0) & (spread >= count * min_spread**2)
+    per_spread = 1.0 / spread.clamp(min=1e-6)
+    cos = torch.where(measured, dot * per_spread, 1.0)  # scale times the cos and sin of the turn
+    sin = torch.where(measured, cross * per_spread, 0.0)
+    return torch.atan2(sin, cos), torch.hypot(cos, sin), means[:, :2], means[:, 2:], measured
 
 
-def robust_similarity(
-    src: torch.Tensor,
-    dst: torch.Tensor,
-    weights: torch.Tensor,
-    instance_of: torch.Tensor,
-    n_instances: int,
-    min_spread: float,
-    tolerance: float,
-    iterations: int = 4,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`fit_similarity` that down-weights points moving unlike the rest of their animal.
+def owner_rows(instance_of: torch.Tensor, n_instances: int) -> torch.Tensor:
+    """(I, N) one-hot rows: per-animal sums and gathers become small matrix products (few, cheap ops)."""
+    animals = torch.arange(n_instances, device=instance_of.device)
+    return (instance_of[None] == animals[:, None]).float()
 
-    Points whose residual exceeds ``tolerance`` (working px) lose weight (Cauchy), so spots on
-    the floor or on another animal do not drag the fit. Returns the fit and each point's final
-    weight (N,).
-    """
-    w = weights.float()
-    fit = fit_similarity(src, dst, w, instance_of, n_instances, min_spread)
-    for _ in range(iterations):
-        moved = apply_similarity(src, instance_of, *fit[:4])
-        residual = (moved - dst).norm(dim=1)
-        w = weights.float() / (1.0 + (residual / tolerance) ** 2)
-        fit = fit_similarity(src, dst, w, instance_of, n_instances, min_spread)
-    return (*fit, w)
+
+def pair_terms(pairs: torch.Tensor) -> torch.Tensor:
+    """Rows (x1, y1, x2, y2) -> (v1.v2, v1 x v2, v1.v1, v2.v2), as one pick, one product and one sum."""
+    left, right, combine = _pair_product_plan(pairs.device)
+    return (pairs.index_select(1, left) * pairs.index_select(1, right)) @ combine
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_product_plan(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    left = torch.tensor([0, 1, 0, 1, 0, 1, 2, 3], device=device)
+    right = torch.tensor([2, 3, 3, 2, 0, 1, 2, 3], device=device)
+    # x1x2 + y1y2, x1y2 - y1x2, x1x1 + y1y1, x2x2 + y2y2
+    combine = torch.tensor(
+        [
+            [1, 0, 0, 0],
+            [1, 0, 0, 0],
+            [0, 1, 0, 0],
+            [0, -1, 0, 0],
+            [0, 0, 1, 0],
+            [0, 0, 1, 0],
+            [0, 0, 0, 1],
+            [0, 0, 0, 1],
+        ],
+        device=device,
+    ).float()
+    return left, right, combine
 
 
 def apply_similarity(
@@ -189,52 +187,3 @@ def apply_similarity(
     """Move points (N, 2) by their animal's fitted similarity."""
     rot = rotation(angle)[instance_of]
     return mean_dst[instance_of] + scale[instance_of, None] * rotate(rot, xy - mean_src[instance_of])
-
-
-def local_motion(
-    parts: torch.Tensor,
-    part_instance: torch.Tensor,
-    spots: torch.Tensor,
-    spots_to: torch.Tensor,
-    spot_instance: torch.Tensor,
-    weights: torch.Tensor,
-    sigma: torch.Tensor,
-    tolerance: float,
-    iterations: int = 2,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Where the spots around each part take it: (K, 2) new positions, (K,) support weight, and
-    (K,) the share of the nearby spots that could be followed (low under an occluder).
-
-    A weighted fit per part (shift and turn), with the spots of its own animal weighted by a
-    Gaussian of their distance (``sigma`` (K,) working px): a turning head carries its nose and
-    ears round though the torso does not turn. Spots that move unlike the others around the same
-    part (on the floor at the rim, on a tail swinging past) lose weight (Cauchy, ``tolerance``
-    working px). A turn measured from spots bunched on one side would swing the part wildly, so
-    it counts only as far as the spots spread around the part. Parts without support stay put.
-    """
-    if spots.shape[0] == 0:
-        zeros = torch.zeros(parts.shape[0], device=parts.device)
-        return parts.clone(), zeros, zeros
-    d2 = ((parts[:, None] - spots[None]) ** 2).sum(-1)
-    near = torch.exp(-0.5 * d2 / sigma[:, None] ** 2) * (part_instance[:, None] == spot_instance[None])
-    prior = near * weights[None]
-    w = prior
-    for step in range(iterations + 1):
-        support = w.sum(dim=1)
-        safe = support.clamp(min=1e-6)[:, None]
-        src_mean = (w[..., None] * spots[None]).sum(1) / safe
-        dst_mean = (w[..., None] * spots_to[None]).sum(1) / safe
-        p = spots[None] - src_mean[:, None]  # (K, S, 2)
-        q = spots_to[None] - dst_mean[:, None]
-        dot = (w * (p * q).sum(-1)).sum(1)
-        cross = (w * (p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0])).sum(1)
-        spread = (w * (p * p).sum(-1)).sum(1)
-        confidence = spread / (spread + support.clamp(min=1e-6) * (0.3 * sigma) ** 2)
-        rot = rotation(torch.atan2(cross, dot) * confidence)
-        if step < iterations:
-            predicted = dst_mean[:, None] + p @ rot.transpose(-1, -2)
-            residual = (predicted - spots_to[None]).norm(dim=-1)
-            w = prior / (1.0 + (residual / tolerance) ** 2)
-    moved = dst_mean + rotate(rot, parts - src_mean)
-    followed = prior.sum(dim=1) / near.sum(dim=1).clamp(min=1e-6)
-    return torch.where((support > 0)[:, None], moved, parts), prior.sum(dim=1), followed

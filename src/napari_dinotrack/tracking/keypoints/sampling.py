@@ -7,15 +7,24 @@ pixels maps to normalised coordinates by dividing by the padded image size.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+from ...vectors import unit
 
 
 def to_grid_coords(xy: torch.Tensor, padded_hw: tuple[int, int]) -> torch.Tensor:
     """Working-pixel (..., 2) x/y -> grid_sample coordinates in [-1, 1]."""
     h, w = padded_hw
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=xy.device, dtype=xy.dtype)
-    return xy * scale - 1.0
+    return xy * _grid_scale(w, h, xy.device, xy.dtype) - 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_scale(width: int, height: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # made once: a tensor built from Python numbers on every call would be a host-to-device copy
+    return torch.tensor([2.0 / width, 2.0 / height], device=device, dtype=dtype)
 
 
 def sample_features(features: torch.Tensor, xy: torch.Tensor, padded_hw: tuple[int, int]) -> torch.Tensor:
@@ -24,4 +33,4 @@ def sample_features(features: torch.Tensor, xy: torch.Tensor, padded_hw: tuple[i
     grid = to_grid_coords(xy.reshape(1, -1, 1, 2).to(features.dtype), padded_hw)
     out = F.grid_sample(features[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
     out = out[0, :, :, 0].transpose(0, 1)  # (N, C)
-    return F.normalize(out.reshape(*lead, features.shape[0]), dim=-1, eps=1e-6)
+    return unit(out.reshape(*lead, features.shape[0]), dim=-1)

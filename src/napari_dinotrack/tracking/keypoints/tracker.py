@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from ...backbone.base import WorkGeometry
 from ...io.annotations import FrameAnnotation
 from ...io.names import left_right_pairs
+from ...vectors import unit
 from ..config import TrackerConfig
 from .animals import LOST_SPEED_DECAY, Poses, find_animals
 from .follow import MAX_SIZE_STEP, flow_pose, follow
@@ -303,7 +304,7 @@ class KeypointTracker:
         st.typical = torch.where(found, blended, st.typical).clamp(max=1.0)
         if cfg.memory_momentum > 0:
             here = sample_features(feats, st.pos, self._padded)
-            updated = F.normalize((1 - cfg.memory_momentum) * st.memory + cfg.memory_momentum * here, dim=-1, eps=1e-6)
+            updated = unit((1 - cfg.memory_momentum) * st.memory + cfg.memory_momentum * here, dim=-1)
             st.memory = torch.where(confident[:, None], updated, st.memory)
         st.visible = found
 
@@ -324,7 +325,7 @@ class KeypointTracker:
 def _centred(features: torch.Tensor) -> torch.Tensor:
     """Features (C, h, w) minus the frame's mean feature, unit length again."""
     feats = features.float()
-    return F.normalize(feats - feats.mean(dim=(1, 2), keepdim=True), dim=0, eps=1e-6)
+    return unit(feats - feats.mean(dim=(1, 2), keepdim=True), dim=0)
 
 
 def _visible_keypoints(annotation: FrameAnnotation) -> tuple[list[tuple[str, str]], np.ndarray]:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ...backbone.base import WorkGeometry
+from ...vectors import unit
 from .base import LostInstanceFallback, exclusive_masks
 from .colour import best_label, colour_histograms, colour_scores
 from .tiles import ReferenceBank
@@ -235,7 +236,7 @@ class DinoMaskPropagator:
                 f"features must be (C, {geometry.grid_height}, {geometry.grid_width}), got {tuple(features.shape)}"
             )
         # float32 whatever the backbone ran in: bf16 similarities are too coarse for a 0.05 temperature
-        return F.normalize(features.float(), dim=0, eps=1e-6)
+        return unit(features.float(), dim=0)
 
     def _setup_geometry(self, geo: WorkGeometry, device: torch.device) -> None:
         gh, gw = geo.grid_height, geo.grid_width
