@@ -83,6 +83,15 @@ def prepare(work: Path, n_frames: int, short_side: int) -> int:
     return sum(len(inst.keypoints) for inst in seed.instances)
 
 
+def checkout_commit(src: Path) -> str:
+    """The commit of the checkout that holds ``src`` (with ``+changes`` when it has uncommitted edits)."""
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "."], capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def time_version(src: Path, work: Path, repeats: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(src), str(work), str(repeats)], check=False, capture_output=True, text=True
@@ -91,7 +100,7 @@ def time_version(src: Path, work: Path, repeats: int) -> dict:
         raise SystemExit(f"the tracker in {src} failed:\n{out.stderr[-3000:]}")
     ms = np.array(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
     return {
-        "src": str(src),
+        "commit": checkout_commit(src),
         "median_ms": float(np.median(ms)),
         "mean_ms": float(ms.mean()),
         "p90_ms": float(np.percentile(ms, 90)),
