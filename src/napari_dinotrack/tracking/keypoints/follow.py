@@ -10,10 +10,10 @@ import torch
 from ...backbone.base import WorkGeometry
 from ..config import TrackerConfig
 from .flow import track_points
-from .pose import apply_similarity, local_motion, robust_similarity
+from .pose import apply_similarity, fit_similarity, local_motion, robust_similarity
 from .sampling import sample_features
 from .state import TrackState
-from .support import support_points
+from .support import background_points, support_points
 
 MAX_SPOTS = 128  # support spots per animal
 SPOT_SPACING_PATCHES = 1 / 3  # lattice step of the spots, in patches
@@ -25,6 +25,8 @@ HEALTHY_FLOW_SHARE = 0.6  # where this share of the spots was followed, the fur 
 OWN_FLOW_AGREEMENT_PX = 1.5  # video px (plus a share of the step): a part's own flow this close to its
 OWN_FLOW_AGREEMENT_SHARE = 0.15  # spots' verdict is used as it is
 MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
+ROBUST_ROUNDS = 3  # reweighting rounds of the animals' robust fit after its first, plain one
+MIN_FLOOR_SPOTS = 3  # background spots followed before the floor's step counts as known
 
 
 @dataclass
@@ -37,6 +39,8 @@ class Flow:
     spots_to: torch.Tensor  # (S, 2) where the flow takes them
     spots_ok: torch.Tensor  # (S,) followed, and fur rather than floor
     spot_instance: torch.Tensor  # (S,) long
+    floor_step: torch.Tensor  # (2,) the floor's step (the camera's), median of background spots clear of every animal
+    floor_known: torch.Tensor  # () bool: enough background spots were followed to tell it
 
 
 @dataclass
@@ -73,21 +77,53 @@ def follow(
         gray.shape[:2],
         prev_masks,
     )
-    start = np.concatenate([st.pos_native, spots])
+    ground = background_points(st.pos_native, instance_host, st.n_instances, geo.patch_px, gray.shape[:2])
+    start = np.concatenate([st.pos_native, spots, ground])
     # the search starts where each animal's recent motion leads: a running animal stays in reach
     step = (st.velocity / geo.scale).cpu().numpy()
-    guess = start + step[np.concatenate([instance_host, owners])]
+    guess = start.copy()
+    guess[: len(start) - len(ground)] += step[np.concatenate([instance_host, owners])]
     flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_REACH, guess, window)
     xy = torch.from_numpy(flow.points).to(dev) * geo.scale
     ok = torch.from_numpy(flow.ok).to(dev)
-    k = len(st.names)
+    k, s = len(st.names), len(spots)
     spots_work = torch.from_numpy(spots).to(dev) * geo.scale
     owners_t = torch.from_numpy(owners).to(dev)
     # only spots that look like their animal's fur rather than the floor: a spot on the rim whose
     # window sees the floor would hold the animal back
     look = sample_features(st.prev_features, spots_work, padded)
     fur = (look * (st.body_look[owners_t] - st.floor_look[None])).sum(dim=1) > 0
-    return Flow(xy[:k], ok[:k] & st.visible, spots_work, xy[k:], ok[k:] & fur, owners_t)
+    # floor without texture is not followed, and holds no spot back either
+    ground_ok = flow.ok[k + s :]
+    ground_step = np.median(flow.points[k + s :][ground_ok] - ground[ground_ok], axis=0) if ground_ok.any() else (0, 0)
+    floor = torch.tensor([*ground_step, ground_ok.sum() >= MIN_FLOOR_SPOTS], dtype=torch.float32, device=dev)
+    return Flow(
+        xy[:k],
+        ok[:k] & st.visible,
+        spots_work,
+        xy[k : k + s],
+        ok[k : k + s] & fur,
+        owners_t,
+        floor[:2] * geo.scale,
+        floor[2] > 0,
+    )
+
+
+def off_the_floor(st: TrackState, geo: WorkGeometry, flow: Flow, fit: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """(S,) spots that are floor seen through their window rather than their animal's fur.
+
+    A spot on the rim whose window holds textured floor stays behind with the floor; where fur is
+    flat such spots can be many, and a fit of the animal's motion then settles between fur and
+    floor and holds the animal back a little every frame. The floor's own step (the camera's,
+    measured clear of every animal) tells them apart: a spot that moves with the floor while the
+    plain ``fit`` of its animal takes it clearly elsewhere is floor. Where the animal stands still,
+    floor and fit agree and nothing is set aside.
+    """
+    tolerance = FLOW_TOLERANCE_PX * geo.scale
+    animal_at = apply_similarity(flow.spots, flow.spot_instance, *fit[:4])
+    from_floor = (flow.spots + flow.floor_step - flow.spots_to).norm(dim=1)
+    with_floor = flow.floor_known & flow.spots_ok & (from_floor < tolerance)
+    return with_floor & ((animal_at - flow.spots_to).norm(dim=1) > from_floor + tolerance)
 
 
 def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
@@ -97,23 +133,31 @@ def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
     dst = torch.cat([flow.parts, flow.spots_to])
     owners = torch.cat([inst, flow.spot_instance])
     tolerance = FLOW_TOLERANCE_PX * geo.scale
+    # the robust fit's first, plain round also tells which spots move with the floor; the rounds
+    # that follow leave those out
+    plain = fit_similarity(
+        src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(geo.patch_size)
+    )
+    floor = off_the_floor(st, geo, flow, plain)
+    fur = (flow.spots_ok & ~floor).float()
     turn, size, mean_src, mean_dst, _, weight = robust_similarity(
-        src, dst, torch.cat([flow.parts_ok, flow.spots_ok]).float(), owners, n, float(geo.patch_size), tolerance
+        src, dst, torch.cat([flow.parts_ok.float(), fur]), owners, n, float(geo.patch_size), tolerance, ROBUST_ROUNDS
     )
     size = size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
     support = torch.zeros(n, device=dev).index_add_(0, owners, weight)
     has_flow = support >= MIN_FLOW_SUPPORT
-    tried = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, torch.ones_like(flow.spots_ok.float()))
-    followed_spots = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, flow.spots_ok.float())
+    # spots found to be floor are neither the animal's fur followed nor fur lost
+    tried = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, (~floor).float())
+    followed_spots = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, fur)
     strong = has_flow & (followed_spots >= HEALTHY_FLOW_SHARE * tried)
     rigid = apply_similarity(st.pos, inst, turn, size, mean_src, mean_dst)
     # the spots around each part move it (a head turns its nose and ears round); its own flow is more
     # precise still where it agrees with them, and wrong where it does not (a rim point whose window
     # sees the floor stays behind)
     sigma = (SPOT_REACH * st.extent * st.scale).clamp(min=float(geo.patch_size))[inst]
-    local, support_k, followed = local_motion(
-        st.pos, inst, flow.spots, flow.spots_to, flow.spot_instance, flow.spots_ok.float(), sigma, tolerance
-    )
+    # floor spots belong to no animal here (an owner that matches no part)
+    owner = torch.where(floor, torch.full_like(flow.spot_instance, n), flow.spot_instance)
+    local, support_k, followed = local_motion(st.pos, inst, flow.spots, flow.spots_to, owner, fur, sigma, tolerance)
     anchors = torch.where((support_k >= MIN_FLOW_SUPPORT)[:, None], local, rigid)
     reach = OWN_FLOW_AGREEMENT_PX * geo.scale + OWN_FLOW_AGREEMENT_SHARE * (anchors - st.pos).norm(dim=1)
     agrees = flow.parts_ok & ((flow.parts - anchors).norm(dim=1) <= reach)
