@@ -118,3 +118,34 @@ def test_part_fit_leaves_parts_without_spots_and_reports_followed_share():
     assert fits.part_support[1] == 0 and fits.followed[1] == 0
     assert math.isclose(float(fits.followed[0]), 0.5, abs_tol=1e-6)
     assert fits.turn[1] == 0 and fits.size[1] == 1  # an animal with nothing followed keeps its pose
+
+
+def test_rim_spots_that_move_with_the_floor_do_not_hold_a_part_back():
+    xs, ys = torch.meshgrid(torch.arange(400.0, 460, 6), torch.arange(300.0, 324, 6), indexing="xy")
+    spots = torch.stack([xs.reshape(-1), ys.reshape(-1)], 1)
+    rim = spots[:, 0] >= 448  # their windows see the textured floor, which stands still
+    spots_to = torch.where(rim[:, None], spots, spots + torch.tensor([5.0, 0.0]))
+    nose = torch.tensor([[462.0, 309.0]])
+    owner = torch.zeros(len(spots), dtype=torch.long)
+    points, points_to = torch.cat([nose, spots]), torch.cat([nose, spots_to])
+    ok = torch.cat([torch.tensor([False]), torch.ones(len(spots), dtype=torch.bool)])
+    args = (points, points_to, ok, torch.cat([owner[:1], owner]), torch.arange(len(points)) >= 1, nose)
+    rest = (torch.zeros(1, dtype=torch.long), 1, torch.tensor([6.0]), 16.0, 1.5)
+    blind = fit_flow(*args, *rest)
+    seeing = fit_flow(*args, *rest, floor_step=torch.zeros(2), floor_known=torch.tensor(True))
+    assert (blind.parts[0] - nose[0])[0] < 2.5  # the floor under the rim holds the nose back
+    assert torch.equal(seeing.floor[1:], rim)
+    assert (seeing.parts[0] - nose[0] - torch.tensor([5.0, 0.0])).norm() < 0.5
+    assert abs(seeing.turn[0]) < 1e-3 and (seeing.mean_dst - seeing.mean_src - torch.tensor([5.0, 0.0])).norm() < 1e-3
+    still = fit_flow(
+        points,
+        points,
+        ok,
+        torch.cat([owner[:1], owner]),
+        args[4],
+        nose,
+        *rest,
+        floor_step=torch.zeros(2),
+        floor_known=torch.tensor(True),
+    )
+    assert not still.floor.any()  # an animal standing still moves with the floor: nothing is set aside

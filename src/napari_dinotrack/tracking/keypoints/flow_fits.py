@@ -33,6 +33,7 @@ class FlowFits:
     parts: torch.Tensor  # (K, 2) where the spots around each part take it (unmoved without spots)
     part_support: torch.Tensor  # (K,) weight of the followed spots around each part
     followed: torch.Tensor  # (K,) share of the spots around each part that could be followed
+    floor: torch.Tensor  # (N,) bool: spots that moved with the floor, left out of every fit
 
 
 def fit_flow(
@@ -47,7 +48,9 @@ def fit_flow(
     sigma: torch.Tensor,
     min_spread: float,
     tolerance: float,
-    animal_rounds: int = 4,
+    floor_step: torch.Tensor | None = None,
+    floor_known: torch.Tensor | None = None,
+    animal_rounds: int = 3,
     part_rounds: int = 2,
 ) -> FlowFits:
     """Fit every animal's similarity and every part's local motion to the flow of ``points`` (N, 2).
@@ -63,6 +66,14 @@ def fit_flow(
     spots bunched on one side would swing the part wildly, so it counts only as far as they
     spread around it. Points whose residual exceeds ``tolerance`` (working px) lose weight,
     ``animal_rounds`` and ``part_rounds`` times.
+
+    With the floor's own step (``floor_step`` (2,), the camera's, and ``floor_known`` () bool) a
+    first, plain round also tells which spots are floor seen through their window rather than fur:
+    a rim spot whose window holds textured floor stays behind with it, and where fur is flat such
+    spots can be many, so a fit settles between fur and floor and holds the animal back a little
+    every frame. A spot that moves with the floor while its animal's plain fit takes it clearly
+    elsewhere is left out of every later round, of the animal's and of its parts' (``floor``).
+    Where the animal stands still, floor and fit agree and nothing is set aside.
     """
     n_animals, n_parts = n_instances, parts.shape[0]
     ok = point_ok.float()
@@ -80,6 +91,16 @@ def fit_flow(
     ends = torch.cat([points - point_reference, points_to - point_reference], dim=1)
     terms = torch.cat([torch.ones_like(ends[:, :1]), ends, pair_terms(ends)], dim=1)  # (N, 9)
 
+    floor = torch.zeros_like(is_spot)
+    if floor_step is not None and floor_known is not None:
+        cos, sin, means, _ = _fit_rows(prior, terms, n_animals, min_spread, sigma)
+        off_animal = (_squared_residuals(cos[:n_animals], sin[:n_animals], means[:n_animals], terms) * owners).sum(0)
+        from_floor = (points + floor_step - points_to).norm(dim=1)
+        with_floor = floor_known & point_ok & is_spot & (from_floor < tolerance)
+        floor = with_floor & (off_animal.sqrt() > from_floor + tolerance)
+        kept = (~floor).float()[None]
+        prior, near = prior * kept, near * kept
+
     rounds = max(animal_rounds, part_rounds)
     reweighted = torch.cat(
         [
@@ -89,14 +110,7 @@ def fit_flow(
     )
     weights = prior
     for round_ in range(rounds + 1):
-        sums = weights @ terms  # (rows, 9): weight, weighted ends, weighted products of the ends
-        support = sums[:, 0]
-        means = sums[:, 1:5] / support.clamp(min=1e-6)[:, None]
-        # centred moments per row: dot and cross of the motion, spread of the points, total weight
-        moments = torch.cat([sums[:, 5:8] - support[:, None] * pair_terms(means)[:, :3], support[:, None]], dim=1)
-        animal_cos, animal_sin = _similarities(moments[:n_animals], min_spread)
-        part_cos, part_sin = _local_turns(moments[n_animals:], sigma)
-        cos, sin = torch.cat([animal_cos, part_cos]), torch.cat([animal_sin, part_sin])
+        cos, sin, means, support = _fit_rows(weights, terms, n_animals, min_spread, sigma)
         if round_ < rounds:
             residual = _squared_residuals(cos, sin, means, terms)
             weights = torch.where((reweighted > round_)[:, None], prior / (1.0 + residual / tolerance**2), weights)
@@ -118,7 +132,22 @@ def fit_flow(
         parts=torch.where((support[n_animals:] > 0)[:, None], local, parts),
         part_support=near_prior,
         followed=near_prior / near.sum(dim=1).clamp(min=1e-6),
+        floor=floor,
     )
+
+
+def _fit_rows(
+    weights: torch.Tensor, terms: torch.Tensor, n_animals: int, min_spread: float, sigma: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every row's closed-form fit: cos and sin (rows,), the means (rows, 4) and the total weight (rows,)."""
+    sums = weights @ terms  # (rows, 9): weight, weighted ends, weighted products of the ends
+    support = sums[:, 0]
+    means = sums[:, 1:5] / support.clamp(min=1e-6)[:, None]
+    # centred moments per row: dot and cross of the motion, spread of the points, total weight
+    moments = torch.cat([sums[:, 5:8] - support[:, None] * pair_terms(means)[:, :3], support[:, None]], dim=1)
+    animal_cos, animal_sin = _similarities(moments[:n_animals], min_spread)
+    part_cos, part_sin = _local_turns(moments[n_animals:], sigma)
+    return torch.cat([animal_cos, part_cos]), torch.cat([animal_sin, part_sin]), means, support
 
 
 def _similarities(moments: torch.Tensor, min_spread: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ from .flow_fits import fit_flow
 from .pose import apply_similarity
 from .sampling import sample_features
 from .state import TrackState
-from .support import support_points
+from .support import background_points, support_points
 
 MAX_SPOTS = 128  # support spots per animal
 SPOT_SPACING_PATCHES = 1 / 3  # lattice step of the spots, in patches
@@ -26,6 +26,8 @@ HEALTHY_FLOW_SHARE = 0.6  # where this share of the spots was followed, the fur 
 OWN_FLOW_AGREEMENT_PX = 1.5  # video px (plus a share of the step): a part's own flow this close to its
 OWN_FLOW_AGREEMENT_SHARE = 0.15  # spots' verdict is used as it is
 MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
+ROBUST_ROUNDS = 3  # reweighting rounds of the animals' robust fit after its first, plain one
+MIN_FLOOR_SPOTS = 3  # background spots followed before the floor's step counts as known
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Flow:
     spots_to: torch.Tensor  # (S, 2) where the flow takes them
     spots_ok: torch.Tensor  # (S,) followed, and fur rather than floor
     spot_instance: torch.Tensor  # (S,) long
+    floor_step: torch.Tensor  # (2,) the floor's step (the camera's), median of background spots clear of every animal
+    floor_known: torch.Tensor  # () bool: enough background spots were followed to tell it
 
 
 @dataclass
@@ -74,21 +78,36 @@ def follow(
         gray.shape[:2],
         prev_masks,
     )
-    start = np.concatenate([st.pos_native, spots])
+    ground = background_points(st.pos_native, instance_host, st.n_instances, geo.patch_px, gray.shape[:2])
+    start = np.concatenate([st.pos_native, spots, ground])
     # the search starts where each animal's recent motion leads: a running animal stays in reach
     step = (st.velocity / geo.scale).cpu().numpy()
-    guess = start + step[np.concatenate([instance_host, owners])]
+    guess = start.copy()
+    guess[: len(start) - len(ground)] += step[np.concatenate([instance_host, owners])]
     flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_REACH, guess, window)
     xy = torch.from_numpy(flow.points).to(dev) * geo.scale
     ok = torch.from_numpy(flow.ok).to(dev)
-    k = len(st.names)
+    k, s = len(st.names), len(spots)
     spots_work = torch.from_numpy(spots).to(dev) * geo.scale
     owners_t = torch.from_numpy(owners).to(dev)
     # only spots that look like their animal's fur rather than the floor: a spot on the rim whose
     # window sees the floor would hold the animal back
     look = sample_features(st.prev_features, spots_work, padded)
     fur = (look * (st.body_look[owners_t] - st.floor_look[None])).sum(dim=1) > 0
-    return Flow(xy[:k], ok[:k] & st.visible, spots_work, xy[k:], ok[k:] & fur, owners_t)
+    # floor without texture is not followed, and holds no spot back either
+    ground_ok = flow.ok[k + s :]
+    ground_step = np.median(flow.points[k + s :][ground_ok] - ground[ground_ok], axis=0) if ground_ok.any() else (0, 0)
+    floor = torch.tensor([*ground_step, ground_ok.sum() >= MIN_FLOOR_SPOTS], dtype=torch.float32, device=dev)
+    return Flow(
+        xy[:k],
+        ok[:k] & st.visible,
+        spots_work,
+        xy[k : k + s],
+        ok[k : k + s] & fur,
+        owners_t,
+        floor[:2] * geo.scale,
+        floor[2] > 0,
+    )
 
 
 def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
@@ -109,11 +128,16 @@ def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
         sigma,
         float(geo.patch_size),
         FLOW_TOLERANCE_PX * geo.scale,
+        floor_step=flow.floor_step,
+        floor_known=flow.floor_known,
+        animal_rounds=ROBUST_ROUNDS,
     )
     size = fits.size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
     has_flow = fits.inliers >= MIN_FLOW_SUPPORT
-    tried = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, torch.ones_like(flow.spots_ok.float()))
-    followed_spots = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, flow.spots_ok.float())
+    # spots found to be floor are neither the animal's fur followed nor fur lost
+    floor = fits.floor[k:]
+    tried = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, (~floor).float())
+    followed_spots = torch.zeros(n, device=dev).index_add_(0, flow.spot_instance, (flow.spots_ok & ~floor).float())
     strong = has_flow & (followed_spots >= HEALTHY_FLOW_SHARE * tried)
     similarity = (fits.turn, size, fits.mean_src, fits.mean_dst)
     rigid = apply_similarity(st.pos, inst, *similarity)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["body_and_floor_looks", "support_points"]
+__all__ = ["background_points", "body_and_floor_looks", "support_points"]
 
 HULL_SHRINK = 0.85  # draw the hull of the parts towards their centre: its rim is often floor
 BODY_SHRINK = 0.6  # ... and further still where it must be fur
+BACKGROUND_LATTICE = (5, 4)  # candidate background spots across the frame (columns, rows)
+BACKGROUND_CLEARANCE = 0.5  # background spots stay this share of an animal's size (plus a spot step) clear of it
 
 
 def support_points(
@@ -58,6 +60,33 @@ def support_points(
     if not points:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
     return np.concatenate(points), np.concatenate(owners)
+
+
+def background_points(
+    positions: np.ndarray, instance_of: np.ndarray, n_instances: int, spacing: float, shape: tuple[int, int]
+) -> np.ndarray:
+    """Spots (B, 2) on a coarse lattice over the frame, clear of every animal: their flow is the floor's.
+
+    ``positions`` (K, 2) video px of the parts and ``instance_of`` (K,) their animals. A lattice
+    spot is dropped within half an animal's size (the longer side of the box of its parts) plus
+    ``spacing`` of any of its parts: that keeps it off the body, tail and ears too.
+    """
+    h, w = shape
+    cols, rows = BACKGROUND_LATTICE
+    xs = (np.arange(cols) + 0.5) * (w / cols)
+    ys = (np.arange(rows) + 0.5) * (h / rows)
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype(np.float32)
+    known = np.isfinite(positions).all(axis=1)
+    if not known.any():
+        return grid
+    parts, owner = positions[known], instance_of[known]
+    lo = np.full((n_instances, 2), np.inf, np.float32)
+    hi = np.full((n_instances, 2), -np.inf, np.float32)
+    np.minimum.at(lo, owner, parts)
+    np.maximum.at(hi, owner, parts)
+    reach = BACKGROUND_CLEARANCE * (hi - lo).max(axis=1)[owner] + spacing  # (K',)
+    near = (np.abs(grid[:, None] - parts[None]) <= reach[None, :, None]).all(axis=-1).any(axis=1)
+    return grid[~near]
 
 
 def _region(

@@ -5,7 +5,8 @@ tensor operations over all K keypoints and I animals at once:
 
 1. **follow** (:mod:`.follow`): one Lucas-Kanade call for every part and for a lattice of spots on
    each animal's fur; a robust fit per animal gives its motion, and the spots around each part
-   carry it (a head turning carries its nose and ears round);
+   carry it (a head turning carries its nose and ears round); spots that move with the floor
+   (followed on spots clear of every animal) rather than with their animal are left out;
 2. **animals** (:mod:`.animals`): each animal's pose (centre, turn, size) is checked against the
    appearance of all its parts together through its shape model; the flow's pose stands unless it
    slipped and another clearly looks more like the animal; two animals never take one place; an
