@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .pose import owner_rows, pair_terms
+from .pose import owner_rows, pair_terms, similarity_from_moments
 
 __all__ = ["FlowFits", "fit_flow"]
 
@@ -145,17 +145,10 @@ def _fit_rows(
     means = sums[:, 1:5] / support.clamp(min=1e-6)[:, None]
     # centred moments per row: dot and cross of the motion, spread of the points, total weight
     moments = torch.cat([sums[:, 5:8] - support[:, None] * pair_terms(means)[:, :3], support[:, None]], dim=1)
-    animal_cos, animal_sin = _similarities(moments[:n_animals], min_spread)
+    dot, cross, spread, count = moments[:n_animals].unbind(1)
+    animal_cos, animal_sin, _ = similarity_from_moments(dot, cross, spread, count, min_spread)
     part_cos, part_sin = _local_turns(moments[n_animals:], sigma)
     return torch.cat([animal_cos, part_cos]), torch.cat([animal_sin, part_sin]), means, support
-
-
-def _similarities(moments: torch.Tensor, min_spread: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale times cos and sin of each animal's turn; a plain shift (1, 0) where too little spread to tell."""
-    dot, cross, spread, support = moments.unbind(1)
-    measured = (support > 0) & (spread >= support * min_spread**2)
-    per_spread = 1.0 / spread.clamp(min=1e-6)
-    return torch.where(measured, dot * per_spread, 1.0), torch.where(measured, cross * per_spread, 0.0)
 
 
 def _local_turns(moments: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

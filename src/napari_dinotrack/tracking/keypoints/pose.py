@@ -28,6 +28,7 @@ __all__ = [
     "rotation",
     "sample_maps",
     "search_poses",
+    "similarity_from_moments",
 ]
 
 
@@ -136,11 +137,23 @@ def fit_similarity(
     count = weighted.sum(dim=1)
     means = (weighted @ ends) / count.clamp(min=1e-6)[:, None]  # zero for an animal without weight
     dot, cross, spread, _ = (weighted @ pair_terms(ends - owners.T @ means)).unbind(1)
+    cos, sin, measured = similarity_from_moments(dot, cross, spread, count, min_spread)
+    return torch.atan2(sin, cos), torch.hypot(cos, sin), means[:, :2], means[:, 2:], measured
+
+
+def similarity_from_moments(
+    dot: torch.Tensor, cross: torch.Tensor, spread: torch.Tensor, count: torch.Tensor, min_spread: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The closed-form least-squares similarity from centred weighted moments of each animal's points.
+
+    ``dot``, ``cross``: sums of w p.q and w p x q of the centred source and destination points;
+    ``spread``: of w p.p; ``count``: of w. Returns scale times the cos and sin of the turn, and
+    whether they could be told: where the points spread less than ``min_spread`` from their centre
+    only a shift can (cos 1, sin 0).
+    """
     measured = (count > 0) & (spread >= count * min_spread**2)
     per_spread = 1.0 / spread.clamp(min=1e-6)
-    cos = torch.where(measured, dot * per_spread, 1.0)  # scale times the cos and sin of the turn
-    sin = torch.where(measured, cross * per_spread, 0.0)
-    return torch.atan2(sin, cos), torch.hypot(cos, sin), means[:, :2], means[:, 2:], measured
+    return torch.where(measured, dot * per_spread, 1.0), torch.where(measured, cross * per_spread, 0.0), measured
 
 
 def owner_rows(instance_of: torch.Tensor, n_instances: int) -> torch.Tensor:
