@@ -16,6 +16,8 @@ Feature kinds: ``pixel:`` (colour patches, no weights) and a small random-weight
 looked at while changing the tracker; ``heldout`` (100-104) are run only to report.
 
     python benchmarks/bench_scenarios.py --seeds heldout --out benchmarks/results/scenarios_heldout.json
+    python benchmarks/bench_scenarios.py --markdown benchmarks/results/scenarios_heldout.json      # the table
+    python benchmarks/bench_scenarios.py --against-flow benchmarks/results/scenarios_heldout.json  # clip by clip
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ def write_report(out: Path | None, args: argparse.Namespace, overrides: dict, ro
         "cpu_threads": torch.get_num_threads(),
         "rows": rows,
         "summary": summarise(rows),
+        "against_flow": paired_against_flow(rows),
     }
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +269,54 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_against_flow(rows: list[dict], resamples: int = 10_000) -> dict:
+    """Per (family, features, short side): the tracker against its flow ablation on the same clips.
+
+    With five clips a family, a difference of a few hundredths in the mean PCK@10 is within what
+    one clip can move. So each clip's difference (full - flow) is kept, and their mean gets a 90 %
+    bootstrap interval over the clips (fixed random seed: the same rows give the same interval);
+    ``wins`` counts the clips where the tracker is at least as good.
+    """
+    by_clip: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        by_clip[(r["family"], r["features"], r["short_side"], r["seed"])][r["variant"]] = r["pck10"]
+    diffs: dict[str, list[float]] = defaultdict(list)
+    for (family, kind, side, _), v in sorted(by_clip.items()):
+        if "full" in v and "flow" in v:
+            diffs[f"{family}|{kind}|{side}"].append(v["full"] - v["flow"])
+    rng = np.random.default_rng(0)
+    out = {}
+    for key, d in diffs.items():
+        values = np.asarray(d)
+        means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+        low, high = np.quantile(means, [0.05, 0.95])
+        out[key] = {
+            "clips": len(values),
+            "mean_difference": float(values.mean()),
+            "interval_90": [float(low), float(high)],
+            "wins": int((values >= 0).sum()),
+        }
+    return out
+
+
+def format_paired_markdown(paired: dict) -> str:
+    """The tracker's PCK@10 minus its flow ablation's, per family, features and short side."""
+    lines = [
+        "| family | features | short side | full - flow, mean | 90 % interval | clips full >= flow |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    keys = sorted(paired, key=lambda k: (FAMILIES.index(k.split("|")[0]), k.split("|")[1], int(k.split("|")[2])))
+    for key in keys:
+        p = paired[key]
+        family, kind, side = key.split("|")
+        low, high = p["interval_90"]
+        lines.append(
+            f"| {family} | {kind} | {side} | {p['mean_difference']:+.3f} | {low:+.3f} to {high:+.3f} "
+            f"| {p['wins']} of {p['clips']} |"
+        )
+    return "\n".join(lines)
+
+
 def format_markdown(summary: dict) -> str:
     """The docs table: one row per family, features and short side; full / flow / nn side by side."""
 
@@ -300,5 +351,7 @@ if __name__ == "__main__":
 
     if len(sys.argv) == 3 and sys.argv[1] == "--markdown":  # print the docs table of a saved run
         print(format_markdown(json.loads(Path(sys.argv[2]).read_text())["summary"]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "--against-flow":  # the tracker against flow, clip by clip
+        print(format_paired_markdown(paired_against_flow(json.loads(Path(sys.argv[2]).read_text())["rows"])))
     else:
         main()
