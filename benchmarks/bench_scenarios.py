@@ -299,13 +299,19 @@ def paired_against_flow(rows: list[dict], resamples: int = 10_000) -> dict:
     return out
 
 
+def _table_order(key: str) -> tuple[int, str, int]:
+    """Rows of a table keyed ``family|features|side``: families in their benchmark order, then features, side."""
+    family, kind, side = key.split("|")[:3]
+    return FAMILIES.index(family), kind, int(side)
+
+
 def format_paired_markdown(paired: dict) -> str:
     """The tracker's PCK@10 minus its flow ablation's, per family, features and short side."""
     lines = [
         "| family | features | short side | full - flow, mean | 90 % interval | clips full >= flow |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    keys = sorted(paired, key=lambda k: (FAMILIES.index(k.split("|")[0]), k.split("|")[1], int(k.split("|")[2])))
+    keys = sorted(paired, key=_table_order)
     for key in keys:
         p = paired[key]
         family, kind, side = key.split("|")
@@ -328,10 +334,7 @@ def format_markdown(summary: dict) -> str:
         "| id swaps full / flow | L/R swaps full / flow | hidden recall full / flow | visible recall full |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    keys = sorted(
-        {k.rsplit("|", 1)[0] for k in summary},
-        key=lambda k: (FAMILIES.index(k.split("|")[0]), k.split("|")[1], int(k.split("|")[2])),
-    )
+    keys = sorted({k.rsplit("|", 1)[0] for k in summary}, key=_table_order)
     for key in keys:
         v = {variant: summary.get(f"{key}|{variant}", {}) for variant in VARIANTS}
         family, kind, side = key.split("|")
