@@ -252,6 +252,11 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
     for t in range(n):
         for a in range(count):
             x, y, hd = states[a]
+            if exit_window is not None and a == 0 and t == exit_window[0]:
+                # out through the nearest border, fully out of view well before the window ends; chosen
+                # here rather than when steering because a U-turn under way skips the steering
+                exit_target, distance = _outside_target(x, y, h, w, length)
+                exit_speed = distance / (0.6 * (exit_window[1] - exit_window[0]))
             if exit_window is not None and a == 0 and t == exit_window[1]:
                 # turn back towards the middle on the spot (out of view) and walk back in
                 returning = True
@@ -269,11 +274,7 @@ def _paths(rng: np.random.Generator, f: dict) -> list[_Animal]:
                 wanted = hd + omega[a]
                 leaving = exit_window is not None and a == 0 and exit_window[0] <= t < exit_window[1]
                 if leaving:
-                    assert exit_window is not None  # leaving is only ever true inside the exit window
-                    if exit_target is None:
-                        # out through the nearest border, fully out of view well before the window ends
-                        exit_target, distance = _outside_target(x, y, h, w, length)
-                        exit_speed = distance / (0.6 * (exit_window[1] - exit_window[0]))
+                    assert exit_target is not None  # set on the window's first frame
                     wanted = _steer_towards(x, y, wanted, *exit_target, 0.6)
                 else:
                     wanted = _steer_inside(x, y, wanted, h, w, margin)
