@@ -1,4 +1,4 @@
-"""The scenario generator: every family and seed gives a scene, and an exit scene really exits."""
+"""The scenario generator: an exit scene leaves the frame and comes back, whatever the animal is doing then."""
 
 import numpy as np
 import pytest
