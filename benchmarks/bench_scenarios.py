@@ -77,7 +77,7 @@ def run_full(scene: Scene, frames, feats, geo, config: TrackerConfig) -> tuple[n
     seed = scene.annotation(0)
     tracker = KeypointTracker(config, geo, feats[0].device)
     grays = [to_gray(f) for f in frames]
-    tracker.start(seed, feats[0], grays[0])
+    tracker.start(seed, feats[0], grays[0], image=frames[0])
     keys = seed.keypoint_names()
     xy = np.full((scene.n_frames, len(keys), 2), np.nan)
     vis = np.zeros((scene.n_frames, len(keys)), bool)
@@ -85,7 +85,7 @@ def run_full(scene: Scene, frames, feats, geo, config: TrackerConfig) -> tuple[n
     vis[0] = True
     t0 = time.perf_counter()
     for t in range(1, scene.n_frames):
-        out = tracker.step(feats[t], grays[t])
+        out = tracker.step(feats[t], grays[t], image=frames[t])
         xy[t], vis[t] = out.xy, out.visible
     step_ms = 1000 * (time.perf_counter() - t0) / max(1, scene.n_frames - 1)
     return xy, vis, step_ms

@@ -25,7 +25,7 @@ import torch
 HERE = Path(__file__).resolve().parents[1] / "src"
 
 CHILD = r"""
-import json, sys, time
+import inspect, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np, torch
 torch.set_num_threads(1)
@@ -38,15 +38,18 @@ work = sys.argv[2]
 data = torch.load(work + "/features.pt")
 feats, h, w, side = data["features"], int(data["height"]), int(data["width"]), int(data["short_side"])
 grays = [g.numpy() for g in data["grays"]]
+images = [f.numpy() for f in data["frames"]]
+# trackers that follow flat fur by its colours are given the colour frames, as the pipeline does
+colours = "image" in inspect.signature(KeypointTracker.step).parameters
 seed = read_frame(work + "/seed.json", 0)
 geo = compute_geometry(h, w, side, 16)
 times = []
 for repeat in range(int(sys.argv[3])):
     tracker = KeypointTracker(TrackerConfig(), geo, "cpu")
-    tracker.start(seed, feats[0], grays[0])
+    tracker.start(seed, feats[0], grays[0], *([images[0]] if colours else []))
     for t in range(1, len(feats)):
         t0 = time.perf_counter()
-        tracker.step(feats[t], grays[t])
+        tracker.step(feats[t], grays[t], **({"image": images[t]} if colours else {}))
         times.append(time.perf_counter() - t0)
 print(json.dumps({"ms": [1000 * s for s in times]}))
 """
@@ -72,6 +75,7 @@ def prepare(work: Path, n_frames: int, short_side: int) -> int:
         {
             "features": feats,
             "grays": torch.from_numpy(np.stack(grays)),
+            "frames": torch.from_numpy(np.ascontiguousarray(clip.frames)),
             "height": torch.tensor(480),
             "width": torch.tensor(640),
             "short_side": torch.tensor(short_side),

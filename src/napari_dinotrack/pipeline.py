@@ -365,7 +365,7 @@ class DinoKeypointVideoProcessor:
     ) -> FrameResult | None:
         """(Re)start the tracker from the keypoints (and masks) on a pass's first frame."""
         here = annotations[idx]
-        tracker.start(here, feats, gray)
+        tracker.start(here, feats, gray, img)
         run.seed = here
         masks = self._seed_masks(here)
         run.propagator = self._start_propagator(feats, masks, geometry, img)
@@ -393,7 +393,7 @@ class DinoKeypointVideoProcessor:
         masks_t = run.propagator.step(feats, img) if run.propagator is not None else None
         t1, cpu1 = time.perf_counter(), time.thread_time()
         with recording(prof, (idx,)):
-            out = tracker.step(feats, gray, masks_t) if masks_t is not None else tracker.step(feats, gray)
+            out = tracker.step(feats, gray, masks_t, image=img)
         t2, cpu2 = time.perf_counter(), time.thread_time()
         # on a GPU the tracker's own host transfer has already waited for the masks: this copy does not stall
         masks = masks_t.cpu().numpy() if masks_t is not None else None

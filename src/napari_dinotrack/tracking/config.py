@@ -45,6 +45,11 @@ class TrackerConfig(Settings):
     use_optical_flow: bool = setting(
         True, "Follow parts with Lucas-Kanade optical flow where it holds.", group="motion"
     )
+    colour_bodies: bool = setting(
+        True,
+        "Move animals whose fur is too flat for the optical flow by aligning their colours frame to frame.",
+        group="motion",
+    )
     flow_trust: float = setting(
         0.1,
         "How much better the appearance nearby must match to overrule a part's optical flow (similarity units).",

@@ -52,6 +52,8 @@ def fit_flow(
     floor_known: torch.Tensor | None = None,
     animal_rounds: int = 3,
     part_rounds: int = 2,
+    body_step: torch.Tensor | None = None,
+    body_known: torch.Tensor | None = None,
 ) -> FlowFits:
     """Fit every animal's similarity and every part's local motion to the flow of ``points`` (N, 2).
 
@@ -73,7 +75,9 @@ def fit_flow(
     spots can be many, so a fit settles between fur and floor and holds the animal back a little
     every frame. A spot that moves with the floor while its animal's plain fit takes it clearly
     elsewhere is left out of every later round, of the animal's and of its parts' (``floor``).
-    Where the animal stands still, floor and fit agree and nothing is set aside.
+    Where the animal stands still, floor and fit agree and nothing is set aside. Where the
+    animal's whole-body step is known (``body_step`` (I, 2) working px, ``body_known`` (I,)) it
+    takes the plain fit's place in that test: on flat fur the plain fit is itself held back.
     """
     n_animals, n_parts = n_instances, parts.shape[0]
     ok = point_ok.float()
@@ -95,6 +99,9 @@ def fit_flow(
     if floor_step is not None and floor_known is not None:
         cos, sin, means, _ = _fit_rows(prior, terms, n_animals, min_spread, sigma)
         off_animal = (_squared_residuals(cos[:n_animals], sin[:n_animals], means[:n_animals], terms) * owners).sum(0)
+        if body_step is not None and body_known is not None:
+            by_body = ((points + body_step[point_instance] - points_to) ** 2).sum(1)
+            off_animal = torch.where(body_known[point_instance], by_body, off_animal)
         from_floor = (points + floor_step - points_to).norm(dim=1)
         with_floor = floor_known & point_ok & is_spot & (from_floor < tolerance)
         floor = with_floor & (off_animal.sqrt() > from_floor + tolerance)

@@ -9,6 +9,7 @@ import torch
 
 from ...backbone.base import WorkGeometry
 from ..config import TrackerConfig
+from .body_colour import align_bodies
 from .flow import track_points
 from .flow_fits import fit_flow
 from .pose import apply_similarity
@@ -28,6 +29,7 @@ OWN_FLOW_AGREEMENT_SHARE = 0.15  # spots' verdict is used as it is
 MAX_SIZE_STEP = 0.05  # an animal's apparent size changes by at most this much per frame
 ROBUST_ROUNDS = 3  # reweighting rounds of the animals' robust fit after its first, plain one
 MIN_FLOOR_SPOTS = 3  # background spots followed before the floor's step counts as known
+BODY_REACH_PX = 20.0  # video px: a whole-body step this far from the animal's recent one is not believed
 
 
 @dataclass
@@ -42,6 +44,9 @@ class Flow:
     spot_instance: torch.Tensor  # (S,) long
     floor_step: torch.Tensor  # (2,) the floor's step (the camera's), median of background spots clear of every animal
     floor_known: torch.Tensor  # () bool: enough background spots were followed to tell it
+    body_maps: torch.Tensor | None = None  # (I, 2, 3) each animal's rigid motion from its colours, video px
+    body_known: torch.Tensor | None = None  # (I,) bool: that motion was found
+    body_step: torch.Tensor | None = None  # (I, 2) working px: the step of each animal's parts' mean by it
 
 
 @dataclass
@@ -82,6 +87,17 @@ def follow(
     start = np.concatenate([st.pos_native, spots, ground])
     # the search starts where each animal's recent motion leads: a running animal stays in reach
     step = (st.velocity / geo.scale).cpu().numpy()
+    body_maps = body_known = body_shift = None
+    if st.body_colours is not None and st.prev_image is not None and st.image is not None:
+        maps, known = align_bodies(
+            st.prev_image, st.image, st.body_colours, st.pos_native, instance_host, step, BODY_REACH_PX
+        )
+        centres = np.stack([_mean_part(st.pos_native, instance_host, i) for i in range(st.n_instances)])
+        body_step = np.einsum("nij,nj->ni", maps[:, :, :2], centres) + maps[:, :, 2] - centres
+        # the whole body's step starts every point's search: on flat fur the flow keeps what it is given
+        step = np.where(known[:, None], body_step, step).astype(np.float32)
+        body_maps, body_known = torch.from_numpy(maps).to(dev), torch.from_numpy(known).to(dev)
+        body_shift = torch.from_numpy(body_step.astype(np.float32)).to(dev) * geo.scale
     guess = start.copy()
     guess[: len(start) - len(ground)] += step[np.concatenate([instance_host, owners])]
     flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_REACH, guess, window)
@@ -107,7 +123,16 @@ def follow(
         owners_t,
         floor[:2] * geo.scale,
         floor[2] > 0,
+        body_maps,
+        body_known,
+        body_shift,
     )
+
+
+def _mean_part(positions: np.ndarray, instance_of: np.ndarray, animal: int) -> np.ndarray:
+    own = positions[instance_of == animal]
+    own = own[np.isfinite(own).all(axis=1)]
+    return own.mean(axis=0) if len(own) else np.zeros(2, np.float32)
 
 
 def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
@@ -131,6 +156,8 @@ def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
         floor_step=flow.floor_step,
         floor_known=flow.floor_known,
         animal_rounds=ROBUST_ROUNDS,
+        body_step=flow.body_step,
+        body_known=flow.body_known,
     )
     size = fits.size.clamp(1 - MAX_SIZE_STEP, 1 + MAX_SIZE_STEP)
     has_flow = fits.inliers >= MIN_FLOW_SUPPORT
@@ -151,4 +178,20 @@ def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
     anchors = torch.where(agrees[:, None], flow.parts, anchors)
     centre = apply_similarity(st.centre, torch.arange(n, device=dev), *similarity)
     healthy = carried & (fits.followed >= HEALTHY_FLOW_SHARE)
-    return FlowPose(centre, st.angle + fits.turn, anchors, has_flow, strong, healthy | agrees)
+    angle = st.angle + fits.turn
+    if flow.body_maps is not None and flow.body_known is not None:
+        # fur too flat to follow: the body's colours move the animal, except parts whose own flow holds
+        body = flow.body_known & ~strong
+        by_colour = body[inst] & ~(agrees & healthy)
+        anchors = torch.where(by_colour[:, None], _moved(flow.body_maps[inst], st.pos, geo.scale), anchors)
+        centre = torch.where(body[:, None], _moved(flow.body_maps, st.centre, geo.scale), centre)
+        turn = torch.atan2(flow.body_maps[:, 1, 0], flow.body_maps[:, 0, 0])
+        angle = torch.where(body, st.angle + turn, angle)
+        has_flow = has_flow | body
+    return FlowPose(centre, angle, anchors, has_flow, strong, healthy | agrees)
+
+
+def _moved(maps: torch.Tensor, points: torch.Tensor, scale: float) -> torch.Tensor:
+    """Working-px ``points`` (R, 2) through per-row affine maps (R, 2, 3) of video px."""
+    native = points / scale
+    return (torch.einsum("rij,rj->ri", maps[:, :, :2], native) + maps[:, :, 2]) * scale

@@ -43,3 +43,6 @@ class TrackState:
     sym_pairs: torch.Tensor  # (P, 2) left/right keypoint pairs
     prev_gray: np.ndarray | None
     prev_features: torch.Tensor
+    body_colours: list[np.ndarray | None] | None = None  # each animal's fur against the floor, by colour
+    prev_image: np.ndarray | None = None  # (H, W, 3) RGB, kept only with body_colours
+    image: np.ndarray | None = None

@@ -6,7 +6,9 @@ tensor operations over all K keypoints and I animals at once:
 1. **follow** (:mod:`.follow`): one Lucas-Kanade call for every part and for a lattice of spots on
    each animal's fur; a robust fit per animal gives its motion, and the spots around each part
    carry it (a head turning carries its nose and ears round); spots that move with the floor
-   (followed on spots clear of every animal) rather than with their animal are left out;
+   (followed on spots clear of every animal) rather than with their animal are left out; an
+   animal whose fur is too flat to follow is moved by aligning its colours (:mod:`.body_colour`),
+   which also starts every point's search;
 2. **animals** (:mod:`.animals`): each animal's pose (centre, turn, size) is checked against the
    appearance of all its parts together through its shape model; the flow's pose stands unless it
    slipped and another clearly looks more like the animal; two animals never take one place; an
@@ -38,6 +40,7 @@ from ...io.names import left_right_pairs
 from ...vectors import unit
 from ..config import TrackerConfig
 from .animals import LOST_SPEED_DECAY, Poses, find_animals
+from .body_colour import colour_models
 from .follow import MAX_SIZE_STEP, flow_pose, follow
 from .mask_limits import allowed_patches, clamp_to_masks, snap_offsets
 from .matching import NEG, appearance_scores
@@ -115,8 +118,17 @@ class KeypointTracker:
         for key, vec in zip(keys, vecs, strict=True):
             self._template_bank.setdefault(key, {})[annotation.frame] = vec
 
-    def start(self, annotation: FrameAnnotation, features: torch.Tensor, gray: np.ndarray | None) -> None:
+    def start(
+        self,
+        annotation: FrameAnnotation,
+        features: torch.Tensor,
+        gray: np.ndarray | None,
+        image: np.ndarray | None = None,
+    ) -> None:
         """(Re)start from ``annotation`` (a manual frame or a trusted earlier result) at its frame.
+
+        ``image`` (H, W, 3) uint8 RGB of that frame teaches each animal's colours, which then move
+        animals whose fur is too flat for the flow (``TrackerConfig.colour_bodies``).
 
         Manual frames add their own appearance to the templates; templates from other manual
         frames that were added before are kept, so a correction teaches rather than erases.
@@ -189,6 +201,9 @@ class KeypointTracker:
             prev_gray=gray,
             prev_features=features,
         )
+        if image is not None and self.config.colour_bodies and self.config.use_optical_flow:
+            self._state.body_colours = colour_models(image, xy, self._instance_host, n_inst)
+            self._state.image = image
 
     def _template_tensor(
         self, names: list[tuple[str, str]], frame: int, channels: int
@@ -209,9 +224,18 @@ class KeypointTracker:
         return templates, valid
 
     # ------------------------------------------------------------------ tracking
-    def step(self, features: torch.Tensor, gray: np.ndarray | None, masks: torch.Tensor | None = None) -> TrackOutput:
-        """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame."""
+    def step(
+        self,
+        features: torch.Tensor,
+        gray: np.ndarray | None,
+        masks: torch.Tensor | None = None,
+        image: np.ndarray | None = None,
+    ) -> TrackOutput:
+        """Advance by one frame. ``masks``: (I, H, W) bool instance masks current for this frame;
+        ``image``: (H, W, 3) uint8 RGB of the frame, for animals followed by their colours."""
         st, cfg, g = self.state, self.config, self.geometry
+        if st.body_colours is not None:
+            st.prev_image, st.image = st.image, image
         feats = _centred(features)
         maps = self._score_maps(feats, masks)
         moved = None
