@@ -202,8 +202,9 @@ class KeypointTracker:
             prev_features=features,
         )
         if image is not None and self.config.colour_bodies and self.config.use_optical_flow:
-            self._state.body_colours = colour_models(image, xy, self._instance_host, n_inst)
-            self._state.image = image
+            # only parts marked visible tell where the fur is
+            self._state.body_colours = colour_models(image, xy[shown], self._instance_host[shown], n_inst)
+            self._state.image = _own_copy(image)
 
     def _template_tensor(
         self, names: list[tuple[str, str]], frame: int, channels: int
@@ -235,7 +236,7 @@ class KeypointTracker:
         ``image``: (H, W, 3) uint8 RGB of the frame, for animals followed by their colours."""
         st, cfg, g = self.state, self.config, self.geometry
         if st.body_colours is not None:
-            st.prev_image, st.image = st.image, image
+            st.prev_image, st.image = st.image, None if image is None else _own_copy(image)
         feats = _centred(features)
         maps = self._score_maps(feats, masks)
         moved = None
@@ -351,6 +352,11 @@ def _centred(features: torch.Tensor) -> torch.Tensor:
     """Features (C, h, w) minus the frame's mean feature, unit length again."""
     feats = features.float()
     return unit(feats - feats.mean(dim=(1, 2), keepdim=True), dim=0)
+
+
+def _own_copy(image: np.ndarray) -> np.ndarray:
+    """The frame kept for the next step: a reader's buffer may be refilled meanwhile."""
+    return np.array(image, dtype=np.uint8, copy=True)
 
 
 def _visible_keypoints(annotation: FrameAnnotation) -> tuple[list[tuple[str, str]], np.ndarray]:
