@@ -53,7 +53,7 @@ def test_a_body_is_aligned_by_its_colours_on_textured_floor():
     parts = _parts((120, 90), 10)
     instance = np.zeros(len(parts), np.int64)
     tables = colour_models(before, parts, instance, 1)
-    maps, found = align_bodies(before, after, tables, parts, instance, np.zeros((1, 2), np.float32), 20.0)
+    maps, _, found = align_bodies(before, after, tables, parts, instance, np.zeros((1, 2), np.float32), 20.0)
     assert found.tolist() == [True]
     moved = parts @ maps[0, :, :2].T + maps[0, :, 2]
     error = np.linalg.norm(moved - _parts((127.5, 92), 14), axis=1)
@@ -66,7 +66,7 @@ def test_no_outline_means_no_colour_step():
     parts = _parts((120, 90), 0)
     instance = np.zeros(len(parts), np.int64)
     tables = colour_models(floor, parts, instance, 1)
-    maps, found = align_bodies(floor, floor, tables, parts, instance, np.zeros((1, 2), np.float32), 20.0)
+    maps, _, found = align_bodies(floor, floor, tables, parts, instance, np.zeros((1, 2), np.float32), 20.0)
     assert found.tolist() == [False]
     np.testing.assert_array_equal(maps[0], np.eye(2, 3))
 

@@ -84,22 +84,27 @@ def align_bodies(
     instance_of: np.ndarray,
     guess: np.ndarray,
     reach: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each animal's rigid motion from ``prev_image`` to ``image``: (I, 2, 3) affine maps of video px, (I,) found.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each animal's rigid motion from ``prev_image`` to ``image``.
 
-    ``positions`` (K, 2) are the parts on the previous frame, ``guess`` (I, 2) where each animal's
-    step is looked for first; a motion that moves the animal's centre more than ``reach`` px from
-    the guess, or a region without an outline, leaves the animal not found (identity map).
+    Returns (I, 2, 3) affine maps of video px, (I, 2) the step they give the mean of each animal's
+    parts, and (I,) found. ``positions`` (K, 2) are the parts on the previous frame, ``guess``
+    (I, 2) where each animal's step is looked for first; a motion that moves the animal's centre
+    more than ``reach`` px from the guess, or a region without an outline, leaves the animal not
+    found (identity map, no step).
     """
     import cv2
 
     h, w = image.shape[:2]
     n = len(tables)
     maps = np.tile(np.eye(2, 3, dtype=np.float32), (n, 1, 1))
+    centres = np.zeros((n, 2), positions.dtype)
     found = np.zeros(n, bool)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_ITERATIONS, ECC_EPS)
     for animal, table in enumerate(tables):
         own = _parts_of(positions, instance_of, animal)
+        if len(own):
+            centres[animal] = own.mean(axis=0)
         if table is None or len(own) < 3:
             continue
         pad = OUTLINE_MARGIN_PX + reach
@@ -124,9 +129,10 @@ def align_bodies(
         turn = warp[:, :2].T
         shift = -turn @ warp[:, 2] + lo - turn @ lo
         affine = np.concatenate([turn, shift[:, None]], axis=1)
-        centre = own.mean(axis=0)
+        centre = centres[animal]
         step = affine[:, :2] @ centre + affine[:, 2] - centre
         if np.all(np.isfinite(affine)) and np.linalg.norm(step - guess[animal]) <= reach:
             maps[animal] = affine
             found[animal] = True
-    return maps, found
+    steps = np.einsum("nij,nj->ni", maps[:, :, :2], centres) + maps[:, :, 2] - centres
+    return maps, steps.astype(np.float32), found

@@ -89,15 +89,13 @@ def follow(
     step = (st.velocity / geo.scale).cpu().numpy()
     body_maps = body_known = body_shift = None
     if st.body_colours is not None and st.prev_image is not None and st.image is not None:
-        maps, known = align_bodies(
+        maps, body_step, known = align_bodies(
             st.prev_image, st.image, st.body_colours, st.pos_native, instance_host, step, BODY_REACH_PX
         )
-        centres = np.stack([_mean_part(st.pos_native, instance_host, i) for i in range(st.n_instances)])
-        body_step = np.einsum("nij,nj->ni", maps[:, :, :2], centres) + maps[:, :, 2] - centres
         # the whole body's step starts every point's search: on flat fur the flow keeps what it is given
         step = np.where(known[:, None], body_step, step).astype(np.float32)
         body_maps, body_known = torch.from_numpy(maps).to(dev), torch.from_numpy(known).to(dev)
-        body_shift = torch.from_numpy(body_step.astype(np.float32)).to(dev) * geo.scale
+        body_shift = torch.from_numpy(body_step).to(dev) * geo.scale
     guess = start.copy()
     guess[: len(start) - len(ground)] += step[np.concatenate([instance_host, owners])]
     flow = track_points(st.prev_gray, gray, start, cfg.max_speed_px * MAX_REACH, guess, window)
@@ -127,12 +125,6 @@ def follow(
         body_known,
         body_shift,
     )
-
-
-def _mean_part(positions: np.ndarray, instance_of: np.ndarray, animal: int) -> np.ndarray:
-    own = positions[instance_of == animal]
-    own = own[np.isfinite(own).all(axis=1)]
-    return own.mean(axis=0) if len(own) else np.zeros(2, np.float32)
 
 
 def flow_pose(st: TrackState, geo: WorkGeometry, flow: Flow) -> FlowPose:
